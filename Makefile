@@ -1,0 +1,42 @@
+# HealthScore: `make demo` sets everything up and serves it; `make test` runs the suite.
+SHELL := /bin/bash
+PY := .venv/bin/python
+HS := .venv/bin/healthscore
+DEMO_ACCOUNTS ?= 1500
+DEMO_DAYS ?= 730
+DEMO_START ?= 2024-01-01
+
+# Offline machine: no telemetry, no DNS look-ups; BentoML's store inside the project.
+export BENTOML_DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export SPARK_LOCAL_IP := 127.0.0.1
+export BENTOML_HOME := $(CURDIR)/bentoml_home
+export PYTHONHASHSEED := 0
+
+.PHONY: venv demo test bench lint clean
+
+venv: .venv/.installed
+
+.venv/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+demo: venv
+	$(HS) generate --accounts $(DEMO_ACCOUNTS) --start $(DEMO_START) --days $(DEMO_DAYS) --seed 7 --out data/raw
+	$(HS) ingest data/raw
+	$(HS) features --as-of $$(date -d "$(DEMO_START) + $(DEMO_DAYS) days" +%F) --out data/features.parquet
+
+test: venv
+	$(PY) -m pytest -n 2 -q
+
+bench: venv
+	$(PY) bench/run.py
+
+lint: venv
+	$(PY) -m ruff check features training serving tests bench
+	$(PY) -m mypy features/registry.py features/contract.py
+
+clean:
+	rm -rf .venv data mlruns mlruns.db bentoml_home

@@ -1,0 +1,200 @@
+"""The feature registry: every feature HealthScore builds, declared once.
+
+Each entry says what a feature means to a person (description, unit), which health dimension it
+belongs to, its window and kind (the fight-churn vocabulary) and its direction: is a higher value
+healthier? The rules score normalises features by it, explanations word factors from it, and a
+test checks the built frame against it. Custom account attributes are added at build time as
+`attr_<column>` features of kind `attribute` and dimension `profile`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Dimension = Literal[
+    "engagement", "usage", "adoption", "support", "satisfaction", "commercial", "relationship",
+    "profile",
+]
+Kind = Literal[
+    "count", "rate", "ratio", "pct_change", "change", "days_since", "days_until", "tenure",
+    "mean", "last", "flag", "amount", "category", "attribute",
+]
+
+DIMENSIONS: tuple[Dimension, ...] = (
+    "engagement", "usage", "adoption", "support", "satisfaction", "commercial", "relationship",
+    "profile",
+)
+# The source table each dimension's features read: when it is not connected, they are missing.
+DIMENSION_SOURCES: dict[str, tuple[str, ...]] = {
+    "engagement": ("usage_events",),
+    "usage": ("usage_events",),
+    "adoption": ("usage_events",),
+    "support": ("tickets",),
+    "satisfaction": ("surveys",),
+    "commercial": ("subscriptions", "invoices"),
+    "relationship": ("touchpoints",),
+    "profile": ("accounts",),
+}
+
+FEATURE_SET_VERSION = "1"
+"""Bump when a definition changes meaning: models record it and refuse a mismatch."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    dimension: Dimension
+    kind: Kind
+    source: str
+    """Contract table the feature reads."""
+    higher_is_healthier: bool | None
+    """None for neutral descriptors (segment, seats)."""
+    unit: str
+    description: str
+    window: int | None = None
+    """Look-back window in days ending just before as_of; None for point-in-time states."""
+    dtype: Literal["float", "category"] = "float"
+    actionable: bool = False
+    """A CSM can change it (what-if may move it); tenure and segment are not actionable."""
+
+
+def _f(name: str, dimension: Dimension, kind: Kind, source: str, better: bool | None, unit: str,
+       description: str, window: int | None = None, *, dtype: Literal["float", "category"] = "float",
+       actionable: bool = False) -> FeatureSpec:
+    return FeatureSpec(name, dimension, kind, source, better, unit, description, window, dtype,
+                       actionable)
+
+
+U, T, S, X, I, C, A = ("usage_events", "tickets", "surveys", "touchpoints", "invoices",
+                       "subscriptions", "accounts")
+
+FEATURES: tuple[FeatureSpec, ...] = (
+    # engagement: who shows up
+    _f("active_users_7d", "engagement", "count", U, True, "users",
+       "Distinct users active in the last 7 days", 7, actionable=True),
+    _f("active_users_30d", "engagement", "count", U, True, "users",
+       "Distinct users active in the last 30 days", 30, actionable=True),
+    _f("active_users_90d", "engagement", "count", U, True, "users",
+       "Distinct users active in the last 90 days", 90, actionable=True),
+    _f("active_user_ratio_30d", "engagement", "ratio", U, True, "share of seats",
+       "Active users in the last 30 days per contracted seat", 30, actionable=True),
+    _f("logins_30d", "engagement", "count", U, True, "user-days",
+       "User-days with any activity in the last 30 days (logins)", 30, actionable=True),
+    _f("logins_pct_change_30d", "engagement", "pct_change", U, True, "%",
+       "Change in logins, last 30 days against the 30 days before", 30, actionable=True),
+    _f("active_days_30d", "engagement", "count", U, True, "days",
+       "Days with any activity in the last 30 days", 30, actionable=True),
+    _f("days_since_last_activity", "engagement", "days_since", U, False, "days",
+       "Days since any user was last active", actionable=True),
+    # usage: how much they use it
+    _f("events_7d", "usage", "count", U, True, "events",
+       "Product events in the last 7 days", 7, actionable=True),
+    _f("events_30d", "usage", "count", U, True, "events",
+       "Product events in the last 30 days", 30, actionable=True),
+    _f("events_90d", "usage", "count", U, True, "events",
+       "Product events in the last 90 days", 90, actionable=True),
+    _f("events_per_seat_30d", "usage", "rate", U, True, "events per seat",
+       "Product events in the last 30 days per contracted seat", 30, actionable=True),
+    _f("events_pct_change_30d", "usage", "pct_change", U, True, "%",
+       "Change in product events, last 30 days against the 30 days before", 30,
+       actionable=True),
+    # adoption: how much of the product they use
+    _f("features_used_30d", "adoption", "count", U, True, "features",
+       "Distinct product features used in the last 30 days", 30, actionable=True),
+    _f("features_used_90d", "adoption", "count", U, True, "features",
+       "Distinct product features used in the last 90 days", 90, actionable=True),
+    _f("features_used_change_30d", "adoption", "change", U, True, "features",
+       "Change in distinct features used, last 30 days against the 30 days before", 30,
+       actionable=True),
+    # support
+    _f("tickets_30d", "support", "count", T, False, "tickets",
+       "Support tickets opened in the last 30 days", 30, actionable=True),
+    _f("tickets_90d", "support", "count", T, False, "tickets",
+       "Support tickets opened in the last 90 days", 90, actionable=True),
+    _f("tickets_pct_change_30d", "support", "pct_change", T, False, "%",
+       "Change in tickets opened, last 30 days against the 30 days before", 30,
+       actionable=True),
+    _f("urgent_tickets_90d", "support", "count", T, False, "tickets",
+       "High or urgent priority tickets opened in the last 90 days", 90, actionable=True),
+    _f("escalations_90d", "support", "count", T, False, "tickets",
+       "Escalated tickets opened in the last 90 days", 90, actionable=True),
+    _f("reopened_tickets_90d", "support", "count", T, False, "tickets",
+       "Reopened tickets opened in the last 90 days", 90, actionable=True),
+    _f("open_tickets", "support", "count", T, False, "tickets",
+       "Tickets open at the as-of date", actionable=True),
+    _f("median_resolution_hours_90d", "support", "mean", T, False, "hours",
+       "Median hours to resolve tickets opened and resolved in the last 90 days", 90),
+    _f("ticket_csat_90d", "support", "mean", T, True, "CSAT 1-5",
+       "Mean ticket CSAT in the last 90 days", 90),
+    _f("ticket_sentiment_90d", "support", "mean", T, True, "sentiment -1..1",
+       "Mean ticket sentiment in the last 90 days", 90),
+    _f("days_since_last_ticket", "support", "days_since", T, True, "days",
+       "Days since the last ticket was opened"),
+    # satisfaction
+    _f("nps_last", "satisfaction", "last", S, True, "NPS 0-10",
+       "Most recent NPS response"),
+    _f("nps_avg_365d", "satisfaction", "mean", S, True, "NPS 0-10",
+       "Mean NPS response in the last 365 days", 365),
+    _f("csat_avg_90d", "satisfaction", "mean", S, True, "CSAT 1-5",
+       "Mean CSAT survey response in the last 90 days", 90),
+    _f("survey_responses_90d", "satisfaction", "count", S, True, "responses",
+       "Survey responses in the last 90 days", 90),
+    _f("days_since_last_survey", "satisfaction", "days_since", S, False, "days",
+       "Days since the last survey response"),
+    # commercial
+    _f("arr", "commercial", "amount", C, None, "ARR",
+       "ARR of the subscriptions active at the as-of date"),
+    _f("arr_pct_change_90d", "commercial", "pct_change", C, True, "%",
+       "Change in active ARR against 90 days earlier", 90),
+    _f("subscription_seats", "commercial", "count", C, None, "seats",
+       "Seats of the subscriptions active at the as-of date"),
+    _f("days_to_renewal", "commercial", "days_until", C, True, "days",
+       "Days until the earliest end date of an active subscription"),
+    _f("auto_renew", "commercial", "flag", C, True, "yes/no",
+       "An active subscription renews automatically"),
+    _f("failed_payments_90d", "commercial", "count", I, False, "invoices",
+       "Invoices with a failed payment issued in the last 90 days", 90, actionable=True),
+    _f("overdue_invoices", "commercial", "count", I, False, "invoices",
+       "Invoices past due and unpaid at the as-of date", actionable=True),
+    # relationship
+    _f("touchpoints_30d", "relationship", "count", X, True, "touchpoints",
+       "Meetings, calls, QBRs and emails in the last 30 days", 30, actionable=True),
+    _f("touchpoints_90d", "relationship", "count", X, True, "touchpoints",
+       "Meetings, calls, QBRs and emails in the last 90 days", 90, actionable=True),
+    _f("exec_touches_90d", "relationship", "count", X, True, "touchpoints",
+       "Touchpoints with an executive in the last 90 days", 90, actionable=True),
+    _f("days_since_last_exec_touch", "relationship", "days_since", X, False, "days",
+       "Days since the last touchpoint with an executive", actionable=True),
+    _f("days_since_last_touch", "relationship", "days_since", X, False, "days",
+       "Days since the last touchpoint of any kind", actionable=True),
+    _f("response_rate_90d", "relationship", "ratio", X, True, "share",
+       "Share of outbound touchpoints the customer responded to in the last 90 days", 90,
+       actionable=True),
+    # profile: who the customer is (not scored by the rules, used by models and peers)
+    _f("tenure_days", "profile", "tenure", A, None, "days",
+       "Days since the account signed up"),
+    _f("seats", "profile", "count", A, None, "seats", "Contracted seats on the account"),
+    _f("segment", "profile", "category", A, None, "", "Customer segment", dtype="category"),
+    _f("industry", "profile", "category", A, None, "", "Industry", dtype="category"),
+    _f("region", "profile", "category", A, None, "", "Region", dtype="category"),
+    _f("plan", "profile", "category", A, None, "", "Plan", dtype="category"),
+)
+
+FEATURES_BY_NAME: dict[str, FeatureSpec] = {f.name: f for f in FEATURES}
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES_BY_NAME)
+ENTITY_COLUMNS: tuple[str, str] = ("account_id", "as_of")
+
+
+def feature(name: str) -> FeatureSpec:
+    """Look a feature up, including custom `attr_*` attributes (neutral, profile)."""
+    if name in FEATURES_BY_NAME:
+        return FEATURES_BY_NAME[name]
+    if name.startswith("attr_"):
+        return FeatureSpec(name, "profile", "attribute", "accounts", None, "",
+                           f"Custom attribute {name[5:]}")
+    raise KeyError(f"unknown feature {name!r}")
+
+
+def by_dimension(dimension: str) -> tuple[FeatureSpec, ...]:
+    return tuple(f for f in FEATURES if f.dimension == dimension)

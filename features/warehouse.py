@@ -1,0 +1,40 @@
+"""The embedded DuckDB warehouse: opening it, and knowing which contract tables are connected.
+
+Tables carry the contract names (`accounts`, `usage_events`, ...). A table that is absent is
+"not connected". Ingestion is the only writer; everything else opens it read-only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from features.contract import TABLES
+
+
+def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse file (":memory:" for a throwaway one)."""
+    if str(path) != ":memory:":
+        path = Path(path)
+        if read_only and not path.exists():
+            raise FileNotFoundError(
+                f"warehouse {path} does not exist: run `healthscore ingest DIR` first"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(str(path), read_only=read_only)
+
+
+def connected_tables(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """Contract tables present in the warehouse."""
+    present = {r[0] for r in con.execute(
+        "select table_name from information_schema.tables where table_schema = 'main'"
+    ).fetchall()}
+    return frozenset(t.name for t in TABLES if t.name in present)
+
+
+def row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    return {
+        name: con.execute(f'select count(*) from "{name}"').fetchone()[0]  # type: ignore[index]
+        for name in sorted(connected_tables(con))
+    }
