@@ -9,11 +9,12 @@ nothing here runs at import.
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
@@ -40,14 +41,28 @@ class IngestConfig(_Section):
     duplicates: Policy = "drop"
     """Rows whose key repeats: keep the first (drop), keep all, or refuse the load."""
     events_before_signup: Policy = "keep"
+    """Event rows dated before the day of their account's created_at: drop, keep, or refuse."""
+    usage_before_subscription: Policy = "keep"
+    """usage_events rows dated before the account's first subscription start."""
     churn_flag_mismatch: Policy = "keep"
-    max_examples: int = 5
+    """An accounts churn-flag attribute that disagrees with churn_events: drop blanks the
+    disagreeing flags (the attribute stays, those cells become empty), keep, or refuse."""
+    churn_flag_column: str = "churn_flag"
+    """Name of the accounts custom attribute checked against churn_events ("" for none)."""
+    max_examples: int = Field(default=5, ge=0)
     """Examples shown per problem in a validation report."""
 
 
 class FeatureConfig(_Section):
     windows: tuple[int, ...] = (7, 30, 90)
     attribute_prefix: str = "attr_"
+    prepared_max_entities: int = Field(100, ge=0)
+    """Up to this many distinct entity rows (the online path), reuse each query compiled once
+    per warehouse schema instead of compiling per call (compiling costs more than one account's
+    rows); beyond it, compile per call with the entities' time range as literal bounds."""
+    literal_account_filter_max: int = Field(1000, ge=0)
+    """Up to this many entity accounts, sources are filtered with a literal IN list (pushed into
+    the scan: a one-account build reads little); beyond it, with a semi join on the entities."""
 
 
 class HealthConfig(_Section):
@@ -55,6 +70,11 @@ class HealthConfig(_Section):
     """YAML of rules profiles; None means the packaged default."""
     trend_days: int = 7
     trend_dead_band: float = 3.0
+    validation_warmup_days: int = Field(90, ge=0)
+    """validate-score: first as-of date this many days after the first activity in the data."""
+    weights_fit_share: float = Field(0.6, gt=0, lt=1)
+    """validate-score: share of the as-of dates used to fit suggested weights; the later rest
+    (after a gap of the horizon) measures their AUC gain over the current weights."""
 
 
 class TrainingConfig(_Section):
@@ -65,12 +85,70 @@ class TrainingConfig(_Section):
     n_folds: int = 3
     promotion_margin: float = 0.005
     """ROC AUC a challenger must gain over the champion to take the alias."""
+    as_of_start: date | None = None
+    """First training as-of date; None: the start of the data plus the longest feature window."""
+    as_of_end: date | None = None
+    """Last training as-of date; None: the last date the shortest horizon can still label."""
+    targets: tuple[Literal["churn", "expansion"], ...] = ("churn", "expansion")
+    # LightGBM: small trees and a tree cap keep per-row SHAP cheap at serving time. Four leaves
+    # ranked best on the synthetic world's backtest and on the PySurvival table (vs 7, 15, 31).
+    num_leaves: int = Field(4, ge=2)
+    learning_rate: float = Field(0.05, gt=0)
+    max_trees: int = Field(300, ge=1)
+    min_child_samples: int = Field(40, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: float = Field(1.0, ge=0)
+    early_stopping_rounds: int = Field(30, ge=1)
+    num_threads: int = Field(1, ge=1)
+    """Fixed so a seed reproduces the same trees. One thread is also the fastest on a shared
+    2-core machine (OpenMP threads spin while the cores are busy); raise it on a dedicated one."""
+    # Chronological windows, in as-of dates, carved from the end of the labelled dates.
+    valid_dates: int = Field(2, ge=1)
+    """Early-stopping window."""
+    calib_dates: int = Field(2, ge=1)
+    """Calibration window (its own, after the early-stopping one)."""
+    test_dates: int = Field(2, ge=1)
+    """Held-out window of each backtest fold."""
+    isotonic_min_positives: int = Field(100, ge=1)
+    """Positives the calibration window needs for isotonic calibration; fewer: sigmoid."""
+    min_auc: float = 0.55
+    """Backtest ROC AUC a model needs before it can be champion at all."""
+    cv_folds: int = Field(5, ge=2)
+    """Bring-your-own-table mode without a time column: stratified folds."""
+    leakage_auc: float = Field(0.98, gt=0.5, le=1)
+    """A single feature ranking the label better than this is reported as likely leakage."""
+    experiment: str = "healthscore"
+    """MLflow experiment name."""
+    shap_rows: int = Field(2000, ge=10)
+    """Rows sampled from the test window for the SHAP summary plot."""
 
 
 class ServingConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 3000
     top_k_factors: int = 5
+    workers: int = Field(1, ge=1)
+    """`bentoml serve` worker processes."""
+    admin_key: SecretStr | None = None
+    """Bootstrap admin API key (set HEALTHSCORE_SERVING__ADMIN_KEY); stored hashed on start."""
+    key_cache_seconds: float = Field(5.0, ge=0)
+    """How long a checked API key is trusted before the store is asked again."""
+    precompute: bool = True
+    """Score every warehouse account at start-up and on each new snapshot (fast lookups)."""
+    feature_cache_size: int = Field(2048, ge=0)
+    warehouse_check_seconds: float = Field(1.0, ge=0)
+    """How often a worker looks for a changed warehouse file or rules version."""
+    score_change_points: float = Field(5.0, gt=0)
+    """Score.declined / Score.improved fire on a move of at least this many points."""
+    risk_increase_points: float = Field(10.0, gt=0)
+    """Risk.increased fires when the churn probability rises this many percentage points."""
+    alert_drop_points: float = Field(10.0, gt=0)
+    alert_churn_probability: float = Field(0.5, gt=0, le=1)
+    alert_cooldown_hours: float = Field(24.0, ge=0)
+    webhook_max_attempts: int = Field(6, ge=1)
+    webhook_backoff_seconds: float = Field(2.0, ge=0)
+    webhook_timeout_seconds: float = Field(5.0, gt=0)
+    delivery_poll_seconds: float = Field(0.5, gt=0)
 
 
 class Settings(BaseSettings):

@@ -12,6 +12,12 @@ import duckdb
 
 from features.contract import TABLES
 
+DUCKDB_TYPES: dict[str, str] = {
+    "string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
+"""Warehouse column type of each contract column type (ingestion creates tables with them)."""
+
 
 def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file (":memory:" for a throwaway one)."""
