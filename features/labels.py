@@ -81,9 +81,22 @@ def build_labels(
     return out
 
 
-def _entity_relation(con: duckdb.DuckDBPyConnection, ids: np.ndarray, as_of: np.ndarray):
+def _query_with_entities(
+    con: duckdb.DuckDBPyConnection, ids: np.ndarray, as_of: np.ndarray, sql: str
+) -> pd.DataFrame:
+    """Run `sql` with the entity rows registered as the view `ents` (row, account_id, as_of).
+
+    The frame is registered explicitly rather than found by DuckDB's scan of Python locals:
+    Ibis switches that scan off on connections it wraps, and the feature code shares them.
+    """
     frame = pd.DataFrame({"row": np.arange(len(ids)), "account_id": ids, "as_of": as_of})
-    return con.from_df(frame)
+    cur = con.cursor()
+    cur.register("ents", frame)
+    try:
+        return cur.execute(sql).fetchdf()
+    finally:
+        cur.unregister("ents")
+        cur.close()
 
 
 def _first_event_after(
@@ -98,15 +111,15 @@ def _first_event_after(
     never = np.full(len(ids), np.datetime64("2262-01-01"), dtype="datetime64[ns]")
     if table not in connected or len(ids) == 0:
         return never
-    ents = _entity_relation(con, ids, as_of)  # noqa: F841 - referenced by name in the query
-    rows = con.execute(
+    rows = _query_with_entities(
+        con, ids, as_of,
         f"""
         select e.row, min(t."{column}") as first_at
         from ents e join "{table}" t
           on t.account_id = e.account_id and t."{column}" >= e.as_of
         group by e.row
-        """
-    ).fetchdf()
+        """,
+    )
     out = never.copy()
     out[rows["row"].to_numpy()] = pd.to_datetime(rows["first_at"]).to_numpy("datetime64[ns]")
     return out
@@ -118,13 +131,13 @@ def _churned_before(
     """Per entity row: the account churned strictly before as_of (it has no future to label)."""
     if "churn_events" not in connected or len(ids) == 0:
         return np.zeros(len(ids), dtype=bool)
-    ents = _entity_relation(con, ids, as_of)  # noqa: F841
-    rows = con.execute(
+    rows = _query_with_entities(
+        con, ids, as_of,
         """
         select distinct e.row from ents e join churn_events c
           on c.account_id = e.account_id and c.churned_at < e.as_of
-        """
-    ).fetchdf()
+        """,
+    )
     out = np.zeros(len(ids), dtype=bool)
     out[rows["row"].to_numpy()] = True
     return out

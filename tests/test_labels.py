@@ -72,3 +72,11 @@ def test_rows_keep_their_order(con):
     y = build_labels(con, e)
     assert y["account_id"].tolist() == ["b", "a", "b"]
     assert y["churn_30d"].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_labels_work_on_a_connection_ibis_has_wrapped(con):
+    import ibis
+
+    ibis.duckdb.from_connection(con)  # switches off DuckDB's scan of Python locals
+    y = build_labels(con, ents(("a", "2024-01-01")))
+    assert y.loc[0, "churn_30d"] == 1.0
