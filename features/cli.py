@@ -17,18 +17,171 @@ def register(app: typer.Typer) -> None:
 
 
 # --- generate: owned by the generator work (features/generate.py) ----------------------------
-def generate() -> None:
+_GEN_ACCOUNTS = typer.Option(1000, "--accounts", min=1, help="Number of accounts (some sign "
+                             "up during the period).")
+_GEN_START = typer.Option("2024-01-01", "--start", help="First day of the data (YYYY-MM-DD).")
+_GEN_DAYS = typer.Option(730, "--days", min=1, help="Days of data from --start.")
+_GEN_SEED = typer.Option(7, "--seed", help="Random seed: the same seed writes the same bytes.")
+_GEN_OUT = typer.Option("data/raw", "--out", help="Folder to write one file per table into.")
+_GEN_FORMAT = typer.Option("parquet", "--format", help="File format of the tables: parquet or "
+                           "csv (the truth is always truth.parquet and truth_events.csv).")
+
+
+def generate(
+    accounts: int = _GEN_ACCOUNTS,
+    start: str = _GEN_START,
+    days: int = _GEN_DAYS,
+    seed: int = _GEN_SEED,
+    out: str = _GEN_OUT,
+    fmt: str = _GEN_FORMAT,
+) -> None:
     """Generate a synthetic B2B SaaS world in the contract format."""
-    raise typer.Exit("not implemented yet")
+    from datetime import date
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from features.generate import FORMATS, generate_world, write_world
+
+    try:
+        first = date.fromisoformat(start)
+    except ValueError:
+        raise typer.BadParameter(f"{start!r} is not a date (YYYY-MM-DD)",
+                                 param_hint="--start") from None
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r}: use one of {', '.join(FORMATS)}",
+                                 param_hint="--format")
+    console = Console()
+    folder = Path(out)
+    with Progress(TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("generate", total=1.0)
+        world = generate_world(
+            accounts, first, days, seed,
+            progress=lambda stage, done: bar.update(task, completed=done,
+                                                    description=f"generate: {stage}"),
+        )
+        task = bar.add_task("write", total=1.0)
+        paths = write_world(
+            world, folder, fmt,
+            progress=lambda name, done: bar.update(task, completed=done,
+                                                   description=f"write: {name}"),
+        )
+    table = Table(title=f"{accounts} accounts x {days} days from {first}, seed {seed}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("file")
+    frames = {**world.tables, "truth": world.truth, "truth_events": world.shocks}
+    for name, path in paths.items():
+        table.add_row(name, f"{len(frames[name]):,}", str(path))
+    console.print(table)
 
 
 # --- ingest: owned by the ingestion work (features/ingest.py) ---------------------------------
-def ingest() -> None:
+def ingest(
+    ctx: typer.Context,
+    data_dir: str = typer.Argument(..., help="Folder with one file per table: <table>.csv or "
+                                   "<table>.parquet (or a customer export, with --mapping)."),
+    mapping: str | None = typer.Option(None, "--mapping", help="YAML column mapping of a "
+                                       "customer export, e.g. features/mappings/ravenstack.yaml."),
+    warehouse: str | None = typer.Option(None, "--warehouse", help="DuckDB warehouse file; "
+                                         "default: paths.warehouse of the config."),
+) -> None:
     """Validate a data folder and load it into the DuckDB warehouse in one transaction."""
-    raise typer.Exit("not implemented yet")
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from features.ingest import STEPS, IngestRefused, ingest_folder
+    from features.ingest_output import print_report
+    from features.mapping import MappingError
+
+    settings = ctx.obj
+    console = Console()
+    target = Path(warehouse) if warehouse else settings.paths.warehouse
+    try:
+        with Progress(TextColumn("{task.description:<32}"), BarColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def tick(table: str, step: str) -> None:
+                if table not in tasks:
+                    tasks[table] = bar.add_task(table, total=len(STEPS))
+                bar.update(tasks[table], completed=STEPS.index(step) + 1,
+                           description=f"{table}: {step}")
+
+            report = ingest_folder(Path(data_dir), target, settings.ingest, mapping=mapping,
+                                   progress=tick)
+    except IngestRefused as exc:
+        print_report(exc.report, console)
+        raise typer.Exit(1) from None
+    except (MappingError, FileNotFoundError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    print_report(report, console)
 
 
 # --- features: owned by the feature work (features/build.py) ----------------------------------
-def features() -> None:
+_AS_OF = typer.Option(..., "--as-of", help="As-of date (YYYY-MM-DD): features see only data "
+                      "dated before its midnight.")
+_OUT = typer.Option(None, "--out", help="Write the frame to FILE.parquet or FILE.csv.")
+_ACCOUNT = typer.Option(None, "--account", help="Only this account (repeatable); default: every "
+                        "active account.")
+_WAREHOUSE = typer.Option(None, "--warehouse", help="DuckDB warehouse file; default: "
+                          "paths.warehouse of the config.")
+
+
+def features(
+    ctx: typer.Context,
+    as_of: str = _AS_OF,
+    out: str | None = _OUT,
+    account: list[str] | None = _ACCOUNT,
+    warehouse: str | None = _WAREHOUSE,
+) -> None:
     """Build point-in-time features for the active accounts as of a date."""
-    raise typer.Exit("not implemented yet")
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from features.build import build_features, write_features
+    from features.entities import build_entities
+    from features.feature_summary import summary_table
+    from features.warehouse import connect, connected_tables
+
+    settings = ctx.obj
+    console = Console()
+    target = Path(out) if out else None
+    if target is not None and target.suffix.lower() not in (".parquet", ".csv"):
+        raise typer.BadParameter(f"{target}: use a .parquet or .csv file", param_hint="--out")
+    path = Path(warehouse) if warehouse else settings.paths.warehouse
+    try:
+        con = connect(path, read_only=True)
+        entities = build_entities(con, as_of, account_ids=account or None)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    if entities.empty:
+        who = f"account(s) {', '.join(account)} not active" if account else "no active account"
+        console.print(f"[yellow]{who} as of {as_of} (unknown, not yet created or churned)"
+                      "[/yellow]")
+        raise typer.Exit(1)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("features", total=1.0)
+        frame = build_features(
+            con, entities, settings.features,
+            progress=lambda step, done: bar.update(task, completed=done,
+                                                   description=f"features: {step}"),
+        )
+    connected = connected_tables(con)
+    con.close()
+    console.print(summary_table(frame, connected, as_of, settings.features.attribute_prefix))
+    if target is not None:
+        write_features(frame, target)
+        console.print(f"wrote {len(frame)} rows x {frame.shape[1]} columns to {target}")
+    else:
+        console.print("no --out given: nothing written")

@@ -126,7 +126,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
     _f("median_resolution_hours_90d", "support", "mean", T, False, "hours",
        "Median hours to resolve tickets opened and resolved in the last 90 days", 90),
     _f("ticket_csat_90d", "support", "mean", T, True, "CSAT 1-5",
-       "Mean ticket CSAT in the last 90 days", 90),
+       "Mean CSAT of tickets opened in the last 90 days and resolved before the as-of date",
+       90),
     _f("ticket_sentiment_90d", "support", "mean", T, True, "sentiment -1..1",
        "Mean ticket sentiment in the last 90 days", 90),
     _f("days_since_last_ticket", "support", "days_since", T, True, "days",
@@ -154,7 +155,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
     _f("auto_renew", "commercial", "flag", C, True, "yes/no",
        "An active subscription renews automatically"),
     _f("failed_payments_90d", "commercial", "count", I, False, "invoices",
-       "Invoices with a failed payment issued in the last 90 days", 90, actionable=True),
+       "Invoices issued in the last 90 days, due before the as-of date, whose payment failed",
+       90, actionable=True),
     _f("overdue_invoices", "commercial", "count", I, False, "invoices",
        "Invoices past due and unpaid at the as-of date", actionable=True),
     # relationship
@@ -169,7 +171,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
     _f("days_since_last_touch", "relationship", "days_since", X, False, "days",
        "Days since the last touchpoint of any kind", actionable=True),
     _f("response_rate_90d", "relationship", "ratio", X, True, "share",
-       "Share of outbound touchpoints the customer responded to in the last 90 days", 90,
+       "Share of outbound touchpoints in the last 90 days the customer responded to (of those "
+       "with a known response)", 90,
        actionable=True),
     # profile: who the customer is (not scored by the rules, used by models and peers)
     _f("tenure_days", "profile", "tenure", A, None, "days",

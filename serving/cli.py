@@ -35,7 +35,7 @@ def main(
 
 features_cli.register(app)
 
-for _module in ("training.cli", "serving.commands"):
+for _module in ("training.cli", "serving.commands", "serving.serve_cli", "serving.explain_cli"):
     try:
         __import__(_module)
     except ModuleNotFoundError as exc:  # a package whose commands are not written yet
