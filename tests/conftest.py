@@ -4,5 +4,41 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+# --- PostgreSQL (score store tests) -----------------------------------------------------------
+# Each test gets its own schema on the local server (127.0.0.1:5432, user postgres, trust auth,
+# database `test`), dropped afterwards. Unreachable server: the test skips, except under CI=true,
+# where it fails, so CI can never pass without having run against PostgreSQL.
+POSTGRES_DSN = os.environ.get(
+    "HEALTHSCORE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def postgres_url():
+    """SQLAlchemy URL of a fresh, empty schema on the test PostgreSQL (dropped after the test)."""
+    import uuid
+
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL unreachable at {POSTGRES_DSN}: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message} (CI=true: PostgreSQL tests must run)")
+        pytest.skip(message)
+    schema = f"hs_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'create schema "{schema}"')
+        base = POSTGRES_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
+        sep = "&" if "?" in base else "?"
+        try:
+            yield f"{base}{sep}options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f'drop schema if exists "{schema}" cascade')

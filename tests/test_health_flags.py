@@ -1,0 +1,111 @@
+"""Risk flags: each raised by its own condition with numbers as evidence and an action hint, even
+when the composite looks fine; thresholds come from the profile, words from wording.yaml."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features.contract import TABLES
+from serving.health import load_rules, score_frame
+from serving.health.examples import AT_RISK, HEALTHY, feature_frame
+from serving.health.wording import load_wording
+
+ALL = frozenset(t.name for t in TABLES)
+RULES = load_rules()
+
+
+def flags_of(row: dict, connected: frozenset[str] = ALL) -> dict[str, dict]:
+    out = score_frame(feature_frame([row]), connected, RULES)
+    return {f["code"]: f for f in out["flags"].iloc[0]}
+
+
+def test_a_healthy_account_raises_no_flags():
+    assert flags_of(HEALTHY) == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "evidence"),
+    [
+        ({"logins_pct_change_30d": -45}, "usage_drop", {"logins_pct_change_30d": -45}),
+        ({"events_pct_change_30d": -31}, "usage_drop", {"events_pct_change_30d": -31}),
+        ({"tickets_30d": 4, "tickets_pct_change_30d": 150}, "support_spike", {"tickets_30d": 4}),
+        ({"tickets_30d": 3, "tickets_pct_change_30d": np.nan}, "support_spike",
+         {"tickets_30d": 3}),
+        ({"nps_last": 6}, "nps_detractor", {"nps_last": 6}),
+        ({"failed_payments_90d": 1}, "payment_issue", {"failed_payments_90d": 1}),
+        ({"overdue_invoices": 2}, "payment_issue", {"overdue_invoices": 2}),
+        ({"days_to_renewal": 60}, "renewal_soon", {"days_to_renewal": 60}),
+        ({"days_since_last_exec_touch": 95}, "no_exec_touch",
+         {"days_since_last_exec_touch": 95}),
+        ({"escalations_90d": 1}, "escalation", {"escalations_90d": 1}),
+    ],
+)
+def test_each_flag_is_raised_by_its_condition_with_evidence(change, code, evidence):
+    flags = flags_of(HEALTHY | change)
+    assert set(flags) == {code}
+    flag = flags[code]
+    for name, value in evidence.items():
+        assert flag["evidence"][name] == pytest.approx(value)
+    words = load_wording().flag(code)
+    assert flag["title"] == words["title"] and flag["hint"] == words["hint"]
+    assert flag["text"] and "{" not in flag["text"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"logins_pct_change_30d": -29, "events_pct_change_30d": -20},
+        {"tickets_30d": 2, "tickets_pct_change_30d": 300},
+        {"tickets_30d": 5, "tickets_pct_change_30d": 50},
+        {"nps_last": 7},
+        {"days_to_renewal": 91},
+        {"days_since_last_exec_touch": 89},
+    ],
+)
+def test_just_inside_the_thresholds_raises_nothing(change):
+    assert flags_of(HEALTHY | change) == {}
+
+
+def test_flags_are_raised_even_when_the_composite_looks_fine():
+    out = score_frame(feature_frame([HEALTHY | {"nps_last": 2, "days_to_renewal": 30}]), ALL,
+                      RULES)
+    assert out["band"].iloc[0] == "Champion"
+    assert {f["code"] for f in out["flags"].iloc[0]} == {"nps_detractor", "renewal_soon"}
+
+
+def test_most_severe_flags_come_first():
+    severities = [f["severity"] for f in score_frame(feature_frame([AT_RISK]), ALL,
+                                                     RULES)["flags"].iloc[0]]
+    order = {"high": 0, "medium": 1, "low": 2}
+    assert severities == sorted(severities, key=order.__getitem__)
+    assert len(severities) == 7
+
+
+def test_a_source_that_is_not_connected_raises_nothing():
+    assert flags_of(HEALTHY | {"nps_last": 1}, ALL - {"surveys"}) == {}
+
+
+def test_never_meeting_an_executive_is_flagged_only_when_touchpoints_are_connected():
+    never = HEALTHY | {"days_since_last_exec_touch": np.nan, "exec_touches_90d": 0}
+    flag = flags_of(never)["no_exec_touch"]
+    assert flag["evidence"]["days_since_last_exec_touch"] is None
+    assert flag["text"] == load_wording().flag("no_exec_touch")["evidence_never"]
+    assert flags_of(never, ALL - {"touchpoints"}) == {}
+    # A new account has not had the time yet.
+    assert flags_of(never | {"tenure_days": 30}) == {}
+
+
+def test_profiles_set_their_own_flag_thresholds():
+    row = HEALTHY | {"tickets_30d": 4, "tickets_pct_change_30d": 200,
+                     "days_since_last_exec_touch": 120}
+    assert set(flags_of(row | {"segment": "mid-market"})) == {"support_spike", "no_exec_touch"}
+    assert set(flags_of(row | {"segment": "enterprise"})) == {"no_exec_touch"}  # spike from 6
+    assert set(flags_of(row | {"segment": "smb"})) == {"support_spike"}  # exec touch disabled
+
+
+def test_flags_are_json_ready():
+    import json
+
+    flags = score_frame(feature_frame([AT_RISK]), ALL, RULES)["flags"].iloc[0]
+    assert json.loads(json.dumps(flags)) == flags
