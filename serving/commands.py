@@ -117,7 +117,13 @@ def score(
             scored, _ = score_accounts(con, as_of.date(), rules, settings.features, store=store,
                                        progress=report)
             report("writing", 0.0)
-            written = store.replace_scores(scored) if len(scored) else 0
+            # Through the service's outbox: the daily job fires the same events and alerts as
+            # the API, in the same transaction as the scores, and a re-run adds none twice.
+            from serving.events import record_daily
+
+            if len(scored):
+                record_daily(store.engine, scored, rules, settings.serving)
+            written = len(scored)
             report("writing", 1.0)
     con.close()
 

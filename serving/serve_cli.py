@@ -1,0 +1,135 @@
+"""Commands of the service: `healthscore serve` and `healthscore keys create|list|revoke`.
+
+`serve` starts `bentoml serve serving.service:HealthScoreService` with the host and port of the
+settings (or the options), BENTOML_HOME inside the project, tracking off, and the `--config` file
+passed on through HEALTHSCORE_CONFIG so the service builds the same settings. `keys` mints, lists
+and revokes API keys in the store (a key is printed once; only its hash is kept). Option parsing
+and output only; `ctx.obj` is the Settings built in serving/cli.py's callback.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+keys_app = typer.Typer(help="API keys of the service (reader, writer, admin).",
+                       no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` and `keys` to the root app."""
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")
+
+
+def _settings(ctx: typer.Context) -> Any:
+    root = ctx.find_root()
+    if root.obj is None:
+        from features.config import load_settings
+
+        root.obj = load_settings()
+    return root.obj
+
+
+def service_env(config: Path | None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the service process runs with."""
+    env = dict(base if base is not None else os.environ)
+    env.setdefault("BENTOML_HOME", str(Path.cwd() / "bentoml_home"))  # as the Makefile
+    env.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if config is not None:
+        env["HEALTHSCORE_CONFIG"] = str(Path(config).resolve())
+    return env
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "bentoml", "serve", "serving.service:HealthScoreService",
+            "--host", host, "--port", str(port)]
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Bind address [default: serving.host].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: serving.port].")] = None,
+) -> None:
+    """Start the HealthScore API (BentoML) and block until it stops."""
+    settings = _settings(ctx)
+    config = ctx.find_root().params.get("config")
+    cmd = serve_command(host or settings.serving.host, port or settings.serving.port)
+    typer.echo(f"HealthScore API on http://{host or settings.serving.host}:"
+               f"{port or settings.serving.port}/v1 (OpenAPI: /v1/docs)")
+    try:
+        code = subprocess.call(cmd, env=service_env(config))
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
+
+
+@keys_app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Who or what the key is for.")],
+    role: Annotated[str, typer.Option(help="reader, writer or admin.")] = "reader",
+) -> None:
+    """Mint a key and print it once."""
+    from sqlalchemy.orm import Session
+
+    from serving.auth import ROLES, create_key
+    from serving.store import open_store
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"must be one of {', '.join(ROLES)}", param_hint="--role")
+    settings = _settings(ctx)
+    with open_store(settings.paths.store_url) as store, Session(store.engine) as session, \
+            session.begin():
+        row, key = create_key(session, name, role, actor="cli")  # type: ignore[arg-type]
+        key_id = row.id
+    typer.echo(f"key {key_id} ({name}, {role}): {key}")
+    typer.echo("Store it now: it is not shown again.", err=True)
+
+
+@keys_app.command("list")
+def list_keys(ctx: typer.Context) -> None:
+    """Keys with their role and prefix (never the key)."""
+    from rich.console import Console
+    from rich.table import Table
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from serving.ops_store import ApiKey
+    from serving.store import open_store
+
+    settings = _settings(ctx)
+    table = Table(title="API keys")
+    for col in ("id", "name", "role", "prefix", "created", "revoked"):
+        table.add_column(col)
+    with open_store(settings.paths.store_url) as store, Session(store.engine) as session:
+        for k in session.scalars(select(ApiKey).order_by(ApiKey.id)):
+            table.add_row(str(k.id), k.name, k.role, k.prefix, str(k.created_at)[:19],
+                          str(k.revoked_at)[:19] if k.revoked_at else "")
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def revoke(ctx: typer.Context,
+           key_id: Annotated[int, typer.Argument(help="Id from `healthscore keys list`.")]
+           ) -> None:
+    """Revoke a key (it stops working within serving.key_cache_seconds)."""
+    from sqlalchemy.orm import Session
+
+    from serving.ops_store import ApiKey, utcnow
+    from serving.store import open_store
+
+    settings = _settings(ctx)
+    with open_store(settings.paths.store_url) as store, Session(store.engine) as session, \
+            session.begin():
+        row = session.get(ApiKey, key_id)
+        if row is None or row.revoked_at is not None:
+            raise typer.BadParameter(f"no active key {key_id}", param_hint="KEY_ID")
+        row.revoked_at = utcnow()
+    typer.echo(f"key {key_id} revoked")

@@ -1,0 +1,61 @@
+"""What the service loads at start-up and how it lives next to the daily job: no models still
+serves the rules score (and says why there are no probabilities); the warehouse is read from a
+snapshot, so a writer (ingest, the daily job) is never locked out and a new snapshot is picked up.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pytest
+from service_fixtures import settings_for, world_root  # noqa: F401
+
+from serving import api
+from serving.engine import HealthScoreEngine, NotFound
+
+
+@pytest.fixture
+def own_world(world_root, tmp_path):  # noqa: F811
+    """A private copy of the session warehouse (this test writes to it) and its models."""
+    shutil.copyfile(world_root / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
+    shutil.copytree(world_root / "models", tmp_path / "models")
+    return tmp_path
+
+
+def test_without_models_the_rules_score_is_served_and_probabilities_are_explained(
+        world_root, tmp_path):  # noqa: F811
+    settings = settings_for(world_root, f"sqlite:///{tmp_path / 's.db'}", precompute=False)
+    settings = settings.model_copy(update={"paths": settings.paths.model_copy(
+        update={"models_dir": tmp_path / "no-models"})})
+    engine = HealthScoreEngine(settings, start_worker=False)
+    try:
+        hs = engine.calculate(api.CalculateRequest(accountId="A00080"))
+        assert hs.score is not None and hs.probabilities == {}
+        assert hs.churnRisk is None and "probabilities unavailable" in hs.probabilitiesNote
+        p = engine.predict(api.PredictRequest(accountId="A00080"))
+        assert not p.available and p.trajectory["30d"] is not None
+    finally:
+        engine.close()
+
+
+def test_a_writer_is_never_locked_out_and_its_changes_are_picked_up(own_world):
+    settings = settings_for(own_world, f"sqlite:///{own_world / 's.db'}")
+    engine = HealthScoreEngine(settings, start_worker=False)
+    try:
+        generation = engine.snapshot.generation
+        with pytest.raises(NotFound):
+            engine.calculate(api.CalculateRequest(accountId="LATECOMER"))
+        # The daily ingest opens the warehouse read-write while the service is up.
+        con = duckdb.connect(str(own_world / "warehouse.duckdb"))
+        con.execute("insert into accounts (account_id, name, segment, created_at) "
+                    "select 'LATECOMER', 'Late Ltd', 'smb', timestamp '2024-06-01'")
+        # ... and the service keeps answering from its snapshot meanwhile.
+        assert engine.calculate(api.CalculateRequest(accountId="A00081")).score is not None
+        con.close()
+        engine.tick()
+        assert engine.snapshot.generation == generation + 1
+        hs = engine.calculate(api.CalculateRequest(accountId="LATECOMER"))
+        assert hs.customer == "Late Ltd"
+    finally:
+        engine.close()
