@@ -1,0 +1,104 @@
+"""Fitting one model: small, early-stopped, reproducible, calibrated on its own window, and
+behaving as a churn model should (fewer logins -> more risk; the account id does not matter)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from train_frames import snapshot_frame
+
+from features.config import TrainingConfig
+from training.leakage import leakage_suspects
+from training.model import fit_calibrator, fit_model
+
+FEATURES = ["logins_30d", "tickets_90d", "nps_last", "noise_feature", "segment", "attr_tier"]
+
+
+@pytest.fixture(scope="module")
+def windows():
+    f = snapshot_frame(n_accounts=300, n_dates=14).frame
+    f = f[f["churn_30d"].notna()]
+    dates = sorted(f["as_of"].unique())
+
+    def part(ds):
+        return f[f["as_of"].isin(ds)]
+
+    return part(dates[:7]), part(dates[7:9]), part(dates[9:11]), part(dates[11:])
+
+
+def _fit(windows, **cfg):
+    train, valid, calib, _ = windows
+    return fit_model(train, valid, calib, FEATURES, "churn_30d", TrainingConfig(**cfg), "1")
+
+
+def test_the_model_ranks_later_unseen_dates_well(windows):
+    bundle = _fit(windows)
+    test = windows[3]
+    assert roc_auc_score(test["churn_30d"], bundle.predict_proba(test)) > 0.75
+
+
+def test_the_same_seed_gives_the_same_trees(windows):
+    a, b = _fit(windows), _fit(windows)
+    assert a.booster.model_to_string() == b.booster.model_to_string()
+
+
+def test_trees_are_capped_and_early_stopping_keeps_only_useful_ones(windows):
+    capped = _fit(windows, max_trees=7)
+    assert capped.n_trees <= 7
+    stopped = _fit(windows, learning_rate=0.5, max_trees=300, early_stopping_rounds=5)
+    assert stopped.n_trees < 300
+    assert stopped.metadata["trees"] == stopped.n_trees
+
+
+def test_isotonic_with_enough_calibration_positives_else_sigmoid(windows):
+    assert _fit(windows, isotonic_min_positives=10).calibrator.method == "isotonic"
+    assert _fit(windows, isotonic_min_positives=10_000).calibrator.method == "sigmoid"
+
+
+def test_a_calibration_window_without_events_predicts_its_rate():
+    cal = fit_calibrator(np.array([-1.0, 0.0, 1.0]), np.zeros(3), 10)
+    assert (cal.apply(np.array([-5.0, 5.0])) < 1e-5).all()
+
+
+def test_calibrated_probabilities_match_the_event_rate_of_later_dates(windows):
+    bundle = _fit(windows)
+    test = windows[3]
+    assert bundle.predict_proba(test).mean() == pytest.approx(test["churn_30d"].mean(), abs=0.04)
+
+
+def test_fewer_logins_mean_a_higher_churn_probability(windows):
+    bundle = _fit(windows)
+    rows = windows[3].copy()
+    fewer = rows.assign(logins_30d=rows["logins_30d"] * 0.3)
+    assert bundle.predict_proba(fewer).mean() > bundle.predict_proba(rows).mean()
+
+
+def test_the_account_id_does_not_change_a_prediction(windows):
+    bundle = _fit(windows)
+    rows = windows[3].copy()
+    renamed = rows.assign(account_id=[f"other-{i}" for i in range(len(rows))])
+    np.testing.assert_array_equal(bundle.predict_proba(renamed), bundle.predict_proba(rows))
+    assert "account_id" not in bundle.features
+
+
+def test_censored_labels_are_refused_not_read_as_zero(windows):
+    train, valid, calib, _ = windows
+    censored = train.assign(churn_30d=np.where(np.arange(len(train)) % 2, np.nan, 0.0))
+    with pytest.raises(ValueError, match="censored"):
+        fit_model(censored, valid, calib, FEATURES, "churn_30d", TrainingConfig(), "1")
+
+
+def test_the_leakage_guard_names_a_feature_that_is_the_label_in_disguise(windows):
+    train = windows[0].copy()
+    rng = np.random.default_rng(0)
+    train["days_until_cancellation"] = np.where(train["churn_30d"] == 1,
+                                                rng.uniform(0, 30, len(train)),
+                                                rng.uniform(31, 400, len(train)))
+    found = leakage_suspects(train, [*FEATURES, "days_until_cancellation"], "churn_30d", 0.98)
+    assert [f["feature"] for f in found] == ["days_until_cancellation"]
+    assert found[0]["roc_auc"] == pytest.approx(1.0)
+
+
+def test_the_leakage_guard_ignores_identifier_like_text(windows):
+    train = windows[0].assign(ref=lambda f: pd.Series(range(len(f)), index=f.index).astype(str))
+    assert leakage_suspects(train, ["ref"], "churn_30d", 0.98) == []

@@ -1,0 +1,152 @@
+"""Fitting one model: LightGBM with early stopping, then calibration on its own window.
+
+`fit_model` takes the training, early-stopping and calibration rows of one label (censored rows
+already dropped), fits a small LightGBM booster (categorical features natively, deterministic for
+a seed and a fixed thread count), keeps only the trees up to the best early-stopping iteration,
+and fits a calibrator on the calibration window: isotonic when that window has enough positives,
+else sigmoid (Platt). The result is a `serving.model_bundle.Bundle`, the format serving loads.
+
+It does not choose dates (training.splits), evaluate (training.evaluate) or log anything to
+MLflow (training.tracking).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+from features.config import TrainingConfig
+from serving.model_bundle import Bundle, Calibrator, category_levels, encode_frame
+
+log = logging.getLogger(__name__)
+
+# The LightGBM settings a config controls; logged with every model and reused to re-run a
+# champion's configuration on a new backtest.
+PARAM_FIELDS = ("num_leaves", "learning_rate", "max_trees", "min_child_samples",
+                "feature_fraction", "lambda_l2", "early_stopping_rounds", "seed", "num_threads",
+                "isotonic_min_positives")
+
+
+def model_params(cfg: TrainingConfig) -> dict[str, Any]:
+    """The model-relevant part of the training config (what makes two models comparable)."""
+    return {k: getattr(cfg, k) for k in PARAM_FIELDS}
+
+
+def lgb_params(cfg: TrainingConfig) -> dict[str, Any]:
+    return {
+        "objective": "binary",
+        "metric": "binary_logloss",
+        "learning_rate": cfg.learning_rate,
+        "num_leaves": cfg.num_leaves,
+        "min_child_samples": cfg.min_child_samples,
+        "feature_fraction": cfg.feature_fraction,
+        "feature_fraction_seed": cfg.seed,
+        "lambda_l2": cfg.lambda_l2,
+        "seed": cfg.seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "num_threads": cfg.num_threads,
+        "verbose": -1,
+    }
+
+
+def fit_booster(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_valid: np.ndarray,
+    y_valid: np.ndarray,
+    features: Sequence[str],
+    categorical: Sequence[str],
+    cfg: TrainingConfig,
+    refit_with_valid: bool = False,
+) -> lgb.Booster:
+    """Fit with early stopping on the validation rows; return a booster cut at the best round.
+
+    `refit_with_valid` then refits on training plus validation rows with the tree count scaled
+    to the larger set. Only for exchangeable rows (cross-validation): in a time split the
+    validation labels reach into the calibration window and would leak into it.
+    """
+    names = list(features)
+    train = lgb.Dataset(X_train, label=y_train, feature_name=names,
+                        categorical_feature=list(categorical), free_raw_data=False)
+    valid = lgb.Dataset(X_valid, label=y_valid, reference=train)
+    booster = lgb.train(
+        lgb_params(cfg), train, num_boost_round=cfg.max_trees, valid_sets=[valid],
+        valid_names=["valid"],
+        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    if refit_with_valid:
+        rounds = min(cfg.max_trees, max(1, round(best * (len(y_train) + len(y_valid))
+                                                 / len(y_train))))
+        both = lgb.Dataset(np.vstack([X_train, X_valid]), label=np.concatenate([y_train, y_valid]),
+                           feature_name=names, categorical_feature=list(categorical))
+        return lgb.train(lgb_params(cfg), both, num_boost_round=rounds)
+    # Re-load only the kept trees so the saved model (and serving's SHAP cost) holds no dead trees.
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def fit_calibrator(raw_logit: np.ndarray, y: np.ndarray, min_positives: int) -> Calibrator:
+    """Isotonic with enough positives (it needs many to be stable), else Platt scaling."""
+    raw_logit = np.asarray(raw_logit, dtype=float)
+    y = np.asarray(y, dtype=float)
+    positives = int(y.sum())
+    if positives == 0 or positives == len(y):
+        # One class only: nothing to learn a mapping from; predict the observed rate.
+        rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+        return Calibrator("sigmoid", a=0.0, b=float(np.log(rate / (1 - rate))))
+    if positives >= min_positives:
+        raw_p = 1.0 / (1.0 + np.exp(-raw_logit))
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw_p, y)
+        return Calibrator("isotonic", x=tuple(map(float, iso.X_thresholds_)),
+                          y=tuple(map(float, iso.y_thresholds_)))
+    lr = LogisticRegression(C=1e4, max_iter=1000).fit(raw_logit.reshape(-1, 1), y)
+    return Calibrator("sigmoid", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
+
+
+def fit_model(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    calib: pd.DataFrame,
+    features: Sequence[str],
+    label: str,
+    cfg: TrainingConfig,
+    feature_set_version: str,
+    metadata: dict[str, Any] | None = None,
+    refit_with_valid: bool = False,
+) -> Bundle:
+    """Fit, early-stop and calibrate one model of `label`; every frame has no NaN labels."""
+    for name, part in (("training", train), ("validation", valid), ("calibration", calib)):
+        if part.empty:
+            raise ValueError(f"{label}: the {name} window has no labelled rows")
+        if part[label].isna().any():
+            raise ValueError(f"{label}: the {name} window has censored (NaN) labels; drop them")
+    features = list(features)
+    categories = category_levels(train, features)
+    enc = {k: encode_frame(v, features, categories, what=label)
+           for k, v in (("train", train), ("valid", valid), ("calib", calib))}
+    booster = fit_booster(enc["train"], train[label].to_numpy(float), enc["valid"],
+                          valid[label].to_numpy(float), features, list(categories), cfg,
+                          refit_with_valid)
+    raw_calib = booster.predict(enc["calib"], raw_score=True)
+    calibrator = fit_calibrator(raw_calib, calib[label].to_numpy(float),
+                                cfg.isotonic_min_positives)
+    meta = {
+        "trees": int(booster.num_trees()),
+        "params": model_params(cfg),
+        "rows": {"train": len(train), "valid": len(valid), "calib": len(calib)},
+        "calibration": {"method": calibrator.method,
+                        "positives": int(calib[label].sum()), "rows": len(calib)},
+        **(metadata or {}),
+    }
+    log.info("%s: %d trees, %s calibration on %d positives", label, meta["trees"],
+             calibrator.method, meta["calibration"]["positives"])
+    return Bundle(booster=booster, label=label, features=tuple(features), categories=categories,
+                  feature_set_version=feature_set_version, calibrator=calibrator, metadata=meta)

@@ -1,0 +1,380 @@
+"""A training job, end to end: training set, backtest, the six models, report, registry, bundles.
+
+For each target (churn, expansion) the test window is shared by every horizon (it sits where the
+longest horizon still has labels) so the horizons' probabilities can be made monotone on the same
+rows; each horizon keeps its own gaps before it. Each rolling-origin fold fits one model per
+horizon (training.model), predicts the fold's test rows, makes them monotone across horizons and
+scores them next to the baselines (training.baselines). Fold 0, the latest, gives the models that
+are registered and the held-out test figures; every fold together gives the backtest that decides
+promotion.
+
+This module orchestrates; the fitting, metrics and MLflow code live in their own modules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from features.config import Settings, TrainingConfig
+from features.registry import FEATURE_SET_VERSION
+from serving.model_bundle import Bundle, monotone_horizons, save_bundle
+from training import baselines, evaluate
+from training.datasets import Progress, TrainingSet, as_of_dates, build_training_set
+from training.leakage import leakage_suspects
+from training.model import fit_model
+from training.splits import TimeSplit, in_window, rolling_origin
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelResult:
+    """One (target, horizon) model: the registered bundle and its evaluation."""
+
+    label: str
+    target: str
+    horizon: int
+    bundle: Bundle
+    split: dict[str, Any]
+    """How the rows were divided (windows of a time split, or the CV scheme)."""
+    test: dict[str, dict[str, Any]]
+    folds: list[dict[str, dict[str, Any]]]
+    segments: dict[str, Any]
+    y_test: np.ndarray
+    test_predictions: dict[str, np.ndarray | None]
+    test_frame: pd.DataFrame
+    leakage: list[dict[str, Any]] = field(default_factory=list)
+    promotion: dict[str, Any] | None = None
+    registered_as: str | None = None
+    """Registry name; default `healthscore-<target>-<h>d`."""
+    pooled: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Metrics over all backtest folds' test rows pooled."""
+
+    @property
+    def backtest_auc(self) -> float | None:
+        vals = [f["model"]["roc_auc"] for f in self.folds if f["model"]["roc_auc"] is not None]
+        return float(np.mean(vals)) if vals else None
+
+    def backtest_key(self, fingerprint: str) -> str:
+        """Identifies the backtest (data and fold windows) so two runs compare like for like."""
+        tests = [f["_test"] for f in self.folds]
+        return f"{fingerprint}:{json.dumps(tests)}"
+
+    def to_report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "target": self.target, "horizon": self.horizon,
+            "split": self.split,
+            "trees": self.bundle.n_trees,
+            "calibration": self.bundle.metadata.get("calibration", {}),
+            "test": self.test,
+            "backtest": {
+                "folds": [{k: v for k, v in f.items() if not k.startswith("_")} | {
+                    "test": f["_test"]} for f in self.folds],
+                "summary": evaluate.summarise_folds(
+                    [{k: v for k, v in f.items() if not k.startswith("_")} for f in self.folds]),
+                "model_roc_auc_mean": self.backtest_auc,
+                "pooled": self.pooled,
+            },
+            "segments": self.segments,
+            "reliability": evaluate.reliability_curve(
+                self.y_test, self.test_predictions["model"]).to_dict("records"),
+            "leakage": self.leakage,
+        }
+        oracle = self.test.get("oracle")
+        if oracle:
+            out["gap_to_oracle"] = {
+                k: (oracle[k] - self.test["model"][k])
+                if oracle.get(k) is not None and self.test["model"].get(k) is not None else None
+                for k in ("roc_auc", "pr_auc", "top_decile_lift")}
+        pooled_oracle = self.pooled.get("oracle")
+        if pooled_oracle:
+            out["backtest"]["gap_to_oracle"] = {
+                k: pooled_oracle[k] - self.pooled["model"][k]
+                for k in ("roc_auc", "pr_auc", "top_decile_lift")
+                if pooled_oracle.get(k) is not None and self.pooled["model"].get(k) is not None}
+        if self.promotion:
+            out["promotion"] = self.promotion
+        return out
+
+
+def _windows(cfg: TrainingConfig) -> dict[str, int]:
+    return {"valid_dates": cfg.valid_dates, "calib_dates": cfg.calib_dates,
+            "test_dates": cfg.test_dates}
+
+
+def _rows(frame: pd.DataFrame, dates: Sequence[pd.Timestamp], label: str) -> pd.DataFrame:
+    part = frame[in_window(frame["as_of"], dates)]
+    return part[part[label].notna()]
+
+
+def targets_with_labels(ts: TrainingSet, cfg: TrainingConfig) -> list[str]:
+    out = []
+    for t in cfg.targets:
+        cols = [f"{t}_{h}d" for h in cfg.horizons]
+        if ts.frame[cols].notna().any(axis=None):
+            out.append(t)
+        else:
+            log.warning("no %s labels (is its source table connected?): no %s models", t, t)
+    return out
+
+
+def train_and_backtest(
+    ts: TrainingSet,
+    cfg: TrainingConfig,
+    *,
+    rules: pd.Series | None = None,
+    truth: pd.DataFrame | None = None,
+    feature_set_version: str = FEATURE_SET_VERSION,
+    targets: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    logistic: bool = True,
+) -> dict[str, ModelResult]:
+    """Backtest and fit every (target, horizon) model; fold 0's models are the ones kept.
+
+    `logistic=False` skips the logistic-regression baseline (re-runs and benches)."""
+    # BLAS and OpenMP pools default to every core; on a shared machine their spinning threads
+    # made the logistic baseline several times slower, so they get the configured thread count.
+    with threadpool_limits(cfg.num_threads):
+        return _train_and_backtest(ts, cfg, rules=rules, truth=truth,
+                                   feature_set_version=feature_set_version, targets=targets,
+                                   progress=progress, logistic=logistic)
+
+
+def _train_and_backtest(
+    ts: TrainingSet,
+    cfg: TrainingConfig,
+    *,
+    rules: pd.Series | None,
+    truth: pd.DataFrame | None,
+    feature_set_version: str,
+    targets: Sequence[str] | None,
+    progress: Progress | None,
+    logistic: bool,
+) -> dict[str, ModelResult]:
+    frame = ts.frame
+    targets = list(targets) if targets is not None else targets_with_labels(ts, cfg)
+    horizons = list(cfg.horizons)
+    plan: dict[str, dict[int, list[TimeSplit]]] = {}
+    for t in targets:
+        dates = ts.labelled_dates(f"{t}_{horizons[-1]}d")
+        by_h = {h: rolling_origin(dates, h, cfg.n_folds, **_windows(cfg)) for h in horizons}
+        n = min(len(v) for v in by_h.values())
+        plan[t] = {h: v[:n] for h, v in by_h.items()}
+    total = sum(len(v[horizons[0]]) * len(horizons) for v in plan.values())
+    done = 0
+    results: dict[str, ModelResult] = {}
+    for t in targets:
+        n_folds = len(plan[t][horizons[0]])
+        if n_folds < cfg.n_folds:
+            log.warning("%s: history allows %d of %d backtest folds", t, n_folds, cfg.n_folds)
+        fold_metrics: dict[int, list[dict[str, Any]]] = {h: [] for h in horizons}
+        pooled: dict[int, list[tuple[np.ndarray, dict[str, np.ndarray | None]]]] = {
+            h: [] for h in horizons}
+        for k in range(n_folds):
+            test_dates = plan[t][horizons[0]][k].test
+            test_rows = frame[in_window(frame["as_of"], test_dates)]
+            bundles: dict[int, Bundle] = {}
+            lr_test: dict[int, np.ndarray | None] = {}
+            for h in horizons:
+                label, split = f"{t}_{h}d", plan[t][h][k]
+                train, valid, calib = (_rows(frame, split.window(w), label)
+                                       for w in ("train", "valid", "calib"))
+                bundles[h] = fit_model(
+                    train, valid, calib, ts.features, label, cfg, feature_set_version,
+                    metadata={"target": t, "horizon": h, "split": split.describe()})
+                lr_test[h] = None
+                if logistic:
+                    lr = baselines.fit_logistic(train, ts.features, label,
+                                                cfg.seed)
+                    lr_test[h] = baselines.predict_logistic(lr, test_rows)
+                done += 1
+                if progress:
+                    progress("models", done, total)
+            mono = monotone_horizons(np.column_stack(
+                [bundles[h].predict_proba(test_rows) for h in horizons]))
+            for j, h in enumerate(horizons):
+                label = f"{t}_{h}d"
+                observed = test_rows[label].notna().to_numpy()
+                rows = test_rows[observed]
+                y = rows[label].to_numpy(float)
+                preds: dict[str, np.ndarray | None] = {
+                    "model": mono[observed, j],
+                    "logistic": None if lr_test[h] is None else lr_test[h][observed],
+                    "rules": None if rules is None else baselines.rules_ranking(
+                        rules.loc[rows.index], t),
+                    "oracle": baselines.oracle_probabilities(truth, rows, h, t),
+                }
+                metrics = evaluate.evaluate_rows(y, preds)
+                metrics["_test"] = [d.date().isoformat() for d in test_dates]
+                fold_metrics[h].append(metrics)
+                pooled[h].append((y, preds))
+                if k == 0:
+                    segments = evaluate.by_segment(y, preds, rows["segment"]) \
+                        if "segment" in rows else {}
+                    train0 = _rows(frame, plan[t][h][0].train, label)
+                    results[label] = ModelResult(
+                        label=label, target=t, horizon=h, bundle=bundles[h],
+                        split=plan[t][h][0].describe(),
+                        test={s: m for s, m in metrics.items() if not s.startswith("_")},
+                        folds=fold_metrics[h], segments=segments, y_test=y,
+                        test_predictions=preds, test_frame=rows,
+                        leakage=leakage_suspects(train0, ts.features, label, cfg.leakage_auc))
+        for h in horizons:
+            results[f"{t}_{h}d"].pooled = _pooled_metrics(pooled[h])
+    return results
+
+
+def _pooled_metrics(parts: list[tuple[np.ndarray, dict[str, np.ndarray | None]]]
+                    ) -> dict[str, dict[str, Any]]:
+    """Metrics over every fold's test rows together: out-of-time, several origins, more
+    events than one window, so model-versus-baseline differences are less noisy."""
+    y = np.concatenate([p[0] for p in parts])
+    names = [n for n, v in parts[0][1].items() if v is not None
+             and all(q[1].get(n) is not None for q in parts)]
+    return evaluate.evaluate_rows(y, {n: np.concatenate([q[1][n] for q in parts])
+                                      for n in names})
+
+
+def build_report(results: dict[str, ModelResult], run: dict[str, Any],
+                 warnings: Sequence[str] = ()) -> dict[str, Any]:
+    return {"run": run, "warnings": list(warnings),
+            "models": {label: r.to_report() for label, r in results.items()}}
+
+
+def metrics_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per model and scorer (the CLI's table and --json output)."""
+    rows = []
+    for label, m in report["models"].items():
+        for scorer, metrics in m["test"].items():
+            rows.append({"model": label, "scorer": scorer,
+                         **{k: metrics.get(k) for k in ("rows", "positives",
+                                                        *evaluate.HEADLINE)},
+                         "alias": m.get("promotion", {}).get("alias") if scorer == "model"
+                         else None})
+    return rows
+
+
+@dataclass
+class JobResult:
+    report: dict[str, Any]
+    results: dict[str, ModelResult]
+    run_id: str | None
+    bundle_dirs: dict[str, Path]
+    training_set: TrainingSet | None = None
+
+
+def load_truth(path: Path) -> pd.DataFrame | None:
+    """The generator's ground truth (`truth.parquet` next to synthetic raw data), if present."""
+    return pd.read_parquet(path) if Path(path).exists() else None
+
+
+def run_training_job(
+    settings: Settings,
+    *,
+    warehouse: Path | None = None,
+    as_of_start: date | str | None = None,
+    as_of_end: date | str | None = None,
+    truth: pd.DataFrame | None = None,
+    register: bool = True,
+    progress: Progress | None = None,
+    training_set: TrainingSet | None = None,
+) -> JobResult:
+    """`healthscore train`: from the warehouse to registered models and saved bundles.
+
+    `training_set` skips the feature build (a notebook or test training twice on one set).
+    """
+    from training import tracking
+
+    cfg = settings.training
+    clock = time.perf_counter()
+    ts = training_set or load_training_set(settings, warehouse, as_of_start, as_of_end, progress)
+    dates = ts.dates
+    log.info("training set: %d rows in %.1f s", len(ts.frame), time.perf_counter() - clock)
+    feats = ts.frame[["account_id", "as_of", *ts.features]]
+    rules = baselines.rules_scores(feats, ts.connected)
+    warnings = [] if rules is not None else [
+        "the rules baseline is absent (serving.health unavailable or failed): see the log"]
+    clock = time.perf_counter()
+    results = train_and_backtest(ts, cfg, rules=rules, truth=truth, progress=progress)
+    log.info("backtest and models: %.1f s", time.perf_counter() - clock)
+    fingerprint = ts.fingerprint(f"{cfg.targets[0]}_{cfg.horizons[-1]}d")
+    run = {
+        "mode": "warehouse",
+        "data_window": f"{dates[0].date()} .. {dates[-1].date()} ({len(dates)} as-of dates, "
+                       f"{cfg.as_of_frequency}); data ends {ts.data_end.date()}",
+        "feature_set_version": FEATURE_SET_VERSION,
+        "rows": len(ts.frame),
+        "seed": cfg.seed,
+        "features": ts.features,
+        "connected": sorted(ts.connected),
+    }
+    for r in results.values():
+        for w in r.leakage:
+            warnings.append(f"{r.label}: {w['feature']} alone has ROC AUC {w['roc_auc']:.3f}"
+                            " (possible leakage)")
+
+    def rebacktest(params: dict[str, Any], label: str) -> float | None:
+        """The champion's configuration re-run on this job's backtest (same data, same folds)."""
+        other = cfg.model_copy(update=params)
+        target = label.split("_")[0]
+        redo = train_and_backtest(ts, other, rules=None, truth=None, targets=[target],
+                                  logistic=False)
+        return redo[label].backtest_auc if label in redo else None
+
+    report = build_report(results, run, warnings)
+    run_id = None
+    if register:
+        clock = time.perf_counter()
+        run_id = tracking.log_training_job(
+            settings, results, report, fingerprint=fingerprint, rebacktest=rebacktest,
+            progress=progress)
+        log.info("MLflow logging and registry: %.1f s", time.perf_counter() - clock)
+    bundle_dirs = save_bundles(results, settings.paths.models_dir, report)
+    return JobResult(report, results, run_id, bundle_dirs, ts)
+
+
+def load_training_set(
+    settings: Settings,
+    warehouse: Path | None = None,
+    as_of_start: date | str | None = None,
+    as_of_end: date | str | None = None,
+    progress: Progress | None = None,
+) -> TrainingSet:
+    """The training set of the configured as-of dates, read from the warehouse."""
+    from features.warehouse import connect
+
+    cfg = settings.training
+    con = connect(warehouse or settings.paths.warehouse, read_only=True)
+    try:
+        dates = as_of_dates(con, as_of_start or cfg.as_of_start, as_of_end or cfg.as_of_end,
+                            cfg.as_of_frequency, cfg.horizons)
+        return build_training_set(con, dates, settings.features, cfg.horizons, progress)
+    finally:
+        con.close()
+
+
+def save_bundles(results: dict[str, ModelResult], models_dir: Path, report: dict[str, Any]
+                 ) -> dict[str, Path]:
+    """Champions (or every model when nothing was registered) go to `models_dir/<label>` for
+    serving; challengers to `models_dir/challengers/<label>` so serving never picks them up."""
+    out = {}
+    for label, r in results.items():
+        alias = (r.promotion or {}).get("alias", "champion")
+        where = Path(models_dir) / label if alias == "champion" else \
+            Path(models_dir) / "challengers" / label
+        r.bundle.metadata["registry"] = r.promotion or {}
+        out[label] = save_bundle(r.bundle, where)
+    evaluate.write_report(report, Path(models_dir) / "last_report")
+    return out
+
