@@ -1,0 +1,159 @@
+"""Bench: explaining one account in-process (features, six models, contributions, what-if with up
+to 20 candidates). Target: under 50 ms per account.
+
+Generates a world (800 accounts x 600 days; 300 x 450 with --small), loads it into an in-memory
+DuckDB, fits the six models (churn and expansion at 30/60/90 days) through `training.model.
+fit_model` on monthly as-of dates, builds the peer table once (as the service does at start-up),
+then explains accounts one at a time and times each step separately and `analyze` end to end.
+
+    .venv/bin/python bench/bench_explain.py [--small]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TARGET_MS = 50.0
+HORIZONS = (30, 60, 90)
+
+
+def build_world(n_accounts: int, days: int, seed: int) -> tuple[Any, pd.Timestamp]:
+    import duckdb
+
+    from features.generate import generate_world
+
+    world = generate_world(n_accounts, date(2024, 1, 1), days, seed)
+    con = duckdb.connect(":memory:")
+    for name, frame in world.tables.items():
+        con.register("incoming", frame)
+        con.execute(f'create table "{name}" as select * from incoming')
+        con.unregister("incoming")
+    as_of = pd.Timestamp(date(2024, 1, 1)) + pd.Timedelta(days=days - 30)
+    return con, as_of
+
+
+def train(con: Any, as_of: pd.Timestamp, feature_cfg: Any, out: Path) -> dict[str, Any]:
+    """Six small models on monthly as-of dates before `as_of` (as tests/explain_fixtures.py)."""
+    from features.config import TrainingConfig
+    from features.registry import FEATURE_SET_VERSION
+    from serving.model_bundle import load_bundles, save_bundle
+    from training.datasets import as_of_dates, build_training_set
+    from training.model import fit_model
+
+    cfg = TrainingConfig(min_child_samples=20, max_trees=200, num_threads=1)
+    dates = as_of_dates(con, None, as_of - pd.Timedelta(days=1), "MS", HORIZONS)
+    ts = build_training_set(con, dates, feature_cfg, HORIZONS)
+    for target in ("churn", "expansion"):
+        for h in HORIZONS:
+            label = f"{target}_{h}d"
+            rows = ts.frame[ts.frame[label].notna()]
+            seen = np.sort(rows["as_of"].unique())
+            parts = [rows[rows["as_of"].isin(p)] for p in (seen[:-4], seen[-4:-2], seen[-2:])]
+            save_bundle(fit_model(*parts, ts.features, label, cfg, FEATURE_SET_VERSION,
+                                  metadata={"target": target, "horizon": h}), out / label)
+    return load_bundles(out)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    result = fn()
+    return (time.perf_counter() - t) * 1000.0, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="a smaller world, fewer accounts")
+    args = parser.parse_args()
+    n_accounts, days, n_explain = (300, 450, 20) if args.small else (800, 600, 60)
+
+    from features.config import ServingConfig, load_settings
+    from features.entities import build_entities
+    from features.warehouse import connected_tables
+    from serving.explain import analyze, analyze_features, build_account_row
+    from serving.health import load_rules, score_frame
+    from serving.model_set import model_set
+    from serving.peers import load_peer_table
+    from serving.whatif import best_candidates, candidates, levers_for
+
+    console = Console()
+    settings = load_settings()
+    rules = load_rules()
+    with console.status(f"Generating {n_accounts} accounts x {days} days and training six "
+                        "models"), tempfile.TemporaryDirectory() as tmp:
+        con, as_of = build_world(n_accounts, days, seed=7)
+        bundles = train(con, as_of, settings.features, Path(tmp))
+    models = model_set(bundles)
+    with console.status("Building the peer table"):
+        t_peers, peers = timed(lambda: load_peer_table(con, as_of, rules, bundles,
+                                                       settings.features))
+    connected = connected_tables(con)
+    ids = build_entities(con, [as_of])["account_id"].tolist()[:n_explain]
+    cfg = ServingConfig()
+    steps: dict[str, list[float]] = {k: [] for k in (
+        "features (one account)", "encode + 6 models", "6 x contributions (TreeSHAP)",
+        "what-if (levers, <=20 candidates x 6 models)", "rules score", "analyze_features",
+        "analyze (end to end)")}
+    n_candidates = []
+    for account in ids:
+        ms, row = timed(lambda a=account: build_account_row(con, a, as_of, settings.features))
+        steps["features (one account)"].append(ms)
+        values = dict(row.iloc[0].items())
+        ms, mats = timed(lambda v=values: (lambda m: (m, models.probabilities(m)))(
+            models.row_matrices(v)))
+        steps["encode + 6 models"].append(ms)
+        ms, _ = timed(lambda m=mats[0]: models.contributions(m))
+        steps["6 x contributions (TreeSHAP)"].append(ms)
+        group = peers.group(values.get("segment"))
+
+        def what_if(v=values, m=mats[0], g=group) -> Any:
+            levers = levers_for(v, connected, g, g.name)
+            n_candidates.append(len(candidates(levers)))
+            return best_candidates(models, m, levers)
+
+        ms, _ = timed(what_if)
+        steps["what-if (levers, <=20 candidates x 6 models)"].append(ms)
+        ms, _ = timed(lambda r=row: score_frame(r, connected, rules))
+        steps["rules score"].append(ms)
+        ms, _ = timed(lambda r=row: analyze_features(r, connected, rules, bundles, peers=peers,
+                                                     cfg=cfg))
+        steps["analyze_features"].append(ms)
+        ms, _ = timed(lambda a=account: analyze(a, as_of, con, rules, bundles, peers=peers,
+                                                cfg=cfg, feature_cfg=settings.features))
+        steps["analyze (end to end)"].append(ms)
+
+    table = Table(title=f"Explain one account in-process: {len(ids)} accounts, {n_accounts} in "
+                        f"the warehouse, six models ({sum(b.n_trees for b in bundles.values())} "
+                        f"trees), candidates per account {min(n_candidates)}-"
+                        f"{max(n_candidates)}")
+    for col in ("step", "median ms", "p95 ms", "max ms"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    for name, values in steps.items():
+        table.add_row(name, f"{statistics.median(values):.1f}",
+                      f"{np.percentile(values, 95):.1f}", f"{max(values):.1f}")
+    console.print(table)
+    end_to_end = statistics.median(steps["analyze (end to end)"])
+    without = statistics.median(steps["analyze_features"])
+    console.print(f"Peer table (once, {peers.size} accounts): {t_peers:.0f} ms")
+    verdict = "meets" if end_to_end < TARGET_MS else "misses"
+    console.print(f"analyze end to end: median {end_to_end:.1f} ms ({verdict} the "
+                  f"{TARGET_MS:.0f} ms target); with the features already built: "
+                  f"{without:.1f} ms ({'meets' if without < TARGET_MS else 'misses'} it)")
+
+
+if __name__ == "__main__":
+    main()
