@@ -4,8 +4,10 @@ This module owns running the definitions of `features/definitions.py` against th
 an entity frame (`account_id`, `as_of`): validating the entities, executing one Ibis expression
 per connected source table (each restricted to the entity accounts and time range before
 anything else), and assembling the frame in the registry's order with the registry's dtypes.
-Few entities (the online path) reuse SQL compiled once per warehouse schema; many compile per
-call. It defines no feature itself (definitions.py does) and never writes to the warehouse.
+Few entities (the online path) run all of them side by side as one DuckDB prepared statement,
+compiled once per warehouse schema and kept per connection; many compile per call. It
+defines no feature itself (definitions.py does) and never writes to the warehouse (the online
+entity rows live in a temporary table of its own cursor).
 
 Missing semantics are documented in `features/definitions.py`; the one rule that lives here: a
 source table that is not connected gives NaN for all its features.
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +27,6 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from ibis.backends.sql.datatypes import DuckDBType
 
 from features import definitions as d
@@ -95,9 +98,6 @@ def build_features(
     """
     report = progress or (lambda _step, _done: None)
     ents = validate_entities(entities)
-    connected = connected_tables(con)
-    if "accounts" not in connected:
-        raise ValueError("the warehouse has no accounts table: run `healthscore ingest` first")
     keys = ents.drop_duplicates(ignore_index=True)
     keys.insert(0, d.ENTITY_KEY, np.arange(len(keys), dtype="int64"))
     runner: _Runner
@@ -105,9 +105,14 @@ def build_features(
         runner = _Prepared(con, cfg)
     else:
         runner = _Batch(con, cfg)
-    steps = _steps(connected, cfg.attribute_prefix)
     parts = []
     try:
+        # On the runner's own cursor: concurrent calls on one connection never share one.
+        connected = connected_tables(runner.cursor)
+        if "accounts" not in connected:
+            raise ValueError(
+                "the warehouse has no accounts table: run `healthscore ingest` first")
+        steps = _steps(connected, cfg.attribute_prefix)
         for i, (name, build) in enumerate(steps):
             report(name, i / (len(steps) + 1))
             frame = runner.run(name, build, keys)
@@ -169,6 +174,8 @@ def _older_usage(ent: ir.Table, src: Source) -> ir.Table:
 
 # --- how to run it ------------------------------------------------------------------------------
 class _Runner:
+    cursor: duckdb.DuckDBPyConnection
+
     def run(self, name: str, build: Build, keys: pd.DataFrame) -> pd.DataFrame:
         raise NotImplementedError
 
@@ -212,36 +219,142 @@ class _Batch(_Runner):
 
 ENTITY_VIEW = "_healthscore_entities"
 Shape = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+POOL_SIZE = 8
+"""Idle online sessions kept per connection (one per concurrent caller is all that is reused)."""
 
 
-class _Prepared(_Runner):
-    """Reuse each step's SQL, compiled once per warehouse schema, with the entities registered
-    under a fixed name on a cursor of this call's own (so concurrent calls do not meet)."""
+class _Session:
+    """One cursor of the caller's connection holding the entity rows in a temporary table and
+    the compiled SQL as a DuckDB prepared statement: a call pays neither Ibis's compilation nor
+    DuckDB's parsing. (DuckDB 2.0 still binds and optimizes the statement on every EXECUTE:
+    measured, that is most of what a one-account call costs now.)"""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> None:
-        self.cursor = con.cursor()
-        self.shape = _shape(self.cursor)
-        self.prefix = cfg.attribute_prefix
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, prefix: str) -> None:
+        self.cursor = cursor
+        self.shape, self.prefix = _shape(cursor), prefix
+        self.statements: dict[str, str] = {}
+        self.ran: set[str] = set()
+        self.cursor.execute(
+            f"CREATE TEMP TABLE {ENTITY_VIEW} "
+            "(_eid BIGINT, account_id VARCHAR, as_of TIMESTAMP)"
+        )
 
-    def run(self, name: str, build: Build, keys: pd.DataFrame) -> pd.DataFrame:
-        sql = _prepared_sql(self.shape, self.prefix, name)
-        self.cursor.register(ENTITY_VIEW, pa.Table.from_pandas(keys, preserve_index=False))
-        try:
-            frame = self.cursor.execute(sql).df()
-        finally:
-            self.cursor.unregister(ENTITY_VIEW)
-        return frame.sort_values(d.ENTITY_KEY, ignore_index=True)
+    def fill(self, keys: pd.DataFrame) -> None:
+        self.cursor.execute(f"DELETE FROM {ENTITY_VIEW}")
+        self.cursor.execute(
+            f"INSERT INTO {ENTITY_VIEW} SELECT unnest($1), unnest($2), unnest($3)",
+            [keys[d.ENTITY_KEY].tolist(), keys["account_id"].tolist(),
+             list(keys["as_of"].dt.to_pydatetime())],
+        )
+
+    def run(self, step: str) -> pd.DataFrame:
+        name = self.statements.get(step)
+        if name is None:
+            # Compiled SQL with no value in it (values live in the entity table).
+            sql = _prepared_sql(self.shape, self.prefix, step)
+            if step not in self.ran:
+                # PREPARE then EXECUTE binds twice: a session used once (a new cursor per
+                # request) runs the SQL as it is; it is prepared when the session is reused.
+                self.ran.add(step)
+                return self.cursor.execute(sql).df()
+            name = f"_healthscore_step_{len(self.statements)}"
+            self.cursor.execute(f"PREPARE {name} AS {sql}")
+            self.statements[step] = name
+        return self.cursor.execute(f"EXECUTE {name}").df()
 
     def close(self) -> None:
         self.cursor.close()
 
 
+class _Pool:
+    """Idle sessions of one connection; a session serves one call at a time (concurrent calls
+    each take their own), and one compiled for another warehouse schema is dropped."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.idle: list[_Session] = []
+
+    def take(self, con: duckdb.DuckDBPyConnection, prefix: str) -> _Session:
+        with self.lock:
+            session = self.idle.pop() if self.idle else None
+        if session is not None:
+            # The schema is read again on every call: ingestion may have replaced tables.
+            if session.prefix == prefix and _shape(session.cursor) == session.shape:
+                return session
+            session.close()
+        with self.lock:
+            cursor = con.cursor()
+        return _Session(cursor, prefix)
+
+    def give(self, session: _Session) -> None:
+        with self.lock:
+            if len(self.idle) < POOL_SIZE:
+                self.idle.append(session)
+                return
+        session.close()
+
+
+_POOLS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, _Pool] = (
+    weakref.WeakKeyDictionary()
+)
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(con: duckdb.DuckDBPyConnection) -> _Pool:
+    with _POOLS_LOCK:
+        pool = _POOLS.get(con)
+        if pool is None:
+            pool = _POOLS[con] = _Pool()
+        return pool
+
+
+class _Prepared(_Runner):
+    """All steps side by side in one prepared statement, compiled once per warehouse schema,
+    run on a session of this connection that no concurrent call is using; `run` hands each
+    step its columns of the one result. A table replaced with the same schema needs nothing
+    (the statement reads the current catalog); a changed schema gets a new session."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> None:
+        self.pool = _pool(con)
+        self.session = self.pool.take(con, cfg.attribute_prefix)
+        self.cursor = self.session.cursor
+        self.frame: pd.DataFrame | None = None
+        self.ok = True
+
+    def run(self, name: str, build: Build, keys: pd.DataFrame) -> pd.DataFrame:
+        if self.frame is None:
+            try:
+                self.session.fill(keys)
+                frame = self.session.run(ALL_STEPS)
+                if not frame[d.ENTITY_KEY].is_monotonic_increasing:
+                    frame = frame.sort_values(d.ENTITY_KEY, ignore_index=True)
+                self.frame = frame
+            except BaseException:
+                self.ok = False
+                raise
+        frame = self.frame
+        if name == FALLBACK:
+            # Already applied in the one statement: the value is final for these entities.
+            sub = frame[frame[d.ENTITY_KEY].isin(keys[d.ENTITY_KEY])]
+            return sub[[d.ENTITY_KEY, "days_since_last_activity"]].reset_index(drop=True)
+        if name == "accounts":
+            others = {f for spec in d.SOURCES for f in spec.features}
+            return frame[[c for c in frame.columns if c not in others]]
+        return frame[[d.ENTITY_KEY, *d.SOURCE_BY_TABLE[name].features]]
+
+    def close(self) -> None:
+        if self.ok:
+            self.pool.give(self.session)
+        else:
+            self.session.close()
+
+
 def _shape(con: duckdb.DuckDBPyConnection) -> Shape:
     """The contract tables present and their columns' types: all a compiled query depends on."""
     rows = con.execute(
-        "select table_name, column_name, data_type from information_schema.columns "
-        "where table_catalog = current_database() and table_schema = 'main' "
-        "order by table_name, ordinal_position"
+        "select table_name, column_name, data_type from duckdb_columns() "
+        "where database_name = current_database() and schema_name = 'main' "
+        "order by table_name, column_index"
     ).fetchall()
     known = {t.name for t in TABLES}
     tables: dict[str, list[tuple[str, str]]] = {}
@@ -272,8 +385,32 @@ def _prepared_sql(shape: Shape, prefix: str, step: str) -> str:
         )
 
     builds = dict(_steps(frozenset(tables), prefix))
-    build = _older_usage if step == FALLBACK else builds[step]
-    return str(ibis.to_sql(build(ent, source), dialect="duckdb"))
+    if step == ALL_STEPS:
+        expr = _side_by_side(ent, source, builds)
+    else:
+        expr = (_older_usage if step == FALLBACK else builds[step])(ent, source)
+    return str(ibis.to_sql(expr, dialect="duckdb"))
+
+
+ALL_STEPS = "*"
+
+
+def _side_by_side(ent: ir.Table, source: Source, builds: dict[str, Build]) -> ir.Table:
+    """Every step's columns in one row per entity, so a call is one statement, not seven (each
+    statement has a fixed cost larger than one account's rows). Usage's
+    days_since_last_activity already falls back on the rows before its lookback, the value the
+    batch path fills in afterwards for the entities that need it."""
+    out = ent.select(d.ENTITY_KEY)
+    for name, build in builds.items():
+        frame = build(ent, source)
+        if name == "usage_events":
+            older = _older_usage(ent, source).rename(_older="days_since_last_activity")
+            frame = d.attach(frame, older)
+            frame = frame.mutate(days_since_last_activity=ibis.coalesce(
+                frame.days_since_last_activity, frame._older))
+            frame = frame.select(d.ENTITY_KEY, *d.SOURCE_BY_TABLE[name].features)
+        out = d.attach(out, frame)
+    return out
 
 
 ENTITY_SCHEMA = ibis.schema({d.ENTITY_KEY: "int64", "account_id": "string", "as_of": "timestamp"})
@@ -313,25 +450,42 @@ def _assemble(
     cfg: FeatureConfig,
     as_of: pd.Series,
 ) -> pd.DataFrame:
-    """Registry order and dtypes, one row per input entity row in the input order."""
-    by_key = pd.concat([p.set_index(d.ENTITY_KEY) for p in parts], axis=1)
-    by_key = by_key.reindex(keys[d.ENTITY_KEY])
+    """Registry order and dtypes, one row per input entity row in the input order.
+
+    Kept cheap for a few rows (the online path): pandas' per-call overhead, not the data, is
+    what a one-row frame costs, so the common cases skip the general joins."""
+    n = len(keys)
+    eids = keys[d.ENTITY_KEY].to_numpy()
+    by_key: dict[str, pd.Series] | pd.DataFrame
+    if all(np.array_equal(p[d.ENTITY_KEY].to_numpy(), eids) for p in parts):
+        # Every part already has one row per entity in key order (each definition does).
+        by_key = {c: p[c].reset_index(drop=True) for p in parts for c in p.columns
+                  if c != d.ENTITY_KEY}
+    else:
+        by_key = pd.concat([p.set_index(d.ENTITY_KEY) for p in parts], axis=1)
+        by_key = by_key.reindex(keys[d.ENTITY_KEY])
     attrs = [c for c in parts[0].columns if c.startswith(cfg.attribute_prefix)]
     columns: dict[str, object] = {}
     for spec in FEATURES:
         col = by_key[spec.name] if spec.name in by_key else None
         if spec.dtype == "category":
-            columns[spec.name] = _category(col, len(by_key))
+            columns[spec.name] = _category(col, n)
         elif col is None:
-            columns[spec.name] = np.full(len(by_key), np.nan)
+            columns[spec.name] = np.full(n, np.nan)
+        elif col.dtype.kind in "iufb":
+            columns[spec.name] = col.to_numpy(dtype="float64", na_value=np.nan)
         else:
             columns[spec.name] = pd.to_numeric(col, errors="raise").astype("float64").to_numpy()
     for name in attrs:
         columns[name] = _attribute(by_key[name])
     wide = pd.DataFrame(columns)
-    # Map each input row to its distinct entity: merge keeps the left order.
-    pos = ents.merge(keys, on=list(ENTITY_COLUMNS), how="left")[d.ENTITY_KEY].to_numpy()
-    out = wide.iloc[pos].reset_index(drop=True)
+    if len(ents) == n:
+        # No duplicate entity rows: the distinct entities are the input rows, in order.
+        out = wide
+    else:
+        # Map each input row to its distinct entity: merge keeps the left order.
+        pos = ents.merge(keys, on=list(ENTITY_COLUMNS), how="left")[d.ENTITY_KEY].to_numpy()
+        out = wide.iloc[pos].reset_index(drop=True)
     out.insert(0, "as_of", as_of)
     out.insert(0, "account_id", pd.Series(ents["account_id"].to_numpy(), dtype="str"))
     return out

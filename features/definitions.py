@@ -178,7 +178,7 @@ def _window_join(
     )
 
 
-def _attach(left: ir.Table, agg: ir.Table) -> ir.Table:
+def attach(left: ir.Table, agg: ir.Table) -> ir.Table:
     """Left-join an aggregation keyed by `_eid` to the entity-level `left`: one row per entity."""
     keep = [c for c in agg.columns if c not in left.columns]
     return left.left_join(agg, left[ENTITY_KEY] == agg[ENTITY_KEY]).select(
@@ -270,7 +270,7 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table) -> ir.Table:
 
     e = ent
     for agg in (users, active_days, used, seats):
-        e = _attach(e, agg)
+        e = attach(e, agg)
     seats_den = e.contracted_seats.nullif(0)
     return e.select(
         ENTITY_KEY,
@@ -306,7 +306,7 @@ def usage_last_activity(ent: ir.Table, usage: ir.Table) -> ir.Table:
         [ent.account_id == usage.account_id, usage.ts < ent.as_of - days(USAGE_LOOKBACK_DAYS)],
     ).select(ent[ENTITY_KEY], ent.as_of, usage.ts)
     last = j.group_by([ENTITY_KEY, "as_of"]).aggregate(last_ts=j.ts.max())
-    e = _attach(ent, last)
+    e = attach(ent, last)
     return e.select(
         ENTITY_KEY, days_since_last_activity=_days_between(e.as_of, e.last_ts)
     )
@@ -345,7 +345,7 @@ def ticket_features(ent: ir.Table, tickets: ir.Table) -> ir.Table:
         ticket_sentiment_90d=j.sentiment.mean(where=in90),
         last_ts=c.max(),
     )
-    e = _attach(ent, agg)
+    e = attach(ent, agg)
     return e.select(
         ENTITY_KEY,
         tickets_30d=_zero(e.tickets_30d),
@@ -382,7 +382,7 @@ def survey_features(ent: ir.Table, surveys: ir.Table) -> ir.Table:
         nps, [agg.account_id == nps.account_id, agg.last_nps_ts == nps.ts]
     ).select(agg[ENTITY_KEY], nps.score)
     nps_last = latest.group_by(ENTITY_KEY).aggregate(nps_last=latest.score.mean())
-    e = _attach(_attach(ent, agg), nps_last)
+    e = attach(attach(ent, agg), nps_last)
     return e.select(
         ENTITY_KEY,
         nps_last=e.nps_last,
@@ -416,7 +416,7 @@ def touchpoint_features(ent: ir.Table, touchpoints: ir.Table) -> ir.Table:
         outbound_known=_count(ts, outbound90 & j.responded.notnull()),
         outbound_answered=_count(ts, outbound90 & j.responded.fill_null(False)),
     )
-    e = _attach(ent, agg)
+    e = attach(ent, agg)
     return e.select(
         ENTITY_KEY,
         touchpoints_30d=_zero(e.touchpoints_30d),
@@ -454,7 +454,7 @@ def subscription_features(ent: ir.Table, subscriptions: ir.Table) -> ir.Table:
         next_end=j.end_date.min(where=active),
         auto_renew=j.auto_renew.cast("int8").max(where=active),
     )
-    e = _attach(ent, agg)
+    e = attach(ent, agg)
     arr = _zero(e.arr_now)
     return e.select(
         ENTITY_KEY,
@@ -503,7 +503,7 @@ def invoice_features(ent: ir.Table, invoices: ir.Table) -> ir.Table:
         ),
         overdue_invoices=_count(j.issued_at, due & unpaid),
     )
-    e = _attach(ent, agg)
+    e = attach(ent, agg)
     return e.select(
         ENTITY_KEY,
         failed_payments_90d=_zero(e.failed_payments_90d),

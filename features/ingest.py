@@ -202,7 +202,11 @@ def _write_table(con: duckdb.DuckDBPyConnection, spec: Table, frame: pd.DataFram
             defs.append(f"{quote(extra)} {ctype}")
             selects.append(f"CAST({quote(extra)} AS {ctype})")
         con.execute(f"CREATE TABLE {quote(spec.name)} ({', '.join(defs)})")
-        con.execute(f"INSERT INTO {quote(spec.name)} SELECT {', '.join(selects)} FROM {view}")
+        # Stored in (account_id, time) order: each row group then holds few accounts, so DuckDB's
+        # zone maps skip nearly all of a table for one account (the online path reads ~1 %).
+        order = ", ".join(quote(c) for c in ("account_id", spec.time_column) if c)
+        con.execute(f"INSERT INTO {quote(spec.name)} SELECT {', '.join(selects)} FROM {view} "
+                    f"ORDER BY {order}")
     finally:
         con.unregister(view)
 

@@ -33,8 +33,12 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
 
 def connected_tables(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
     """Contract tables present in the warehouse."""
+    # The catalog functions rather than information_schema (the same tables and views, in any
+    # catalog's `main` schema): about 4x cheaper, and the online path calls this per request.
     present = {r[0] for r in con.execute(
-        "select table_name from information_schema.tables where table_schema = 'main'"
+        "select table_name from duckdb_tables() where schema_name = 'main' "
+        "union all select view_name from duckdb_views() where schema_name = 'main' "
+        "and not internal"
     ).fetchall()}
     return frozenset(t.name for t in TABLES if t.name in present)
 

@@ -252,6 +252,75 @@ def test_the_online_path_and_the_batch_path_agree_on_a_generated_world():
     assert not batch[list(FEATURE_NAMES)].isna().all().any()
 
 
+@pytest.fixture(scope="module")
+def world_con():
+    from datetime import date
+
+    from features.generate import generate_world
+
+    return warehouse(generate_world(60, date(2024, 1, 1), 300, seed=5).tables)
+
+
+def test_one_account_at_a_time_equals_the_batch_row_at_several_dates(world_con):
+    """The service's call (one account, one date, a reused prepared statement) gives exactly
+    the row the batch path (compiled per call) gives, account after account."""
+    ents = build_entities(world_con, ["2024-03-01", "2024-06-01", "2024-10-27"])
+    batch = build_features(world_con, ents, FeatureConfig(prepared_max_entities=0))
+    for i in ents.sample(15, random_state=3).index:
+        alone = build_features(world_con, ents.loc[[i]], CFG)
+        pd.testing.assert_frame_equal(alone, batch.loc[[i]].reset_index(drop=True),
+                                      check_categorical=False)
+
+
+def test_the_online_path_sees_a_replaced_or_dropped_table():
+    """Prepared statements are reused across calls, never stale: a table replaced with the
+    same columns gives the new rows; a dropped one gives missing features."""
+    con = warehouse(hand_tables())
+    one = entities(("a", T))
+    for _ in range(3):  # run, then prepared, then executed as prepared
+        assert build_features(con, one, CFG)["tickets_90d"].iloc[0] == EXPECTED_A["tickets_90d"]
+    tickets = hand_tables()["tickets"]
+    load(con, {"tickets": tickets[tickets["account_id"] != "a"]})
+    assert build_features(con, one, CFG)["tickets_90d"].iloc[0] == 0
+    con.execute("drop table tickets")
+    assert np.isnan(build_features(con, one, CFG)["tickets_90d"].iloc[0])
+    usage = build_features(con, one, CFG)["events_30d"].iloc[0]
+    assert usage == EXPECTED_A["events_30d"]
+
+
+def test_concurrent_online_calls_on_one_connection_each_get_their_own_rows(world_con):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ents = build_entities(world_con, "2024-06-01").head(8)
+    batch = build_features(world_con, ents, FeatureConfig(prepared_max_entities=0))
+    with ThreadPoolExecutor(4) as pool:
+        rows = list(pool.map(lambda i: build_features(world_con, ents.loc[[i]], CFG),
+                             list(ents.index) * 3))
+    for i, row in zip(list(ents.index) * 3, rows, strict=True):
+        pd.testing.assert_frame_equal(row, batch.loc[[i]].reset_index(drop=True),
+                                      check_categorical=False)
+
+
+def test_ingest_stores_each_table_in_account_and_time_order(tmp_path):
+    """So DuckDB's zone maps skip most of a table for one account (the online path)."""
+    from datetime import date
+
+    from features.config import IngestConfig
+    from features.generate import generate_world, write_world
+    from features.ingest import ingest_folder
+    from features.warehouse import connect
+
+    write_world(generate_world(20, date(2024, 1, 1), 60, seed=2), tmp_path / "in", "parquet")
+    ingest_folder(tmp_path / "in", tmp_path / "w.duckdb", IngestConfig(),
+                  now=pd.Timestamp("2100-01-01").to_pydatetime())
+    con = connect(tmp_path / "w.duckdb", read_only=True)
+    for name, time_column in (("usage_events", "ts"), ("tickets", "created_at")):
+        stored = con.execute(f"select account_id, {time_column} from {name}").df()
+        ordered = stored.sort_values(["account_id", time_column], kind="stable")
+        assert stored.index.equals(ordered.index), name
+    con.close()
+
+
 def test_no_entities_give_an_empty_frame_with_every_column(con, frame):
     out = build_features(con, entities(("a", T)).iloc[0:0], CFG)
     assert list(out.columns) == list(frame.columns) and out.empty
