@@ -23,20 +23,31 @@ venv: .venv/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
+# The demo world ends the day before DEMO_END; scores and summaries are as of DEMO_END.
+DEMO_END := $(shell date -d "$(DEMO_START) + $(DEMO_DAYS) days" +%F)
+DEMO_ADMIN_KEY ?= demo-admin-key
+
 demo: venv
 	$(HS) generate --accounts $(DEMO_ACCOUNTS) --start $(DEMO_START) --days $(DEMO_DAYS) --seed 7 --out data/raw
 	$(HS) ingest data/raw
-	$(HS) features --as-of $$(date -d "$(DEMO_START) + $(DEMO_DAYS) days" +%F) --out data/features.parquet
+	$(HS) train --truth data/raw/truth.parquet
+	$(HS) score --as-of $(DEMO_END)
+	@echo
+	@echo "Serving the HealthScore API on http://127.0.0.1:3000 (OpenAPI: /v1/openapi.json)."
+	@echo "Demo admin key: $(DEMO_ADMIN_KEY)  e.g.  curl -H 'Authorization: Bearer $(DEMO_ADMIN_KEY)' ..."
+	@echo "MLflow runs and models: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns.db"
+	HEALTHSCORE_SERVING__ADMIN_KEY=$(DEMO_ADMIN_KEY) $(HS) serve
 
 test: venv
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadscope -q
 
 bench: venv
 	$(PY) bench/run.py
 
 lint: venv
 	$(PY) -m ruff check features training serving tests bench
-	$(PY) -m mypy features/registry.py features/contract.py
+	$(PY) -m mypy features/registry.py features/contract.py features/config.py \
+		features/labels.py serving/health/
 
 clean:
 	rm -rf .venv data mlruns mlruns.db bentoml_home

@@ -99,6 +99,11 @@ class TrainingConfig(_Section):
     feature_fraction: float = Field(0.8, gt=0, le=1)
     lambda_l2: float = Field(1.0, ge=0)
     early_stopping_rounds: int = Field(30, ge=1)
+    monotone_churn: bool = False
+    """Constrain churn models to the registry's direction: risk never rises with a feature whose
+    `higher_is_healthier` is True, nor falls with one where it is False (neutral features free)."""
+    monotone_method: Literal["basic", "intermediate", "advanced"] = "basic"
+    """LightGBM `monotone_constraints_method` (stricter to looser, cheaper to dearer)."""
     num_threads: int = Field(1, ge=1)
     """Fixed so a seed reproduces the same trees. One thread is also the fastest on a shared
     2-core machine (OpenMP threads spin while the cores are busy); raise it on a dedicated one."""
@@ -156,12 +161,12 @@ class Settings(BaseSettings):
         env_prefix="HEALTHSCORE_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    paths: PathsConfig = Field(default_factory=PathsConfig)
-    ingest: IngestConfig = Field(default_factory=IngestConfig)
-    features: FeatureConfig = Field(default_factory=FeatureConfig)
-    health: HealthConfig = Field(default_factory=HealthConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    serving: ServingConfig = Field(default_factory=ServingConfig)
+    paths: PathsConfig = PathsConfig()
+    ingest: IngestConfig = IngestConfig()
+    features: FeatureConfig = FeatureConfig()
+    health: HealthConfig = HealthConfig()
+    training: TrainingConfig = TrainingConfig()
+    serving: ServingConfig = ServingConfig()
 
     @field_validator("training")
     @classmethod

@@ -8,7 +8,7 @@ Only `accounts` is required; a table that is absent is "not connected" everywher
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 ColumnType = Literal["string", "int", "float", "bool", "date", "timestamp"]

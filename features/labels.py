@@ -34,7 +34,7 @@ def data_end(con: duckdb.DuckDBPyConnection) -> pd.Timestamp:
     ]
     if not parts:
         raise ValueError("the warehouse has no dated table: cannot tell where the data ends")
-    latest = con.execute(f"select max(m) from ({' union all '.join(parts)})").fetchone()[0]
+    (latest,) = con.execute(f"select max(m) from ({' union all '.join(parts)})").fetchall()[0]
     if latest is None:
         raise ValueError("the warehouse's dated tables are empty: cannot tell where the data ends")
     return pd.Timestamp(latest).normalize() + pd.Timedelta(days=1)
