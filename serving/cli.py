@@ -2,6 +2,8 @@
 
 Only option parsing, progress and output live here and in the packages' `cli` modules; every
 command calls library functions. Heavy imports happen inside commands so `--help` stays fast.
+This is the composition root: the one serving module that imports training (its CLI module, which
+loads fitting code only when `train` runs); the service itself never does.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from typing import Annotated
 import typer
 
 from features import cli as features_cli
+from serving import commands as score_commands
+from serving import explain_cli, serve_cli
+from training import cli as training_cli
 
 app = typer.Typer(
     name="healthscore",
@@ -33,15 +38,5 @@ def main(
     ctx.obj = load_settings(config)
 
 
-features_cli.register(app)
-
-for _module in ("training.cli", "serving.commands", "serving.serve_cli", "serving.explain_cli"):
-    try:
-        __import__(_module)
-    except ModuleNotFoundError as exc:  # a package whose commands are not written yet
-        if exc.name != _module:
-            raise
-    else:
-        import sys
-
-        sys.modules[_module].register(app)
+for _commands in (features_cli, training_cli, score_commands, serve_cli, explain_cli):
+    _commands.register(app)
