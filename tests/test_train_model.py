@@ -9,7 +9,7 @@ from train_frames import snapshot_frame
 
 from features.config import TrainingConfig
 from training.leakage import leakage_suspects
-from training.model import fit_calibrator, fit_model
+from training.model import fit_calibrator, fit_model, monotone_constraints
 
 FEATURES = ["logins_30d", "tickets_90d", "nps_last", "noise_feature", "segment", "attr_tier"]
 
@@ -71,6 +71,28 @@ def test_fewer_logins_mean_a_higher_churn_probability(windows):
     rows = windows[3].copy()
     fewer = rows.assign(logins_30d=rows["logins_30d"] * 0.3)
     assert bundle.predict_proba(fewer).mean() > bundle.predict_proba(rows).mean()
+
+
+def test_monotone_churn_constraints_follow_the_registry_direction():
+    cfg = TrainingConfig(monotone_churn=True)
+    # logins and NPS: healthier when higher (risk falls); tickets: healthier when lower (risk
+    # rises); an unregistered column, the segment and a custom attribute are neutral (free).
+    assert monotone_constraints(FEATURES, "churn_60d", cfg) == [-1, 1, -1, 0, 0, 0]
+    assert monotone_constraints(FEATURES, "expansion_60d", cfg) is None
+    assert monotone_constraints(FEATURES, "churn_60d", TrainingConfig()) is None
+    assert monotone_constraints(["noise_feature", "segment"], "churn_30d", cfg) is None
+
+
+@pytest.mark.parametrize("column, factor, direction", [
+    ("logins_30d", 1.5, -1), ("nps_last", 0.5, 1), ("tickets_90d", 2.0, 1)])
+def test_a_monotone_churn_model_never_moves_against_the_registry_direction(
+        windows, column, factor, direction):
+    bundle = _fit(windows, monotone_churn=True)
+    rows = windows[3].copy()
+    changed = rows.assign(**{column: rows[column] * factor})
+    # Every row, not just on average: the constraint holds for each account.
+    diff = bundle.predict_proba(changed) - bundle.predict_proba(rows)
+    assert (direction * diff >= -1e-12).all()
 
 
 def test_the_account_id_does_not_change_a_prediction(windows):

@@ -1,16 +1,18 @@
 """The models on a generated world, end to end (generate, ingest, features, train, register):
-they beat the rules score and logistic regression, are calibrated, sit below the oracle with
-the gap reported, are registered as champions, and a worse configuration does not replace them.
+they beat the rules score, are calibrated, sit below the oracle with the gap reported, are
+registered as champions, and a worse configuration does not replace them.
 
-The world is the demo's size (1,500 accounts x 730 days): smaller worlds leave too few churn
-events in a test window for model-versus-baseline comparisons to mean anything. The comparison
-uses every backtest fold's held-out rows pooled (three out-of-time windows); the single latest
-window is checked for calibration.
+Smaller worlds than the demo's leave too few churn events in a test window for model-versus-
+baseline comparisons to mean anything. Comparisons use every backtest fold's held-out rows
+pooled (three out-of-time windows) and the latest window alone; the latest window is also
+checked for calibration.
 
-The model's edge over logistic regression is small on this generator (about +0.015 ROC AUC on
-average) and varies between worlds: on generator seeds 3, 5, 11 and 13 it won on every churn
-horizon, on seed 7 logistic regression led by up to 0.011. One world cannot prove a small edge;
-this test pins seed 13 and the training report shows the numbers for any world.
+The world is the demo's own (`make demo`: seed 7, 1,500 accounts x 730 days, from 2024-01-01),
+never a seed picked because the models win on it. On it the churn models beat the rules score;
+they do NOT yet beat logistic regression on every horizon (issue 4 is open): measured with the
+default config, pooled ROC AUC model/LR is .836/.837 (30d), .823/.834 (60d), .815/.816 (90d).
+That comparison is kept as a strict xfail, so it turns into a failure the day it starts passing
+and the marker has to go.
 """
 
 from datetime import date
@@ -27,7 +29,8 @@ from training.pipeline import run_training_job
 
 pytestmark = pytest.mark.slow
 CHURN = [f"churn_{h}d" for h in (30, 60, 90)]
-SEED = 13
+SEED = 7
+"""The demo world's generator seed (Makefile `demo`)."""
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,7 @@ def world(tmp_path_factory):
 
 
 def _build(root):
-    w = generate_world(1500, date(2024, 1, 1), 730, seed=SEED)
+    w = generate_world(1500, date(2024, 1, 1), 730, seed=SEED)  # the demo world
     write_world(w, root / "raw")
     settings = load_settings(paths={
         "data_dir": str(root / "raw"), "warehouse": str(root / "wh.duckdb"),
@@ -50,14 +53,30 @@ def _build(root):
     return settings, first, second
 
 
-def test_every_churn_model_beats_the_rules_score_and_logistic_regression(world):
-    _, first, _ = world
+def _beats(report, baseline):
+    """(label, window, metric) where the model does not beat `baseline`: on every backtest
+    fold's held-out rows pooled, and on the latest (test) window alone."""
+    misses = []
     for label in CHURN:
-        pooled = first.report["models"][label]["backtest"]["pooled"]
-        for baseline in ("rules", "logistic"):
+        m = report["models"][label]
+        for window, metrics in (("pooled", m["backtest"]["pooled"]), ("test", m["test"])):
             for metric in ("roc_auc", "top_decile_lift"):
-                assert pooled["model"][metric] > pooled[baseline][metric], (label, baseline,
-                                                                             metric)
+                if not metrics["model"][metric] > metrics[baseline][metric]:
+                    misses.append((label, window, metric, round(metrics["model"][metric], 3),
+                                   round(metrics[baseline][metric], 3)))
+    return misses
+
+
+def test_every_churn_model_beats_the_rules_score(world):
+    _, first, _ = world
+    assert _beats(first.report, "rules") == []
+
+
+@pytest.mark.xfail(strict=True, reason="issue 4 open: on the demo world (seed 7) logistic "
+                   "regression still leads some churn horizons; see the module docstring")
+def test_every_churn_model_beats_logistic_regression(world):
+    _, first, _ = world
+    assert _beats(first.report, "logistic") == []
 
 
 def test_the_gap_to_the_oracle_is_in_the_report(world):

@@ -23,6 +23,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from features.config import TrainingConfig
+from features.registry import feature
 from serving.model_bundle import Bundle, Calibrator, category_levels, encode_frame
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 # champion's configuration on a new backtest.
 PARAM_FIELDS = ("num_leaves", "learning_rate", "max_trees", "min_child_samples",
                 "feature_fraction", "lambda_l2", "early_stopping_rounds", "seed", "num_threads",
-                "isotonic_min_positives")
+                "isotonic_min_positives", "monotone_churn", "monotone_method")
 
 
 def model_params(cfg: TrainingConfig) -> dict[str, Any]:
@@ -39,8 +40,34 @@ def model_params(cfg: TrainingConfig) -> dict[str, Any]:
     return {k: getattr(cfg, k) for k in PARAM_FIELDS}
 
 
-def lgb_params(cfg: TrainingConfig) -> dict[str, Any]:
+def monotone_constraints(features: Sequence[str], label: str, cfg: TrainingConfig
+                         ) -> list[int] | None:
+    """LightGBM monotone constraints for `label`, or None when it is not constrained.
+
+    Churn risk falls as a healthier-when-higher feature rises (-1) and rises with a
+    healthier-when-lower one (+1); neutral features (direction None) and custom attributes stay
+    free (0). Only churn models: the registry's direction is about health, and expansion is not
+    monotone in health (a healthy account at its seat limit expands, a healthy small one may not).
+    """
+    if not cfg.monotone_churn or not label.startswith("churn"):
+        return None
+    out = []
+    for name in features:
+        try:
+            better = feature(name).higher_is_healthier
+        except KeyError:  # a bring-your-own-table column: no registered direction
+            better = None
+        out.append(0 if better is None else (-1 if better else 1))
+    return out if any(out) else None
+
+
+def lgb_params(cfg: TrainingConfig, monotone: Sequence[int] | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if monotone is not None:
+        extra = {"monotone_constraints": list(monotone),
+                 "monotone_constraints_method": cfg.monotone_method}
     return {
+        **extra,
         "objective": "binary",
         "metric": "binary_logloss",
         "learning_rate": cfg.learning_rate,
@@ -66,19 +93,22 @@ def fit_booster(
     categorical: Sequence[str],
     cfg: TrainingConfig,
     refit_with_valid: bool = False,
+    monotone: Sequence[int] | None = None,
 ) -> lgb.Booster:
     """Fit with early stopping on the validation rows; return a booster cut at the best round.
 
     `refit_with_valid` then refits on training plus validation rows with the tree count scaled
     to the larger set. Only for exchangeable rows (cross-validation): in a time split the
-    validation labels reach into the calibration window and would leak into it.
+    validation labels reach into the calibration window and would leak into it. `monotone`: one
+    LightGBM monotone constraint per feature (see `monotone_constraints`).
     """
+    params = lgb_params(cfg, monotone)
     names = list(features)
     train = lgb.Dataset(X_train, label=y_train, feature_name=names,
                         categorical_feature=list(categorical), free_raw_data=False)
     valid = lgb.Dataset(X_valid, label=y_valid, reference=train)
     booster = lgb.train(
-        lgb_params(cfg), train, num_boost_round=cfg.max_trees, valid_sets=[valid],
+        params, train, num_boost_round=cfg.max_trees, valid_sets=[valid],
         valid_names=["valid"],
         callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
     )
@@ -88,7 +118,7 @@ def fit_booster(
                                                  / len(y_train))))
         both = lgb.Dataset(np.vstack([X_train, X_valid]), label=np.concatenate([y_train, y_valid]),
                            feature_name=names, categorical_feature=list(categorical))
-        return lgb.train(lgb_params(cfg), both, num_boost_round=rounds)
+        return lgb.train(params, both, num_boost_round=rounds)
     # Re-load only the kept trees so the saved model (and serving's SHAP cost) holds no dead trees.
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
@@ -134,7 +164,7 @@ def fit_model(
            for k, v in (("train", train), ("valid", valid), ("calib", calib))}
     booster = fit_booster(enc["train"], train[label].to_numpy(float), enc["valid"],
                           valid[label].to_numpy(float), features, list(categories), cfg,
-                          refit_with_valid)
+                          refit_with_valid, monotone_constraints(features, label, cfg))
     raw_calib = booster.predict(enc["calib"], raw_score=True)
     calibrator = fit_calibrator(raw_calib, calib[label].to_numpy(float),
                                 cfg.isotonic_min_positives)
