@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,9 +21,9 @@ POSTGRES_DSN = os.environ.get(
 )
 
 
-@pytest.fixture
-def postgres_url():
-    """SQLAlchemy URL of a fresh, empty schema on the test PostgreSQL (dropped after the test)."""
+@contextlib.contextmanager
+def postgres_schema(prefix: str = "hs_test") -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty schema on the test PostgreSQL (dropped afterwards)."""
     import uuid
 
     import psycopg
@@ -33,7 +35,7 @@ def postgres_url():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{message} (CI=true: PostgreSQL tests must run)")
         pytest.skip(message)
-    schema = f"hs_test_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'create schema "{schema}"')
         base = POSTGRES_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
@@ -42,3 +44,10 @@ def postgres_url():
             yield f"{base}{sep}options=-csearch_path%3D{schema}"
         finally:
             admin.execute(f'drop schema if exists "{schema}" cascade')
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh schema per test; skips without a server, fails under CI=true."""
+    with postgres_schema() as url:
+        yield url

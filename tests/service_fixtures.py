@@ -117,28 +117,11 @@ def world_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return world_root_path(tmp_path_factory)
 
 
-@contextlib.contextmanager
-def postgres_schema() -> Iterator[str]:
+def postgres_schema() -> contextlib.AbstractContextManager[str]:
     """A fresh PostgreSQL schema (dropped afterwards); skip, or fail under CI=true."""
-    import psycopg
-    from conftest import POSTGRES_DSN
+    from conftest import postgres_schema as schema
 
-    try:
-        admin = psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL unreachable at {POSTGRES_DSN}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message} (CI=true: PostgreSQL tests must run)")
-        pytest.skip(message)
-    schema = f"hs_svc_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'create schema "{schema}"')
-        base = POSTGRES_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
-        sep = "&" if "?" in base else "?"
-        try:
-            yield f"{base}{sep}options=-csearch_path%3D{schema}"
-        finally:
-            admin.execute(f'drop schema if exists "{schema}" cascade')
+    return schema("hs_svc")
 
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
