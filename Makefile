@@ -39,7 +39,7 @@ demo: venv
 	HEALTHSCORE_SERVING__ADMIN_KEY=$(DEMO_ADMIN_KEY) $(HS) serve
 
 test: venv
-	$(PY) -m pytest -n 2 --dist loadscope -q
+	$(PY) -m pytest -n 2 -q
 
 bench: venv
 	$(PY) bench/run.py
