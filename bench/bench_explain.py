@@ -36,13 +36,11 @@ def build_world(n_accounts: int, days: int, seed: int) -> tuple[Any, pd.Timestam
     import duckdb
 
     from features.generate import generate_world
+    from features.warehouse import load_frames
 
     world = generate_world(n_accounts, date(2024, 1, 1), days, seed)
     con = duckdb.connect(":memory:")
-    for name, frame in world.tables.items():
-        con.register("incoming", frame)
-        con.execute(f'create table "{name}" as select * from incoming')
-        con.unregister("incoming")
+    load_frames(con, world.tables)
     as_of = pd.Timestamp(date(2024, 1, 1)) + pd.Timedelta(days=days - 30)
     return con, as_of
 

@@ -41,14 +41,11 @@ def built_features(n_accounts: int, days: int, seed: int) -> tuple[pd.DataFrame,
     from features.config import load_settings
     from features.entities import build_entities
     from features.generate import generate_world
-    from features.warehouse import connected_tables
+    from features.warehouse import connected_tables, load_frames
 
     world = generate_world(n_accounts, date(2024, 1, 1), days, seed)
     con = duckdb.connect(":memory:")
-    for name, frame in world.tables.items():
-        con.register("incoming", frame)
-        con.execute(f'create table "{name}" as select * from incoming')
-        con.unregister("incoming")
+    load_frames(con, world.tables)
     as_of = pd.Timestamp(date(2024, 1, 1)) + pd.Timedelta(days=days)
     entities = build_entities(con, [as_of])
     feats = build_features(con, entities, load_settings().features)

@@ -44,12 +44,11 @@ def training_set(n_accounts: int, days: int, seed: int):
     from training.datasets import as_of_dates, build_training_set
 
     settings = load_settings()
+    from features.warehouse import load_frames
+
     world = generate_world(n_accounts, date(2024, 1, 1), days, seed)
     con = duckdb.connect(":memory:")
-    for name, frame in world.tables.items():
-        con.register("incoming", frame)
-        con.execute(f'create table "{name}" as select * from incoming')
-        con.unregister("incoming")
+    load_frames(con, world.tables)
     horizons = settings.training.horizons
     dates = as_of_dates(con, None, None, "MS", horizons)
     return build_training_set(con, dates, settings.features, horizons)

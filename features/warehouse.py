@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from features.contract import TABLES
 
@@ -48,3 +49,17 @@ def row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         name: con.execute(f'select count(*) from "{name}"').fetchone()[0]  # type: ignore[index]
         for name in sorted(connected_tables(con))
     }
+
+
+def load_frames(con: duckdb.DuckDBPyConnection, tables: dict[str, pd.DataFrame]) -> None:
+    """Create one table per frame, as is: no validation, no transaction.
+
+    For trusted, already contract-shaped data only (a generated world in tests and benches);
+    everything a customer provides goes through `features.ingest`.
+    """
+    for name, frame in tables.items():
+        con.register("_incoming", frame)
+        try:
+            con.execute(f'create table "{name}" as select * from _incoming')
+        finally:
+            con.unregister("_incoming")

@@ -57,16 +57,8 @@ def make_warehouse(out: Path, n_accounts: int = N_ACCOUNTS, days: int = DAYS,
 
     world = generate_world(n_accounts, START, days, seed)
     warehouse = out / "warehouse.duckdb"
-    try:
-        from features.ingest import ingest_folder
-    except ModuleNotFoundError:  # until ingestion lands: the contract tables as generated
-        con = duckdb.connect(str(warehouse))
-        for name, frame in world.tables.items():
-            con.register("incoming", frame)
-            con.execute(f'create table "{name}" as select * from incoming')
-            con.unregister("incoming")
-        con.close()
-        return warehouse, world.shocks
+    from features.ingest import ingest_folder
+
     write_world(world, out / "raw")
     ingest_folder(out / "raw", warehouse, load_settings().ingest)
     return warehouse, world.shocks

@@ -27,13 +27,11 @@ DAYS = 400
 
 def build_warehouse(path: Path, seed: int = 11) -> dict[str, pd.DataFrame]:
     from features.generate import generate_world
+    from features.warehouse import load_frames
 
     world = generate_world(N_ACCOUNTS, WORLD_START, DAYS, seed)
     con = duckdb.connect(str(path))
-    for name, frame in world.tables.items():
-        con.register("_t", frame)
-        con.execute(f'create table "{name}" as select * from _t')
-        con.unregister("_t")
+    load_frames(con, world.tables)
     con.close()
     return world.tables
 
