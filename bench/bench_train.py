@@ -41,11 +41,10 @@ def training_set(n_accounts: int, days: int, seed: int):
 
     from features.config import load_settings
     from features.generate import generate_world
+    from features.warehouse import load_frames
     from training.datasets import as_of_dates, build_training_set
 
     settings = load_settings()
-    from features.warehouse import load_frames
-
     world = generate_world(n_accounts, date(2024, 1, 1), days, seed)
     con = duckdb.connect(":memory:")
     load_frames(con, world.tables)
