@@ -65,13 +65,14 @@ def _open_warehouse(settings: Any, warehouse: Path | None) -> Any:
 
 
 @contextmanager
-def _progress(description: str) -> Iterator[Callable[[str, float], None]]:
-    """A rich progress bar fed by (step, fraction done) callbacks."""
+def progress_bar(description: str, *, console: Any = None, transient: bool = False
+                 ) -> Iterator[Callable[[str, float], None]]:
+    """A rich progress bar fed by (step, fraction done) callbacks, one line per step."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                  transient=False) as bar:
+                  console=console, transient=transient) as bar:
         tasks: dict[str, Any] = {}
 
         def report(step: str, done: float) -> None:
@@ -113,7 +114,7 @@ def score(
     con = _open_warehouse(settings, warehouse)
     console = Console()
     with open_store(store_url or settings.paths.store_url) as store:
-        with _progress(f"score {as_of.date()}") as report:
+        with progress_bar(f"score {as_of.date()}") as report:
             scored, _ = score_accounts(con, as_of.date(), rules, settings.features, store=store,
                                        progress=report)
             report("writing", 0.0)
@@ -213,7 +214,7 @@ def validate_score(
         result = run(con, rules, settings.features, dates=dates, horizons=horizons,
                      fit_share=settings.health.weights_fit_share)
     else:
-        with _progress("validate-score") as report:
+        with progress_bar("validate-score") as report:
             result = run(con, rules, settings.features, dates=dates, horizons=horizons,
                          fit_share=settings.health.weights_fit_share, progress=report)
     con.close()

@@ -10,14 +10,14 @@ by `register(app)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from serving.commands import progress_bar
 
 
 class OutputFormat(StrEnum):
@@ -48,24 +48,6 @@ def _bundles(models_dir: Path) -> Any:
         return None
     except BundleMismatchError as exc:
         raise typer.BadParameter(str(exc), param_hint="--models-dir") from None
-
-
-@contextmanager
-def _progress(console: Any, description: str) -> Iterator[Callable[[str, float], None]]:
-    """A rich progress bar (on stderr) fed by (step, fraction done) callbacks."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def report(step: str, done: float) -> None:
-            if step not in tasks:
-                tasks[step] = bar.add_task(f"{description}: {step}", total=1.0)
-            bar.update(tasks[step], completed=min(1.0, max(0.0, done)))
-
-        yield report
 
 
 def explain(
@@ -122,7 +104,7 @@ def explain(
                                            account_ids=[account_id], store=store,
                                            include_inactive=True)
         bundles = _bundles(models_dir or settings.paths.models_dir)
-        with _progress(console, f"peers as of {when}") as report:
+        with progress_bar(f"peers as of {when}", console=console, transient=True) as report:
             peers = load_peer_table(con, when, rules, bundles, settings.features,
                                     progress=report)
         connected = connected_tables(con)
