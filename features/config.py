@@ -134,6 +134,10 @@ class ServingConfig(_Section):
     top_k_factors: int = 5
     workers: int = Field(1, ge=1)
     """`bentoml serve` worker processes."""
+    tracing: bool = False
+    """OpenTelemetry spans for API requests. Off, BentoML's tracing middleware skips `/v1`:
+    with no exporter it builds unsampled spans for nothing, a third of a `predict`'s CPU
+    (profiled). On, BentoML's own `tracing` settings (sample rate, exporter) apply."""
     admin_key: SecretStr | None = None
     """Bootstrap admin API key (set HEALTHSCORE_SERVING__ADMIN_KEY); stored hashed on start."""
     key_cache_seconds: float = Field(5.0, ge=0)

@@ -59,3 +59,23 @@ def test_a_writer_is_never_locked_out_and_its_changes_are_picked_up(own_world):
         assert hs.customer == "Late Ltd"
     finally:
         engine.close()
+
+
+def test_api_requests_are_not_traced_unless_tracing_is_switched_on(monkeypatch):
+    """With no exporter, BentoML's tracing middleware built unsampled spans for every request:
+    a third of a predict's CPU. Off by default (HEALTHSCORE_SERVING__TRACING switches it on)."""
+    import importlib
+    import re
+
+    import serving.service as service
+
+    excluded = service.HealthScoreService.config["tracing"]["excluded_urls"]
+    for route in ("predict", "analyze", "calculate", "accounts/A00001/summary"):
+        assert any(re.search(p, f"http://127.0.0.1:3000/v1/{route}") for p in excluded)
+    monkeypatch.setenv("HEALTHSCORE_SERVING__TRACING", "true")
+    try:
+        assert "excluded_urls" not in importlib.reload(service).HealthScoreService.config.get(
+            "tracing", {})
+    finally:
+        monkeypatch.delenv("HEALTHSCORE_SERVING__TRACING")
+        importlib.reload(service)
