@@ -22,9 +22,10 @@ from serving.app import app as api_app
 
 logger = logging.getLogger(__name__)
 
-# Read at import because BentoML fixes the worker count when the class is decorated; it is the
-# same variable load_settings() reads (serving.workers).
+# Read at import because BentoML fixes these when the class is decorated; they are the same
+# variables load_settings() reads (serving.workers, .request_timeout_seconds, .tracing).
 _WORKERS = int(os.environ.get("HEALTHSCORE_SERVING__WORKERS", "1") or 1)
+_TIMEOUT = float(os.environ.get("HEALTHSCORE_SERVING__REQUEST_TIMEOUT_SECONDS", "10") or 10)
 _TRACING = os.environ.get("HEALTHSCORE_SERVING__TRACING", "false").strip().lower() in (
     "1", "true", "yes", "on")
 
@@ -34,7 +35,7 @@ _TRACING = os.environ.get("HEALTHSCORE_SERVING__TRACING", "false").strip().lower
     name="healthscore",
     workers=_WORKERS,
     logging={"access": {"enabled": False}},
-    traffic={"timeout": 120},
+    traffic={"timeout": _TIMEOUT},
     # A regular expression searched in the request URL: every API route.
     tracing={} if _TRACING else {"excluded_urls": ["/v1/"]},
 )
