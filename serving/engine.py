@@ -15,7 +15,6 @@ so the app maps them to 404/422/409/503.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -95,9 +94,13 @@ class Resolved:
     source: str
     customer: str | None
 
-    @functools.cached_property
+    @property
     def features(self) -> pd.DataFrame:
-        return self.frame if isinstance(self.frame, pd.DataFrame) else self.frame()
+        # Not functools.cached_property: on Python 3.11 it takes one lock for every instance,
+        # which serialised concurrent requests (seen in a profile under load).
+        if not isinstance(self.frame, pd.DataFrame):
+            self.frame = self.frame()
+        return self.frame
 
 
 def _f(value: Any) -> float | None:
