@@ -465,9 +465,10 @@ def resolve_profiles(frame: pd.DataFrame, rules: Rules) -> np.ndarray:
 
 def _text_in(col: pd.Series, allowed: list[str]) -> np.ndarray:
     """Per row: the value, as text, is one of `allowed` (missing never is). A categorical
-    column (what build_features gives) is compared once per category, not once per row:
+    column of texts (what build_features gives) is compared once per category, not per row:
     converting the column to text cost more than the rest of a one-row score."""
-    if isinstance(col.dtype, pd.CategoricalDtype):
+    if isinstance(col.dtype, pd.CategoricalDtype) and isinstance(col.cat.categories.dtype,
+                                                                  pd.StringDtype):
         known = np.append(pd.Index(col.cat.categories).astype("string").isin(allowed), False)
         # Code -1 (missing) reads the appended False.
         return known[col.cat.codes.to_numpy()]
