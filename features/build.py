@@ -5,7 +5,9 @@ an entity frame (`account_id`, `as_of`): validating the entities, executing one 
 per connected source table (each restricted to the entity accounts and time range before
 anything else), and assembling the frame in the registry's order with the registry's dtypes.
 Few entities (the online path) run all of them side by side as one DuckDB prepared statement,
-compiled once per warehouse schema and kept per connection; many compile per call. It
+compiled once per warehouse schema and kept per connection; many compile per call. On both
+paths usage's days-since fallback (rows before its lookback) runs only for the entities left
+without an activity date. It
 defines no feature itself (definitions.py does) and never writes to the warehouse (the online
 entity rows live in a temporary table of its own cursor).
 
@@ -233,8 +235,11 @@ POOL_SIZE = 8
 class _Session:
     """One cursor of the caller's connection holding the entity rows in a temporary table and
     the compiled SQL as a DuckDB prepared statement: a call pays neither Ibis's compilation nor
-    DuckDB's parsing. (DuckDB 2.0 still binds and optimizes the statement on every EXECUTE:
-    measured, that is most of what a one-account call costs now.)"""
+    DuckDB's parsing. (DuckDB 2.0 still binds and optimizes the statement on every EXECUTE of
+    anything that reads a table, even within one transaction: measured, that and the fixed cost
+    of its ~200 operators are what a one-account call costs now. The settings that would trim
+    it, `disabled_optimizers` and `threads`, are database-wide in DuckDB 2.0: a cursor cannot
+    set them for itself without changing every other query of the process.)"""
 
     def __init__(self, cursor: duckdb.DuckDBPyConnection, prefix: str) -> None:
         self.cursor = cursor
