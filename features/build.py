@@ -5,7 +5,9 @@ an entity frame (`account_id`, `as_of`): validating the entities, executing one 
 per connected source table (each restricted to the entity accounts and time range before
 anything else), and assembling the frame in the registry's order with the registry's dtypes.
 Few entities (the online path) run all of them side by side as one DuckDB prepared statement,
-compiled once per warehouse schema and kept per connection; many compile per call. It
+compiled once per warehouse schema and kept per connection; many compile per call. On both
+paths usage's days-since fallback (rows before its lookback) runs only for the entities left
+without an activity date. It
 defines no feature itself (definitions.py does) and never writes to the warehouse (the online
 entity rows live in a temporary table of its own cursor).
 
@@ -105,7 +107,6 @@ def build_features(
         runner = _Prepared(con, cfg)
     else:
         runner = _Batch(con, cfg)
-    parts = []
     try:
         # On the runner's own cursor: concurrent calls on one connection never share one.
         connected = connected_tables(runner.cursor)
@@ -113,17 +114,12 @@ def build_features(
             raise ValueError(
                 "the warehouse has no accounts table: run `healthscore ingest` first")
         steps = _steps(connected, cfg.attribute_prefix)
-        for i, (name, build) in enumerate(steps):
-            report(name, i / (len(steps) + 1))
-            frame = runner.run(name, build, keys)
-            if name == "accounts":
-                _check_known(frame, keys, ents)
-                frame = frame.drop(columns="_known")
-            else:
-                if name == "usage_events":
-                    frame = _fill_old_activity(runner, frame, keys)
-                frame = frame[[d.ENTITY_KEY, *d.SOURCE_BY_TABLE[name].features]]
-            parts.append(frame)
+        # The profile (with `_known`) comes first; usage's days_since_last_activity still
+        # needs its fallback on the rows before the lookback, for the entities left without.
+        parts = runner.frames(steps, keys, report)
+        _check_known(parts[0], keys, ents)
+        parts = [_fill_old_activity(runner, p, keys) if "days_since_last_activity" in p.columns
+                 else p for p in parts]
     finally:
         runner.close()
     for spec in d.SOURCES:
@@ -179,6 +175,19 @@ class _Runner:
     def run(self, name: str, build: Build, keys: pd.DataFrame) -> pd.DataFrame:
         raise NotImplementedError
 
+    def frames(self, steps: list[tuple[str, Build]], keys: pd.DataFrame,
+               report: Progress) -> list[pd.DataFrame]:
+        """One frame per step, in key order: the profile with `_known`, then each source's
+        `_eid` and features."""
+        parts = []
+        for i, (name, build) in enumerate(steps):
+            report(name, i / (len(steps) + 1))
+            frame = self.run(name, build, keys)
+            if name != "accounts":
+                frame = frame[[d.ENTITY_KEY, *d.SOURCE_BY_TABLE[name].features]]
+            parts.append(frame)
+        return parts
+
     def close(self) -> None:
         pass
 
@@ -226,8 +235,11 @@ POOL_SIZE = 8
 class _Session:
     """One cursor of the caller's connection holding the entity rows in a temporary table and
     the compiled SQL as a DuckDB prepared statement: a call pays neither Ibis's compilation nor
-    DuckDB's parsing. (DuckDB 2.0 still binds and optimizes the statement on every EXECUTE:
-    measured, that is most of what a one-account call costs now.)"""
+    DuckDB's parsing. (DuckDB 2.0 still binds and optimizes the statement on every EXECUTE of
+    anything that reads a table, even within one transaction: measured, that and the fixed cost
+    of its ~200 operators are what a one-account call costs now. The settings that would trim
+    it, `disabled_optimizers` and `threads`, are database-wide in DuckDB 2.0: a cursor cannot
+    set them for itself without changing every other query of the process.)"""
 
     def __init__(self, cursor: duckdb.DuckDBPyConnection, prefix: str) -> None:
         self.cursor = cursor
@@ -310,37 +322,37 @@ def _pool(con: duckdb.DuckDBPyConnection) -> _Pool:
 
 class _Prepared(_Runner):
     """All steps side by side in one prepared statement, compiled once per warehouse schema,
-    run on a session of this connection that no concurrent call is using; `run` hands each
-    step its columns of the one result. A table replaced with the same schema needs nothing
-    (the statement reads the current catalog); a changed schema gets a new session."""
+    run on a session of this connection that no concurrent call is using: `frames` is its one
+    result. A table replaced with the same schema needs nothing (the statement reads the
+    current catalog); a changed schema gets a new session."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> None:
         self.pool = _pool(con)
         self.session = self.pool.take(con, cfg.attribute_prefix)
         self.cursor = self.session.cursor
-        self.frame: pd.DataFrame | None = None
         self.ok = True
 
+    def frames(self, steps: list[tuple[str, Build]], keys: pd.DataFrame,
+               report: Progress) -> list[pd.DataFrame]:
+        report("features", 0.0)
+        frame = self._guarded(lambda: (self.session.fill(keys), self.session.run(ALL_STEPS))[1])
+        if not frame[d.ENTITY_KEY].is_monotonic_increasing:
+            frame = frame.sort_values(d.ENTITY_KEY, ignore_index=True)
+        return [frame]
+
     def run(self, name: str, build: Build, keys: pd.DataFrame) -> pd.DataFrame:
-        if self.frame is None:
-            try:
-                self.session.fill(keys)
-                frame = self.session.run(ALL_STEPS)
-                if not frame[d.ENTITY_KEY].is_monotonic_increasing:
-                    frame = frame.sort_values(d.ENTITY_KEY, ignore_index=True)
-                self.frame = frame
-            except BaseException:
-                self.ok = False
-                raise
-        frame = self.frame
-        if name == FALLBACK:
-            # Already applied in the one statement: the value is final for these entities.
-            sub = frame[frame[d.ENTITY_KEY].isin(keys[d.ENTITY_KEY])]
-            return sub[[d.ENTITY_KEY, "days_since_last_activity"]].reset_index(drop=True)
-        if name == "accounts":
-            others = {f for spec in d.SOURCES for f in spec.features}
-            return frame[[c for c in frame.columns if c not in others]]
-        return frame[[d.ENTITY_KEY, *d.SOURCE_BY_TABLE[name].features]]
+        if name != FALLBACK:
+            raise ValueError(f"the prepared runner runs every step in one statement, not {name}")
+        # Its own small statement over the session's entity rows, run only when an entity has
+        # no usage inside the lookback (rare online): the main statement stays smaller.
+        return self._guarded(lambda: self.session.run(FALLBACK))
+
+    def _guarded(self, call: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        try:
+            return call()
+        except BaseException:
+            self.ok = False
+            raise
 
     def close(self) -> None:
         if self.ok:
@@ -397,17 +409,14 @@ ALL_STEPS = "*"
 
 def _side_by_side(ent: ir.Table, source: Source, builds: dict[str, Build]) -> ir.Table:
     """Every step's columns in one row per entity, so a call is one statement, not seven (each
-    statement has a fixed cost larger than one account's rows). Usage's
-    days_since_last_activity already falls back on the rows before its lookback, the value the
-    batch path fills in afterwards for the entities that need it."""
+    statement has a fixed cost larger than one account's rows). Usage's fallback on the rows
+    before its lookback is not in it: as on the batch path, it runs only for the entities left
+    without an activity date (measured on one account: the fallback in the statement cost 15 %
+    of its time, for a value almost every active account already has)."""
     out = ent.select(d.ENTITY_KEY)
     for name, build in builds.items():
         frame = build(ent, source)
         if name == "usage_events":
-            older = _older_usage(ent, source).rename(_older="days_since_last_activity")
-            frame = d.attach(frame, older)
-            frame = frame.mutate(days_since_last_activity=ibis.coalesce(
-                frame.days_since_last_activity, frame._older))
             frame = frame.select(d.ENTITY_KEY, *d.SOURCE_BY_TABLE[name].features)
         out = d.attach(out, frame)
     return out
@@ -458,9 +467,9 @@ def _assemble(
     eids = keys[d.ENTITY_KEY].to_numpy()
     by_key: dict[str, pd.Series] | pd.DataFrame
     if all(np.array_equal(p[d.ENTITY_KEY].to_numpy(), eids) for p in parts):
-        # Every part already has one row per entity in key order (each definition does).
-        by_key = {c: p[c].reset_index(drop=True) for p in parts for c in p.columns
-                  if c != d.ENTITY_KEY}
+        # Every part already has one row per entity in key order (each definition does); only
+        # values are read from here on, so no index needs resetting.
+        by_key = {c: p[c] for p in parts for c in p.columns if c != d.ENTITY_KEY}
     else:
         by_key = pd.concat([p.set_index(d.ENTITY_KEY) for p in parts], axis=1)
         by_key = by_key.reindex(keys[d.ENTITY_KEY])
@@ -478,28 +487,52 @@ def _assemble(
             columns[spec.name] = pd.to_numeric(col, errors="raise").astype("float64").to_numpy()
     for name in attrs:
         columns[name] = _attribute(by_key[name])
-    wide = pd.DataFrame(columns)
+    account_id = pd.Series(ents["account_id"].to_numpy(), dtype=_text())
     if len(ents) == n:
         # No duplicate entity rows: the distinct entities are the input rows, in order.
-        out = wide
-    else:
-        # Map each input row to its distinct entity: merge keeps the left order.
-        pos = ents.merge(keys, on=list(ENTITY_COLUMNS), how="left")[d.ENTITY_KEY].to_numpy()
-        out = wide.iloc[pos].reset_index(drop=True)
+        return pd.DataFrame({"account_id": account_id, "as_of": as_of, **columns})
+    # Map each input row to its distinct entity: merge keeps the left order.
+    pos = ents.merge(keys, on=list(ENTITY_COLUMNS), how="left")[d.ENTITY_KEY].to_numpy()
+    out = pd.DataFrame(columns).iloc[pos].reset_index(drop=True)
     out.insert(0, "as_of", as_of)
-    out.insert(0, "account_id", pd.Series(ents["account_id"].to_numpy(), dtype="str"))
+    out.insert(0, "account_id", account_id)
     return out
 
 
 def _category(col: pd.Series | None, n: int) -> pd.Categorical:
     if col is None:
         return pd.Categorical([np.nan] * n)
-    values = col.astype(object).where(col.notna(), np.nan).to_numpy()
-    return pd.Categorical(values)
+    return _categorical(col.to_numpy(dtype=object, na_value=np.nan))
+
+
+def _categorical(values: np.ndarray) -> pd.Categorical:
+    """`pd.Categorical(values)` for text-or-NaN values (what every categorical feature holds),
+    built from codes: its inference costs ~0.3 ms a column, most of a one-row frame's
+    assembly. Categories are the sorted distinct texts either way; anything else (or no
+    text at all) goes through `pd.Categorical` itself."""
+    texts = {v for v in values if isinstance(v, str)}
+    if not texts or len(values) != sum(isinstance(v, str) or v is np.nan for v in values):
+        return pd.Categorical(values)
+    levels = sorted(texts)
+    code = {level: k for k, level in enumerate(levels)}
+    codes = np.fromiter((code.get(v, -1) for v in values), dtype=np.int8 if len(levels) < 127
+                        else np.int64, count=len(values))
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(pd.Index(levels,
+                                                                               dtype=_text())))
+
+
+@functools.cache
+def _text() -> pd.api.extensions.ExtensionDtype:
+    """pandas' "str" dtype, resolved once: resolving the alias reads pandas' options, ~0.1 ms
+    each time."""
+    return pd.api.types.pandas_dtype("str")
 
 
 def _attribute(col: pd.Series) -> object:
     """Numeric (and boolean) custom attributes stay float; anything else becomes a category."""
+    if isinstance(col.dtype, pd.StringDtype):
+        # Text already: what the general branch below makes of it, without its three passes.
+        return _category(col, len(col))
     if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
         return pd.to_numeric(col, errors="coerce").astype("float64").to_numpy()
     if col.dtype == object:

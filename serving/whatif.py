@@ -181,9 +181,24 @@ def changed_matrices(models: ModelSet, base: Sequence[np.ndarray],
 def changed_frame(row: pd.DataFrame, changes: Sequence[Mapping[str, float]]) -> pd.DataFrame:
     """The one-row features frame repeated once per change set, with the changes applied."""
     frame = row.iloc[np.zeros(len(changes), dtype=int)].reset_index(drop=True)
-    for i, change in enumerate(changes):
-        for name, value in change.items():
-            frame.loc[i, name] = value
+    names = dict.fromkeys(name for change in changes for name in change)
+    fresh: dict[str, np.ndarray] = {}
+    for name in names:
+        if frame[name].dtype != np.float64:
+            # Not a float feature: let pandas decide what a cell assignment makes of it.
+            for i, change in enumerate(changes):
+                if name in change:
+                    frame.loc[i, name] = change[name]
+            continue
+        # Float features (every actionable one): one column write, not one .loc per cell
+        # (pandas' cost per cell was a tenth of an explanation).
+        values = frame[name].to_numpy(dtype=np.float64, copy=True)
+        for i, change in enumerate(changes):
+            if name in change:
+                values[i] = change[name]
+        fresh[name] = values
+    if fresh:
+        frame[list(fresh)] = np.column_stack(list(fresh.values()))
     return frame
 
 

@@ -272,6 +272,27 @@ def test_one_account_at_a_time_equals_the_batch_row_at_several_dates(world_con):
                                       check_categorical=False)
 
 
+def test_the_online_days_since_fallback_runs_for_the_entities_that_need_it(world_con):
+    """Entities without usage inside the lookback get days_since from their older rows, by a
+    second statement (run, then prepared, then executed as prepared), next to entities that
+    need none: the values the batch path gives."""
+    ids = world_con.execute("select account_id from accounts order by 1").fetchdf()
+    # Every account, churned ones too: those have no usage in the last 90 days.
+    ents = pd.DataFrame({"account_id": ids["account_id"], "as_of": pd.Timestamp("2024-10-27")})
+    batch = build_features(world_con, ents, FeatureConfig(prepared_max_entities=0))
+    old = batch.index[batch["days_since_last_activity"] > d.USAGE_LOOKBACK_DAYS]
+    recent = batch.index[batch["days_since_last_activity"] <= 30]
+    assert len(old) >= 3 and len(recent) >= 2
+    for i in old[:3]:
+        alone = build_features(world_con, ents.loc[[i]], CFG)
+        pd.testing.assert_frame_equal(alone, batch.loc[[i]].reset_index(drop=True),
+                                      check_categorical=False)
+    mixed = [old[0], recent[0], old[1], recent[1]]
+    pd.testing.assert_frame_equal(build_features(world_con, ents.loc[mixed], CFG),
+                                  batch.loc[mixed].reset_index(drop=True),
+                                  check_categorical=False)
+
+
 def test_the_online_path_sees_a_replaced_or_dropped_table():
     """Prepared statements are reused across calls, never stale: a table replaced with the
     same columns gives the new rows; a dropped one gives missing features."""

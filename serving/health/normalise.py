@@ -30,7 +30,12 @@ def feature_values(frame: pd.DataFrame, name: str, connected: frozenset[str]) ->
     spec = FEATURES_BY_NAME[name]
     if spec.source not in connected:
         return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    col = frame[name]
+    if col.dtype == np.float64:
+        # What build_features gives: already the values (a copy, so callers may write to it);
+        # to_numeric's checks cost more than a one-row frame's arithmetic.
+        return col.to_numpy(dtype=float, copy=True)
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def score_feature(

@@ -457,7 +457,19 @@ def resolve_profiles(frame: pd.DataFrame, rules: Rules) -> np.ndarray:
                     "the features frame does not have"
                 )
             allowed = [wanted] if isinstance(wanted, str) else list(wanted)
-            hit &= frame[col].astype("string").isin(allowed).to_numpy(dtype=bool)
+            hit &= _text_in(frame[col], allowed)
         out[hit] = i
         unresolved &= ~hit
     return out
+
+
+def _text_in(col: pd.Series, allowed: list[str]) -> np.ndarray:
+    """Per row: the value, as text, is one of `allowed` (missing never is). A categorical
+    column of texts (what build_features gives) is compared once per category, not per row:
+    converting the column to text cost more than the rest of a one-row score."""
+    if isinstance(col.dtype, pd.CategoricalDtype) and isinstance(col.cat.categories.dtype,
+                                                                  pd.StringDtype):
+        known = np.append(pd.Index(col.cat.categories).astype("string").isin(allowed), False)
+        # Code -1 (missing) reads the appended False.
+        return known[col.cat.codes.to_numpy()]
+    return col.astype("string").isin(allowed).to_numpy(dtype=bool)

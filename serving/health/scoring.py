@@ -32,10 +32,17 @@ def _churned(features: pd.DataFrame) -> np.ndarray:
     """Churned before as_of, when the frame carries `churned_at` (optional column)."""
     if "churned_at" not in features.columns:
         return np.zeros(len(features), dtype=bool)
-    churned_at = pd.to_datetime(features["churned_at"])
-    as_of = pd.to_datetime(features["as_of"])
+    churned_at = _datetimes(features["churned_at"])
+    as_of = _datetimes(features["as_of"])
     # Same instant as features: the as-of instant is the start of the as_of day.
     return (churned_at.notna() & (churned_at < as_of)).to_numpy(dtype=bool)
+
+
+def _datetimes(col: pd.Series) -> pd.Series:
+    """pd.to_datetime, skipped for a column that already holds datetimes (as built)."""
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind == "M":
+        return col
+    return pd.to_datetime(col)
 
 
 def score_frame(
@@ -98,7 +105,7 @@ def score_frame(
     names = np.array(SCORED_DIMENSIONS, dtype=object)
     out = pd.DataFrame({
         "account_id": frame["account_id"].astype(str).to_numpy(),
-        "as_of": pd.to_datetime(frame["as_of"]).to_numpy(),
+        "as_of": _datetimes(frame["as_of"]).to_numpy(),
         "score": score,
         "grade": grade,
         "band": band,
