@@ -7,9 +7,9 @@ and 50 concurrent clients for 60 s (throughput, p50/p99, errors), with the servi
 memory sampled every second through the 50-client load: "growth" is the change from the end of
 a warm-up (the first 30 s: allocator arenas and caches fill, and BentoML holds each request's
 timer for the 10 s request timeout, `serving.request_timeout_seconds`; measured, the service's
-memory levels off after 25-30 s) to the end of the load, and the slope fitted over that part. Data: a generated world (150 accounts x 400 days) and six
-small LightGBM bundles in a temporary folder; `calculate` after the first pass over the
-accounts is a stored-score read.
+memory levels off after 25-30 s) to the end of the load, and the slope fitted over that part.
+Data: a generated world (150 accounts x 400 days) and six small LightGBM bundles in a temporary
+folder; `calculate` after the first pass over the accounts is a stored-score read.
 
 The client is `wrk` (Debian package `wrk`) when it is on the PATH: a C load generator costs the
 2-core machine ~10x less CPU a request than Python clients, so the service, not the client, is

@@ -81,7 +81,12 @@ class TrainingConfig(_Section):
     horizons: tuple[int, ...] = (30, 60, 90)
     seed: int = 42
     as_of_frequency: str = "MS"
-    """pandas offset alias for training as-of dates (month start)."""
+    """pandas offset alias for training as-of dates (month start). The time splits are carved
+    from these dates: the early-stopping, calibration and test windows hold only them."""
+    train_as_of_frequency: str | None = None
+    """Extra as-of dates (a pandas offset alias, e.g. W-MON) for the training window only: more
+    snapshots of the same accounts to fit on, while the later windows keep `as_of_frequency`'s
+    dates. None: training uses the same dates as the other windows."""
     n_folds: int = 3
     promotion_margin: float = 0.005
     """ROC AUC a challenger must gain over the champion to take the alias."""

@@ -111,3 +111,28 @@ def test_a_target_without_labels_trains_no_models():
         ts.frame[f"expansion_{h}d"] = np.nan
     results = train_and_backtest(ts, TrainingConfig(max_trees=10, n_folds=1))
     assert sorted(results) == [f"churn_{h}d" for h in HORIZONS]
+
+
+def test_extra_training_snapshots_only_ever_join_the_training_window():
+    """Split dates carve the windows; the other dates (`train_as_of_frequency`) add training
+    rows up to the training window's last date and never reach a later window."""
+    from training.splits import rolling_origin
+
+    ts = snapshot_frame(n_accounts=60, n_dates=22)
+    monthly = tuple(ts.dates)
+    extra = ts.frame.copy()
+    extra["as_of"] = extra["as_of"] + pd.Timedelta(days=14)  # mid-month snapshots
+    ts.frame = pd.concat([ts.frame, extra], ignore_index=True)
+    ts.split_dates = monthly
+    label = "churn_60d"
+    assert set(ts.labelled_dates(label)) <= set(monthly)
+    split = rolling_origin(ts.labelled_dates("churn_90d"), 60, 1)[0]
+    rows = ts.training_rows(split.train[-1], label, split.train)
+    assert rows[label].notna().all()
+    assert rows["as_of"].max() <= split.train[-1]
+    assert (~rows["as_of"].isin(monthly)).any()  # the extra snapshots are in
+    assert set(rows["as_of"][rows["as_of"].isin(monthly)]) == set(split.train)
+    # without split dates the training rows are exactly the window's
+    ts.split_dates = None
+    plain = ts.training_rows(split.train[-1], label, split.train)
+    assert set(plain["as_of"]) == set(split.train)

@@ -23,6 +23,7 @@ from features.contract import TABLES
 from features.labels import build_labels, data_end, label_names
 from features.registry import ENTITY_COLUMNS, FEATURE_NAMES, FEATURES
 from features.warehouse import connected_tables
+from training.splits import in_window
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class TrainingSet:
     labels: list[str]
     connected: frozenset[str]
     data_end: pd.Timestamp
+    split_dates: tuple[pd.Timestamp, ...] | None = None
+    """The as-of dates time splits are carved from; the others (`train_as_of_frequency`) only
+    ever add training rows. None: every date."""
 
     @property
     def dates(self) -> list[pd.Timestamp]:
@@ -55,7 +59,22 @@ class TrainingSet:
     def labelled_dates(self, label: str) -> list[pd.Timestamp]:
         """As-of dates where some row has an observed (uncensored) label."""
         seen = self.frame.loc[self.frame[label].notna(), "as_of"].to_numpy("datetime64[ns]")
-        return [pd.Timestamp(d) for d in np.unique(seen)]
+        dates = [pd.Timestamp(d) for d in np.unique(seen)]
+        if self.split_dates is None:
+            return dates
+        keep = set(self.split_dates)
+        return [d for d in dates if d in keep]
+
+    def training_rows(self, last: pd.Timestamp, label: str,
+                      window: Sequence[pd.Timestamp]) -> pd.DataFrame:
+        """Labelled rows of a training window: its split dates, plus every extra training date
+        up to its last one (`last`) when the set has any."""
+        as_of = self.frame["as_of"]
+        mask = in_window(as_of, window)
+        if self.split_dates is not None:
+            mask = mask | ((as_of <= last) & ~in_window(as_of, self.split_dates)).to_numpy()
+        part = self.frame[mask]
+        return part[part[label].notna()]
 
     def fingerprint(self, label: str) -> str:
         """Hash of the labelled rows (ids, dates, labels): the same data gives the same hash."""

@@ -188,8 +188,8 @@ def _train_and_backtest(
             lr_test: dict[int, np.ndarray | None] = {}
             for h in horizons:
                 label, split = f"{t}_{h}d", plan[t][h][k]
-                train, valid, calib = (_rows(frame, split.window(w), label)
-                                       for w in ("train", "valid", "calib"))
+                train = ts.training_rows(split.train[-1], label, split.train)
+                valid, calib = (_rows(frame, split.window(w), label) for w in ("valid", "calib"))
                 bundles[h] = fit_model(
                     train, valid, calib, ts.features, label, cfg, feature_set_version,
                     metadata={"target": t, "horizon": h, "split": split.describe()})
@@ -222,7 +222,8 @@ def _train_and_backtest(
                 if k == 0:
                     segments = evaluate.by_segment(y, preds, rows["segment"]) \
                         if "segment" in rows else {}
-                    train0 = _rows(frame, plan[t][h][0].train, label)
+                    train0 = ts.training_rows(plan[t][h][0].train[-1], label,
+                                              plan[t][h][0].train)
                     results[label] = ModelResult(
                         label=label, target=t, horizon=h, bundle=bundles[h],
                         split=plan[t][h][0].describe(),
@@ -299,7 +300,7 @@ def run_training_job(
     cfg = settings.training
     clock = time.perf_counter()
     ts = training_set or load_training_set(settings, warehouse, as_of_start, as_of_end, progress)
-    dates = ts.dates
+    dates = list(ts.split_dates) if ts.split_dates is not None else ts.dates
     log.info("training set: %d rows in %.1f s", len(ts.frame), time.perf_counter() - clock)
     feats = ts.frame[["account_id", "as_of", *ts.features]]
     rules = baselines.rules_scores(feats, ts.connected)
@@ -312,7 +313,10 @@ def run_training_job(
     run = {
         "mode": "warehouse",
         "data_window": f"{dates[0].date()} .. {dates[-1].date()} ({len(dates)} as-of dates, "
-                       f"{cfg.as_of_frequency}); data ends {ts.data_end.date()}",
+                       f"{cfg.as_of_frequency}" + (
+                           f"; {len(ts.dates) - len(dates)} more {cfg.train_as_of_frequency} "
+                           "dates for training only" if ts.split_dates is not None else "")
+                       + f"); data ends {ts.data_end.date()}",
         "feature_set_version": FEATURE_SET_VERSION,
         "rows": len(ts.frame),
         "seed": cfg.seed,
@@ -357,9 +361,17 @@ def load_training_set(
     cfg = settings.training
     con = connect(warehouse or settings.paths.warehouse, read_only=True)
     try:
-        dates = as_of_dates(con, as_of_start or cfg.as_of_start, as_of_end or cfg.as_of_end,
-                            cfg.as_of_frequency, cfg.horizons)
-        return build_training_set(con, dates, settings.features, cfg.horizons, progress)
+        start, end = as_of_start or cfg.as_of_start, as_of_end or cfg.as_of_end
+        dates = as_of_dates(con, start, end, cfg.as_of_frequency, cfg.horizons)
+        if not cfg.train_as_of_frequency:
+            return build_training_set(con, dates, settings.features, cfg.horizons, progress)
+        # Extra snapshots only before the last split date: they can only ever be training rows.
+        extra = [d for d in as_of_dates(con, start, end, cfg.train_as_of_frequency, cfg.horizons)
+                 if d < dates[-1]]
+        ts = build_training_set(con, sorted(set(dates) | set(extra)), settings.features,
+                                cfg.horizons, progress)
+        ts.split_dates = tuple(dates)
+        return ts
     finally:
         con.close()
 
