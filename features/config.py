@@ -86,7 +86,8 @@ class TrainingConfig(_Section):
     train_as_of_frequency: str | None = None
     """Extra as-of dates (a pandas offset alias, e.g. W-MON) for the training window only: more
     snapshots of the same accounts to fit on, while the later windows keep `as_of_frequency`'s
-    dates. None: training uses the same dates as the other windows."""
+    dates. None: training uses the same dates as the other windows. (W-MON on the demo world:
+    see tests/test_train_world.py for what it changed.)"""
     n_folds: int = 3
     promotion_margin: float = 0.005
     """ROC AUC a challenger must gain over the champion to take the alias."""
