@@ -18,6 +18,7 @@ connections, and the table says so.
 
     .venv/bin/python bench/bench_service.py            # 60 s per load phase
     .venv/bin/python bench/bench_service.py --small    # 5 s per phase
+    .venv/bin/python bench/bench_service.py --seconds 180 --endpoints predict --no-mlflow
 """
 
 from __future__ import annotations
@@ -359,6 +360,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="Python client processes when wrk is not installed")
     parser.add_argument("--no-wrk", action="store_true", help="use the Python clients")
     parser.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
+    parser.add_argument("--endpoints", default=",".join(ENDPOINTS),
+                        help="comma-separated subset of the service's endpoints to load")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--bodies", help=argparse.SUPPRESS)
@@ -383,7 +386,11 @@ def main(argv: list[str] | None = None) -> None:
         return _python_clients(url, bodies, clients, secs, args.client_procs)
 
     console = Console(width=max(170, Console().width))
-    servers = len(ENDPOINTS) + (0 if args.no_mlflow else 1)
+    endpoints = [e for e in args.endpoints.split(",") if e]
+    unknown = sorted(set(endpoints) - set(ENDPOINTS))
+    if unknown:
+        parser.error(f"--endpoints: unknown {', '.join(unknown)} (known: {', '.join(ENDPOINTS)})")
+    servers = len(endpoints) + (0 if args.no_mlflow else 1)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp, Progress() as bar:
         folder = Path(tmp)
@@ -404,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
                         f"{base}/v1/health")
         try:
             advance("bentoml serve is up")
-            for endpoint in ENDPOINTS:
+            for endpoint in endpoints:
                 rows += _phases(endpoint, f"{base}/v1/{endpoint}", folder / "api.jsonl",
                                 server, args.clients, seconds, load, advance)
         finally:

@@ -335,7 +335,11 @@ class _Prepared(_Runner):
     def frames(self, steps: list[tuple[str, Build]], keys: pd.DataFrame,
                report: Progress) -> list[pd.DataFrame]:
         report("features", 0.0)
-        frame = self._guarded(lambda: (self.session.fill(keys), self.session.run(ALL_STEPS))[1])
+        def fill_and_run() -> pd.DataFrame:
+            self.session.fill(keys)
+            return self.session.run(ALL_STEPS)
+
+        frame = self._guarded(fill_and_run)
         if not frame[d.ENTITY_KEY].is_monotonic_increasing:
             frame = frame.sort_values(d.ENTITY_KEY, ignore_index=True)
         return [frame]
