@@ -4,10 +4,11 @@ beside `mlflow models serve` answering the same churn model.
 
 For `predict`, `calculate` and `analyze` (and MLflow's `/invocations`): one client (latency)
 and 50 concurrent clients for 60 s (throughput, p50/p99, errors), with the service's resident
-memory sampled every second through the 50-client load: "growth" is the change from the end of
-a warm-up (the first 30 s: allocator arenas and caches fill, and BentoML holds each request's
-timer for the 10 s request timeout, `serving.request_timeout_seconds`; measured, the service's
-memory levels off after 25-30 s) to the end of the load, and the slope fitted over that part.
+memory sampled every second through each load. Each 50-client load follows a warm-up at the
+same load that is not measured (30 s; allocator arenas and caches fill, and BentoML holds each
+request's timer for the 10 s request timeout, `serving.request_timeout_seconds`: measured, the
+service's memory levels off after 30-60 s), so "growth" is the change over the measured load
+and MB/min the slope fitted to its samples.
 Data: a generated world (150 accounts x 400 days) and six small LightGBM bundles in a temporary
 folder; `calculate` after the first pass over the accounts is a stored-score read.
 
@@ -46,8 +47,8 @@ ENDPOINTS = ("predict", "calculate", "analyze")
 MLFLOW = "mlflow /invocations"
 KEY = "hs_bench_admin_key_0123456789abcdef"
 WARMUP_S = 30.0
-"""Memory growth is measured after this much of a 50-client load (more than the service's
-request timeout, for which BentoML keeps every request's timer)."""
+"""The unmeasured warm-up before each concurrent load (more than the service's request timeout,
+for which BentoML keeps every request's timer)."""
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -230,11 +231,9 @@ class _Memory:
         self._stop.set()
         self._thread.join()
         self.samples.append((time.perf_counter() - self._t0, _rss(self.pid)))
-        after = [(t, m) for t, m in self.samples if t >= WARMUP_S] or self.samples[-1:]
-        start = after[0][1]
-        return {"rss_before": self.samples[0][1], "rss_warm": start,
-                "rss_after": self.samples[-1][1], "growth": self.samples[-1][1] - start,
-                "slope": _slope(after) * 60.0}
+        start, end = self.samples[0][1], self.samples[-1][1]
+        return {"rss_before": start, "rss_after": end, "growth": end - start,
+                "slope": _slope(self.samples) * 60.0}
 
 
 def _slope(points: list[tuple[float, float]]) -> float:
@@ -338,10 +337,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _phases(name: str, url: str, bodies: Path, server: subprocess.Popen[bytes],
-            clients: int, seconds: float, load: Callable[..., dict[str, Any]],
+            clients: int, seconds: float, warmup: float, load: Callable[..., dict[str, Any]],
             advance: Callable[[str], None]) -> list[dict[str, Any]]:
     rows = []
     for n, secs in ((1, min(seconds, 10.0)), (clients, seconds)):
+        if n > 1 and warmup > 0:
+            advance(f"{name}: {n} clients, {warmup:.0f}s warm-up (not measured)")
+            load(url, bodies, n, warmup)
         advance(f"{name}: {n} client(s), {secs:.0f}s")
         memory, cpu0 = _Memory(server.pid), _cpu(server.pid)
         res = load(url, bodies, n, secs)
@@ -391,10 +393,11 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"--endpoints: unknown {', '.join(unknown)} (known: {', '.join(ENDPOINTS)})")
     servers = len(endpoints) + (0 if args.no_mlflow else 1)
+    warmup = min(WARMUP_S, seconds)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp, Progress() as bar:
         folder = Path(tmp)
-        task = bar.add_task("preparing data and models", total=3 + 2 * servers)
+        task = bar.add_task("preparing data and models", total=3 + 3 * servers)
 
         def advance(what: str) -> None:
             bar.update(task, advance=1, description=what)
@@ -413,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
             advance("bentoml serve is up")
             for endpoint in endpoints:
                 rows += _phases(endpoint, f"{base}/v1/{endpoint}", folder / "api.jsonl",
-                                server, args.clients, seconds, load, advance)
+                                server, args.clients, seconds, warmup, load, advance)
         finally:
             _stop(server)
         if not args.no_mlflow:
@@ -429,15 +432,16 @@ def main(argv: list[str] | None = None) -> None:
                             f"http://127.0.0.1:{port}/ping")
             try:
                 rows += _phases(MLFLOW, f"http://127.0.0.1:{port}/invocations",
-                                folder / "mlflow.jsonl", server, args.clients, seconds, load,
-                                advance)
+                                folder / "mlflow.jsonl", server, args.clients, seconds, warmup,
+                                load, advance)
             finally:
                 _stop(server)
 
     client = rows[0]["client"] if rows else "-"
     table = Table(title=f"HealthScore service on loopback: {seconds:.0f}s per load, client "
                         f"{client} in a separate process; times in ms; RSS = server memory in "
-                        f"MB at start -> after {WARMUP_S:.0f}s -> end; growth after warm-up")
+                        f"MB at start -> end of each measured load (concurrent loads after a "
+                        f"{warmup:.0f}s warm-up)")
     for col in ("endpoint", "clients", "requests", "errors", "req/s", "p50", "p99",
                 "floor p50", "RSS", "growth MB", "MB/min", "CPU server/client"):
         table.add_column(col, justify="left" if col == "endpoint" else "right")
@@ -445,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
         table.add_row(r["endpoint"], str(r["clients"]), str(r["n"]), str(r["errors"]),
                       f"{r['rps']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.1f}",
                       f"{floor[r['endpoint']]:.2f}",
-                      f"{r['rss_before']:.0f}->{r['rss_warm']:.0f}->{r['rss_after']:.0f}",
+                      f"{r['rss_before']:.0f}->{r['rss_after']:.0f}",
                       f"{r['growth']:+.1f}", f"{r['slope']:+.2f}",
                       f"{r['server_cpu']:.0%} / {r['client_cpu']:.0%}")
     console.print(table)
