@@ -127,12 +127,12 @@ def test_extra_training_snapshots_only_ever_join_the_training_window():
     label = "churn_60d"
     assert set(ts.labelled_dates(label)) <= set(monthly)
     split = rolling_origin(ts.labelled_dates("churn_90d"), 60, 1)[0]
-    rows = ts.training_rows(split.train[-1], label, split.train)
+    rows = ts.training_rows(label, split.train)
     assert rows[label].notna().all()
     assert rows["as_of"].max() <= split.train[-1]
     assert (~rows["as_of"].isin(monthly)).any()  # the extra snapshots are in
     assert set(rows["as_of"][rows["as_of"].isin(monthly)]) == set(split.train)
     # without split dates the training rows are exactly the window's
     ts.split_dates = None
-    plain = ts.training_rows(split.train[-1], label, split.train)
+    plain = ts.training_rows(label, split.train)
     assert set(plain["as_of"]) == set(split.train)

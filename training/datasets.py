@@ -65,14 +65,14 @@ class TrainingSet:
         keep = set(self.split_dates)
         return [d for d in dates if d in keep]
 
-    def training_rows(self, last: pd.Timestamp, label: str,
-                      window: Sequence[pd.Timestamp]) -> pd.DataFrame:
+    def training_rows(self, label: str, window: Sequence[pd.Timestamp]) -> pd.DataFrame:
         """Labelled rows of a training window: its split dates, plus every extra training date
-        up to its last one (`last`) when the set has any."""
+        up to its last one when the set has any."""
         as_of = self.frame["as_of"]
         mask = in_window(as_of, window)
         if self.split_dates is not None:
-            mask = mask | ((as_of <= last) & ~in_window(as_of, self.split_dates)).to_numpy()
+            extra = (as_of <= max(window)) & ~in_window(as_of, self.split_dates)
+            mask = mask | extra.to_numpy()
         part = self.frame[mask]
         return part[part[label].notna()]
 

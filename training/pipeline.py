@@ -186,9 +186,10 @@ def _train_and_backtest(
             test_rows = frame[in_window(frame["as_of"], test_dates)]
             bundles: dict[int, Bundle] = {}
             lr_test: dict[int, np.ndarray | None] = {}
+            trains: dict[int, pd.DataFrame] = {}
             for h in horizons:
                 label, split = f"{t}_{h}d", plan[t][h][k]
-                train = ts.training_rows(split.train[-1], label, split.train)
+                train = trains[h] = ts.training_rows(label, split.train)
                 valid, calib = (_rows(frame, split.window(w), label) for w in ("valid", "calib"))
                 bundles[h] = fit_model(
                     train, valid, calib, ts.features, label, cfg, feature_set_version,
@@ -222,15 +223,14 @@ def _train_and_backtest(
                 if k == 0:
                     segments = evaluate.by_segment(y, preds, rows["segment"]) \
                         if "segment" in rows else {}
-                    train0 = ts.training_rows(plan[t][h][0].train[-1], label,
-                                              plan[t][h][0].train)
                     results[label] = ModelResult(
                         label=label, target=t, horizon=h, bundle=bundles[h],
                         split=plan[t][h][0].describe(),
                         test={s: m for s, m in metrics.items() if not s.startswith("_")},
                         folds=fold_metrics[h], segments=segments, y_test=y,
                         test_predictions=preds, test_frame=rows,
-                        leakage=leakage_suspects(train0, ts.features, label, cfg.leakage_auc))
+                        leakage=leakage_suspects(trains[h], ts.features, label,
+                                                 cfg.leakage_auc))
         for h in horizons:
             results[f"{t}_{h}d"].pooled = _pooled_metrics(pooled[h])
     return results
