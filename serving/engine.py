@@ -347,7 +347,9 @@ class HealthScoreEngine:
         from serving.health.batch import churn_dates
 
         try:
-            con = self.snapshot.cursor()
+            # The connection, not a cursor: build_features reuses its prepared sessions per
+            # connection (a cursor per request would parse the online statement every time).
+            con = self.snapshot.connection()
         except WarehouseUnavailable as exc:
             raise Unavailable(str(exc)) from None
         rules = self.rules
@@ -359,7 +361,8 @@ class HealthScoreEngine:
         except EntityError as exc:
             raise NotFound(str(exc)) from None
         cur = feats.iloc[:1].reset_index(drop=True)
-        cur["churned_at"] = churn_dates(con, [account_id]).to_numpy()
+        with con.cursor() as dates:
+            cur["churned_at"] = churn_dates(dates, [account_id]).to_numpy()
         prev = score_frame(feats.iloc[1:].reset_index(drop=True), batch["connected"], rules)
         row = score_frame(cur, batch["connected"], rules,
                           prev[["account_id", "as_of", "score"]]).to_dict("records")[0]

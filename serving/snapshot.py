@@ -86,12 +86,18 @@ class WarehouseSnapshot:
             logger.info("warehouse snapshot %d taken from %s", self.generation, self.source)
             return True
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The current snapshot's connection, for callers that take cursors of it themselves
+        (`features.build` keeps its prepared online sessions per connection: handing it a new
+        cursor per request would parse and plan every request from scratch)."""
         con = self._con
         if con is None:
             raise WarehouseUnavailable(
                 f"the warehouse {self.source} is not available: run `healthscore ingest` first")
-        return con.cursor()
+        return con
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self.connection().cursor()
 
     def close(self) -> None:
         with self._lock:
