@@ -153,7 +153,18 @@ def encode_frame(
             f"{', '.join(missing)}"
         )
     out = np.empty((len(frame), len(features)), dtype=float)
-    for j, name in enumerate(features):
+    numeric = [j for j, name in enumerate(features) if name not in categories]
+    block = frame[[features[j] for j in numeric]]
+    if all(dtype.kind in "fiub" for dtype in block.dtypes):
+        # Every numeric feature already has a numeric dtype (what build_features gives): one
+        # conversion for them all. Per column, pandas' overhead made a one-row frame cost
+        # ~6 ms per model, more than the model itself.
+        out[:, numeric] = block.to_numpy(dtype=float, na_value=np.nan)
+        todo = [j for j, name in enumerate(features) if name in categories]
+    else:
+        todo = list(range(len(features)))
+    for j in todo:
+        name = features[j]
         col = frame[name]
         if name in categories:
             levels = pd.Index(list(categories[name]), dtype=object)
