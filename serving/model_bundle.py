@@ -14,6 +14,7 @@ from saved parameters.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -167,9 +168,8 @@ def encode_frame(
         name = features[j]
         col = frame[name]
         if name in categories:
-            levels = pd.Index(list(categories[name]), dtype=object)
-            values = col.astype(object).where(col.notna(), None)
-            codes = levels.get_indexer(values)
+            # Missing values and unseen levels are NaN (not a level: levels are texts).
+            codes = _levels(tuple(categories[name])).get_indexer(col.to_numpy(dtype=object))
             out[:, j] = np.where(codes >= 0, codes, np.nan)
         else:
             try:
@@ -180,6 +180,12 @@ def encode_frame(
                     f"{what}: feature {name!r} must be numeric, got {col.dtype} ({exc})"
                 ) from None
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _levels(levels: tuple[str, ...]) -> pd.Index:
+    """A model's levels of one categorical feature as an index, built once per model."""
+    return pd.Index(list(levels), dtype=object)
 
 
 def category_levels(frame: pd.DataFrame, features: Sequence[str]) -> dict[str, list[str]]:
@@ -207,7 +213,13 @@ def monotone_horizons(probabilities: np.ndarray) -> np.ndarray:
 def predict_horizons(bundles: Mapping[int, Bundle], frame: pd.DataFrame) -> pd.DataFrame:
     """Calibrated probabilities of one target at every horizon, monotone in the horizon."""
     horizons = sorted(bundles)
-    raw = np.column_stack([bundles[h].predict_proba(frame) for h in horizons])
+    first = bundles[horizons[0]]
+    data: pd.DataFrame | np.ndarray = frame
+    if all(b.features == first.features and b.categories == first.categories
+           for b in bundles.values()):
+        # Models of one training job share their inputs: encode the frame once, not per model.
+        data = first.matrix(frame)
+    raw = np.column_stack([bundles[h].predict_proba(data) for h in horizons])
     mono = monotone_horizons(raw)
     return pd.DataFrame(mono, columns=[bundles[h].label for h in horizons], index=frame.index)
 
