@@ -116,8 +116,8 @@ class Bundle:
     def predict_raw(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Raw log-odds (uncalibrated), the scale SHAP contributions add up to."""
         x = self.matrix(data)
-        return np.asarray(self.booster.predict(x, raw_score=True, num_threads=_threads(x)),
-                          dtype=float)
+        return np.asarray(self.booster.predict(
+            x, raw_score=True, num_threads=prediction_threads(x)), dtype=float)
 
     def predict_proba(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Calibrated probability of the event, one per row."""
@@ -126,8 +126,8 @@ class Bundle:
     def contributions(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Exact TreeSHAP contributions in log-odds: one column per feature, then the bias."""
         x = self.matrix(data)
-        return np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=_threads(x)),
-                          dtype=float)
+        return np.asarray(self.booster.predict(
+            x, pred_contrib=True, num_threads=prediction_threads(x)), dtype=float)
 
 
 SMALL_BATCH = 1000
@@ -136,7 +136,9 @@ for every core: on a busy 2-core machine one row took ~8 ms that way and 0.02 ms
 (measured); a big batch still gets all cores."""
 
 
-def _threads(x: np.ndarray) -> int:
+def prediction_threads(x: np.ndarray) -> int:
+    """LightGBM's `num_threads` for predicting (or explaining) the rows of `x`: the one policy
+    for every prediction the service makes (bundles here, `serving.model_set` too)."""
     return 1 if len(x) <= SMALL_BATCH else 0
 
 

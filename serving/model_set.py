@@ -21,7 +21,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from serving.model_bundle import Bundle, BundleMismatchError, monotone_horizons
+from serving.model_bundle import (
+    Bundle,
+    BundleMismatchError,
+    monotone_horizons,
+    prediction_threads,
+)
 
 _LABEL = re.compile(r"^(churn|expansion)_(\d+)d$")
 
@@ -97,10 +102,7 @@ def _target_horizon(label: str, bundle: Bundle) -> tuple[str, int]:
 class ModelSet:
     """Bundles by label, grouped by target (horizons ascending) and by input encoding."""
 
-    def __init__(self, bundles: Mapping[str, Bundle], num_threads: int = 1) -> None:
-        # One thread: on a handful of rows, OpenMP's start-up and spinning on a shared machine
-        # cost ~12 ms per call against ~20 us single-threaded (measured).
-        self.num_threads = num_threads
+    def __init__(self, bundles: Mapping[str, Bundle]) -> None:
         keys: dict[str, int] = {}
         encodings: list[Encoding] = []
         entries = []
@@ -145,7 +147,8 @@ class ModelSet:
     def raw(self, matrices: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Raw log-odds per model (what the contributions add up to)."""
         return {e.label: np.asarray(e.bundle.booster.predict(
-            matrices[e.encoding], raw_score=True, num_threads=self.num_threads), dtype=float)
+            matrices[e.encoding], raw_score=True,
+            num_threads=prediction_threads(matrices[e.encoding])), dtype=float)
             for e in self.entries}
 
     def probabilities(self, matrices: Sequence[np.ndarray],
@@ -166,7 +169,8 @@ class ModelSet:
     def contributions(self, matrices: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Exact TreeSHAP per model: one column per feature of its encoding, then the bias."""
         return {e.label: np.asarray(e.bundle.booster.predict(
-            matrices[e.encoding], pred_contrib=True, num_threads=self.num_threads), dtype=float)
+            matrices[e.encoding], pred_contrib=True,
+            num_threads=prediction_threads(matrices[e.encoding])), dtype=float)
             for e in self.entries}
 
 
