@@ -1,5 +1,6 @@
-"""Fitting one model: small, early-stopped, reproducible, calibrated on its own window, and
-behaving as a churn model should (fewer logins -> more risk; the account id does not matter)."""
+"""Fitting one model: small, early-stopped, reproducible, calibrated on its own window when a
+recalibration carries over from one window to the next, and behaving as a churn model should
+(fewer logins -> more risk; the account id does not matter)."""
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ from train_frames import snapshot_frame
 
 from features.config import TrainingConfig
 from training.leakage import leakage_suspects
-from training.model import fit_calibrator, fit_model, monotone_constraints
+from training.model import fit_calibrator, fit_model, monotone_constraints, recalibration_check
 
 FEATURES = ["logins_30d", "tickets_90d", "nps_last", "noise_feature", "segment", "attr_tier"]
 
@@ -50,9 +51,37 @@ def test_trees_are_capped_and_early_stopping_keeps_only_useful_ones(windows):
     assert stopped.metadata["trees"] == stopped.n_trees
 
 
-def test_isotonic_with_enough_calibration_positives_else_sigmoid(windows):
-    assert _fit(windows, isotonic_min_positives=10).calibrator.method == "isotonic"
-    assert _fit(windows, isotonic_min_positives=10_000).calibrator.method == "sigmoid"
+def _window(rng, n, shift):
+    """Booster log-odds and outcomes whose true log-odds are `shift` above them."""
+    z = rng.normal(-3.0, 1.0, n)
+    return z, (rng.random(n) < 1 / (1 + np.exp(-(z + shift)))).astype(float)
+
+
+def test_isotonic_with_enough_calibration_positives_else_sigmoid():
+    z, y = _window(np.random.default_rng(0), 2000, 0.8)
+    assert fit_calibrator(z, y, min_positives=10).method == "isotonic"
+    assert fit_calibrator(z, y, min_positives=10_000).method == "sigmoid"
+
+
+def test_a_recalibration_is_kept_only_when_it_carries_over_to_the_next_window():
+    rng = np.random.default_rng(0)
+    # The booster under-predicts in both windows: a calibrator learnt on the first fixes the
+    # second, so the model is recalibrated.
+    for _ in range(5):
+        biased = recalibration_check(*_window(rng, 2000, 0.8), *_window(rng, 2000, 0.8), 10)
+        assert biased["recalibrate"]
+        assert biased["brier_recalibrated"] < biased["brier_booster"]
+    # Already calibrated: what isotonic learns from one window is mostly that window's noise,
+    # so the booster's own probabilities are kept (but for the odd lucky window).
+    kept = [recalibration_check(*_window(rng, 2000, 0.0), *_window(rng, 2000, 0.0), 10)
+            ["recalibrate"] for _ in range(25)]
+    assert sum(kept) <= 5
+
+
+def test_a_fitted_model_records_its_recalibration_check(windows):
+    bundle = _fit(windows)
+    cal = bundle.metadata["calibration"]
+    assert cal["check"]["recalibrate"] == (cal["method"] != "identity")
 
 
 def test_a_calibration_window_without_events_predicts_its_rate():
