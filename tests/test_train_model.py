@@ -51,6 +51,50 @@ def test_trees_are_capped_and_early_stopping_keeps_only_useful_ones(windows):
     assert stopped.metadata["trees"] == stopped.n_trees
 
 
+def test_the_tree_size_is_the_candidate_with_the_lowest_early_stopping_loss(windows):
+    grid = _fit(windows, num_leaves=(4, 8, 16))
+    sel = grid.metadata["selection"]
+    assert set(sel["valid_logloss"]) == {"4", "8", "16"}
+    assert sel["num_leaves"] == int(min(sel["valid_logloss"], key=sel["valid_logloss"].get))
+    # The kept model is exactly the one that candidate alone gives (one value: as before).
+    alone = _fit(windows, num_leaves=sel["num_leaves"])
+    assert alone.booster.model_to_string() == grid.booster.model_to_string()
+    assert list(alone.metadata["selection"]["valid_logloss"]) == [str(sel["num_leaves"])]
+
+
+def test_the_tree_size_is_chosen_without_the_calibration_window(windows):
+    train, valid, calib, _ = windows
+    flipped = calib.assign(churn_30d=1.0 - calib["churn_30d"])
+    cfg = TrainingConfig(num_leaves=(4, 8, 16))
+    a, b = (fit_model(train, valid, c, FEATURES, "churn_30d", cfg, "1") for c in (calib, flipped))
+    assert a.metadata["selection"] == b.metadata["selection"]
+    assert a.booster.model_to_string() == b.booster.model_to_string()
+
+
+def test_a_champions_logged_params_refit_the_same_trees(windows):
+    import json
+
+    from training.model import model_params
+
+    train, valid, calib, _ = windows
+    champion = TrainingConfig(num_leaves=(4, 8), max_trees=40)
+    logged = json.loads(json.dumps(model_params(champion)))  # MLflow's hs.params tag
+    rerun = TrainingConfig(num_leaves=2).model_copy(update=logged)
+    a, b = (fit_model(train, valid, calib, FEATURES, "churn_30d", c, "1")
+            for c in (champion, rerun))
+    assert a.booster.model_to_string() == b.booster.model_to_string()
+
+
+def test_cross_validated_refits_choose_on_the_validation_rows_first(windows):
+    train, valid, calib, _ = windows
+    bundle = fit_model(train, valid, calib, FEATURES, "churn_30d",
+                       TrainingConfig(num_leaves=(4, 8)), "1", refit_with_valid=True)
+    sel = bundle.metadata["selection"]
+    assert set(sel["valid_logloss"]) == {"4", "8"}
+    leaves = [t["num_leaves"] for t in bundle.booster.dump_model()["tree_info"]]
+    assert max(leaves) <= sel["num_leaves"]
+
+
 def _window(rng, n, shift):
     """Booster log-odds and outcomes whose true log-odds are `shift` above them."""
     z = rng.normal(-3.0, 1.0, n)

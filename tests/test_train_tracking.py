@@ -81,7 +81,8 @@ def test_the_run_records_config_metrics_report_plots_and_the_native_model(two_jo
     client = _client(settings)
     tracking.configure(settings.paths, settings.training.experiment)
     run = client.get_run(run_id)
-    assert run.data.params["training.num_leaves"] == str(settings.training.num_leaves)
+    assert json.loads(run.data.params["training.num_leaves"]) == \
+        settings.training.model_dump(mode="json")["num_leaves"]
     assert run.data.tags["feature_set_version"] == "1"
     top = {a.path for a in client.list_artifacts(run_id, "report")}
     assert {"report/report.json", "report/report.md"} <= top
@@ -90,6 +91,8 @@ def test_the_run_records_config_metrics_report_plots_and_the_native_model(two_jo
     assert len(children) == 6
     child = next(c for c in children if c.info.run_name == "churn_30d")
     assert child.data.metrics["test_model_roc_auc"] > 0.5
+    # The tree size each model chose on its early-stopping window is a parameter of its run.
+    assert int(child.data.params["selected.num_leaves"]) in settings.training.leaf_candidates
     plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
     assert plots == {"plots/reliability.png", "plots/lift.png", "plots/shap_summary.png"}
     booster = mlflow.lightgbm.load_model("models:/healthscore-churn-30d@champion")

@@ -220,8 +220,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                 f"{w} {split[w]['first']}..{split[w]['last']} ({split[w]['dates']})"
                 for w in ("train", "valid", "calib", "test") if w in split))
         cal = m.get("calibration", {})
-        lines.append(f"Trees: {m.get('trees', '–')}; calibration: {cal.get('method', '–')} "
-                     f"({cal.get('positives', '–')} positives in its window).")
+        sel = m.get("selection") or {}
+        leaves = f" of {sel['num_leaves']} leaves" if "num_leaves" in sel else ""
+        if len(sel.get("valid_logloss", {})) > 1:
+            leaves += " (early-stopping log loss " + ", ".join(
+                f"{k}: {v:.4f}" for k, v in sel["valid_logloss"].items()) + ")"
+        lines.append(f"Trees: {m.get('trees', '–')}{leaves}; calibration: "
+                     f"{cal.get('method', '–')} ({cal.get('positives', '–')} positives in its "
+                     "window).")
         lines += ["", "### Held-out test", "", metrics_table(m["test"])]
         gap = m.get("gap_to_oracle")
         if gap:

@@ -2,9 +2,10 @@
 
 `fit_model` takes the training, early-stopping and calibration rows of one label (censored rows
 already dropped), fits a small LightGBM booster (categorical features natively, deterministic for
-a seed and a fixed thread count), keeps only the trees up to the best early-stopping iteration,
-and fits a calibrator on the calibration window: isotonic when that window has enough positives,
-else sigmoid (Platt). When the early-stopping window is held out from the trees (time splits), a
+a seed and a fixed thread count), keeps only the trees up to the best early-stopping iteration
+(of several `num_leaves` candidates, the one with the lowest early-stopping log loss), and fits
+a calibrator on the calibration window: isotonic when that window has enough positives, else
+sigmoid (Platt). When the early-stopping window is held out from the trees (time splits), a
 recalibration is kept only if it carries over from one window to the next (see
 `recalibration_check`); otherwise the booster's own probabilities stand. The result is a
 `serving.model_bundle.Bundle`, the format serving loads.
@@ -64,7 +65,9 @@ def monotone_constraints(features: Sequence[str], label: str, cfg: TrainingConfi
     return out if any(out) else None
 
 
-def lgb_params(cfg: TrainingConfig, monotone: Sequence[int] | None = None) -> dict[str, Any]:
+def lgb_params(cfg: TrainingConfig, monotone: Sequence[int] | None = None,
+               num_leaves: int | None = None) -> dict[str, Any]:
+    """LightGBM parameters; `num_leaves` one candidate (default: the config's first)."""
     extra: dict[str, Any] = {}
     if monotone is not None:
         extra = {"monotone_constraints": list(monotone),
@@ -74,7 +77,7 @@ def lgb_params(cfg: TrainingConfig, monotone: Sequence[int] | None = None) -> di
         "objective": "binary",
         "metric": "binary_logloss",
         "learning_rate": cfg.learning_rate,
-        "num_leaves": cfg.num_leaves,
+        "num_leaves": num_leaves if num_leaves is not None else cfg.leaf_candidates[0],
         "min_child_samples": cfg.min_child_samples,
         "feature_fraction": cfg.feature_fraction,
         "feature_fraction_seed": cfg.seed,
@@ -97,33 +100,50 @@ def fit_booster(
     cfg: TrainingConfig,
     refit_with_valid: bool = False,
     monotone: Sequence[int] | None = None,
-) -> lgb.Booster:
-    """Fit with early stopping on the validation rows; return a booster cut at the best round.
+) -> tuple[lgb.Booster, dict[str, Any]]:
+    """Fit with early stopping on the validation rows; return a booster cut at the best round
+    and how its tree size was chosen.
 
-    `refit_with_valid` then refits on training plus validation rows with the tree count scaled
-    to the larger set. Only for exchangeable rows (cross-validation): in a time split the
-    validation labels reach into the calibration window and would leak into it. `monotone`: one
-    LightGBM monotone constraint per feature (see `monotone_constraints`).
+    Each `num_leaves` candidate is early-stopped on the validation rows and the one with the
+    lowest validation log loss at its best round is kept (the first listed on a tie). The
+    validation rows are the only ones the choice sees: in a time split they lie before the
+    calibration and test windows, so neither is looked at (nested selection).
+
+    `refit_with_valid` then refits the chosen candidate on training plus validation rows with
+    the tree count scaled to the larger set. Only for exchangeable rows (cross-validation): in a
+    time split the validation labels reach into the calibration window and would leak into it.
+    `monotone`: one LightGBM monotone constraint per feature (see `monotone_constraints`).
     """
-    params = lgb_params(cfg, monotone)
     names = list(features)
     train = lgb.Dataset(X_train, label=y_train, feature_name=names,
                         categorical_feature=list(categorical), free_raw_data=False)
     valid = lgb.Dataset(X_valid, label=y_valid, reference=train)
-    booster = lgb.train(
-        params, train, num_boost_round=cfg.max_trees, valid_sets=[valid],
-        valid_names=["valid"],
-        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
-    )
-    best = booster.best_iteration or booster.current_iteration()
+    losses: dict[str, float] = {}
+    rounds: dict[str, int] = {}
+    chosen: tuple[float, int, lgb.Booster, int] | None = None
+    for leaves in cfg.leaf_candidates:
+        candidate = lgb.train(
+            lgb_params(cfg, monotone, leaves), train, num_boost_round=cfg.max_trees,
+            valid_sets=[valid], valid_names=["valid"],
+            callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+        )
+        best_round = candidate.best_iteration or candidate.current_iteration()
+        loss = float(candidate.best_score["valid"]["binary_logloss"])
+        losses[str(leaves)], rounds[str(leaves)] = loss, best_round
+        if chosen is None or loss < chosen[0]:
+            chosen = (loss, leaves, candidate, best_round)
+    assert chosen is not None  # the config guarantees one candidate at least
+    _, leaves, booster, best = chosen
+    selection = {"num_leaves": leaves, "valid_logloss": losses, "rounds": rounds}
     if refit_with_valid:
-        rounds = min(cfg.max_trees, max(1, round(best * (len(y_train) + len(y_valid))
-                                                 / len(y_train))))
+        refit_rounds = min(cfg.max_trees, max(1, round(best * (len(y_train) + len(y_valid))
+                                                       / len(y_train))))
         both = lgb.Dataset(np.vstack([X_train, X_valid]), label=np.concatenate([y_train, y_valid]),
                            feature_name=names, categorical_feature=list(categorical))
-        return lgb.train(params, both, num_boost_round=rounds)
+        return lgb.train(lgb_params(cfg, monotone, leaves), both,
+                         num_boost_round=refit_rounds), selection
     # Re-load only the kept trees so the saved model (and serving's SHAP cost) holds no dead trees.
-    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), selection
 
 
 def fit_calibrator(raw_logit: np.ndarray, y: np.ndarray, min_positives: int) -> Calibrator:
@@ -188,7 +208,7 @@ def fit_model(
     categories = category_levels(train, features)
     enc = {k: encode_frame(v, features, categories, what=label)
            for k, v in (("train", train), ("valid", valid), ("calib", calib))}
-    booster = fit_booster(enc["train"], train[label].to_numpy(float), enc["valid"],
+    booster, selection = fit_booster(enc["train"], train[label].to_numpy(float), enc["valid"],
                           valid[label].to_numpy(float), features, list(categories), cfg,
                           refit_with_valid, monotone_constraints(features, label, cfg))
     raw_calib = booster.predict(enc["calib"], raw_score=True)
@@ -203,13 +223,14 @@ def fit_model(
     meta = {
         "trees": int(booster.num_trees()),
         "params": model_params(cfg),
+        "selection": selection,
         "rows": {"train": len(train), "valid": len(valid), "calib": len(calib)},
         "calibration": {"method": calibrator.method,
                         "positives": int(calib[label].sum()), "rows": len(calib),
                         **({"check": check} if check is not None else {})},
         **(metadata or {}),
     }
-    log.info("%s: %d trees, %s calibration on %d positives", label, meta["trees"],
-             calibrator.method, meta["calibration"]["positives"])
+    log.info("%s: %d trees of %d leaves, %s calibration on %d positives", label, meta["trees"],
+             selection["num_leaves"], calibrator.method, meta["calibration"]["positives"])
     return Bundle(booster=booster, label=label, features=tuple(features), categories=categories,
                   feature_set_version=feature_set_version, calibrator=calibrator, metadata=meta)

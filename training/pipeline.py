@@ -76,6 +76,7 @@ class ModelResult:
             "target": self.target, "horizon": self.horizon,
             "split": self.split,
             "trees": self.bundle.n_trees,
+            "selection": self.bundle.metadata.get("selection", {}),
             "calibration": self.bundle.metadata.get("calibration", {}),
             "test": self.test,
             "backtest": {

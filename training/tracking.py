@@ -190,8 +190,10 @@ def log_training_job(
         for i, (label, r) in enumerate(results.items()):
             name = r.registered_as or registered_name(label)
             with mlflow.start_run(experiment_id=experiment_id, run_name=label, nested=True):
+                selection = r.bundle.metadata.get("selection", {})
                 mlflow.log_params({"label": label, "trees": r.bundle.n_trees,
                                    "calibration": r.bundle.calibrator.method,
+                                   **_flat("selected.", selection),
                                    **_flat("model.", r.bundle.metadata.get("params", {}))})
                 mlflow.log_metrics(_metrics(r.test))
                 if r.backtest_auc is not None:
