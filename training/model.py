@@ -208,9 +208,10 @@ def fit_model(
     categories = category_levels(train, features)
     enc = {k: encode_frame(v, features, categories, what=label)
            for k, v in (("train", train), ("valid", valid), ("calib", calib))}
-    booster, selection = fit_booster(enc["train"], train[label].to_numpy(float), enc["valid"],
-                          valid[label].to_numpy(float), features, list(categories), cfg,
-                          refit_with_valid, monotone_constraints(features, label, cfg))
+    booster, selection = fit_booster(
+        enc["train"], train[label].to_numpy(float), enc["valid"], valid[label].to_numpy(float),
+        features, list(categories), cfg, refit_with_valid,
+        monotone_constraints(features, label, cfg))
     raw_calib = booster.predict(enc["calib"], raw_score=True)
     y_calib = calib[label].to_numpy(float)
     check: dict[str, float | bool] | None = None
