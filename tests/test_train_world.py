@@ -17,11 +17,12 @@ AUC (.830/.832). (With four leaves everywhere: 7 of 12; before the recalibration
 `training.model.recalibration_check`: 5 of 12.) That comparison is kept as a strict xfail, so
 it turns into a failure the day it starts passing and the marker has to go.
 
-Measured on 2026-12-01 with `training.train_as_of_frequency: W-MON` (weekly training snapshots),
-`lambda_l2: 10` and three contract features (term, seats against the first contract, contracts
-started; not merged): 8 of the 12 comparisons pass, the pooled 30- and 60-day ones still miss by
-less than a paired bootstrap's standard deviation; RavenStack's 30-day pooled AUC rose to .611 and
-training took twice as long, so none of it is the default.
+Also measured on current main (docs/experiments/README.md): weekly training snapshots
+(`training.train_as_of_frequency: W-MON`) 8 of 12, with `lambda_l2: 10` 9 of 12, plus three
+contract features (term, seats against the first contract, contracts started; not merged) 9 of
+12. The AUC comparisons then all pass, but lift comparisons that monthly snapshots win start to
+miss, 90-day test ECE rises to .025-.027 and training takes twice as long, so none of it is the
+default.
 """
 
 from datetime import date
