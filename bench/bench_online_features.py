@@ -124,7 +124,7 @@ def measure(db: Path, console: Console) -> tuple[list[tuple[str, str, str, str]]
 
     # The same accounts through the batch path: identical rows.
     batch_ents = pd.DataFrame({"account_id": ids, "as_of": as_of}).drop_duplicates()
-    batch = build_features(con, batch_ents, FeatureConfig(prepared_max_entities=0))
+    batch = build_features(con, batch_ents, FeatureConfig(online_max_entities=0))
     by_id = batch.set_index("account_id")
     for single in singles:
         want = by_id.loc[[single["account_id"].iloc[0]]].reset_index()

@@ -56,10 +56,11 @@ class IngestConfig(_Section):
 class FeatureConfig(_Section):
     windows: tuple[int, ...] = (7, 30, 90)
     attribute_prefix: str = "attr_"
-    prepared_max_entities: int = Field(100, ge=0)
-    """Up to this many distinct entity rows (the online path), reuse each query compiled once
-    per warehouse schema instead of compiling per call (compiling costs more than one account's
-    rows); beyond it, compile per call with the entities' time range as literal bounds."""
+    online_max_entities: int = Field(100, ge=0)
+    """Up to this many distinct entity rows (the online path), fetch the entities' rows and run
+    the definitions on SQLite, compiled once per warehouse schema (features/sqlite_engine.py;
+    measured: one account 25-30 ms, 100 accounts half the batch path's time); beyond it, run
+    them in DuckDB, compiled per call with the entities' time range as literal bounds."""
     literal_account_filter_max: int = Field(1000, ge=0)
     """Up to this many entity accounts, sources are filtered with a literal IN list (pushed into
     the scan: a one-account build reads little); beyond it, with a semi join on the entities."""

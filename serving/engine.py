@@ -347,8 +347,7 @@ class HealthScoreEngine:
         from serving.health.batch import churn_dates
 
         try:
-            # The connection, not a cursor: build_features reuses its prepared sessions per
-            # connection (a cursor per request would parse the online statement every time).
+            # The connection: build_features takes (and closes) a cursor of its own per call.
             con = self.snapshot.connection()
         except WarehouseUnavailable as exc:
             raise Unavailable(str(exc)) from None

@@ -88,8 +88,7 @@ class WarehouseSnapshot:
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The current snapshot's connection, for callers that take cursors of it themselves
-        (`features.build` keeps its prepared online sessions per connection: handing it a new
-        cursor per request would parse and plan every request from scratch)."""
+        (`features.build` takes one per call)."""
         con = self._con
         if con is None:
             raise WarehouseUnavailable(

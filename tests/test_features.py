@@ -222,8 +222,8 @@ def test_one_account_alone_gets_the_same_values_as_in_a_batch(con, frame):
 @pytest.mark.parametrize(
     "cfg",
     [
-        FeatureConfig(prepared_max_entities=0),  # compiled per call, literal account list
-        FeatureConfig(prepared_max_entities=0, literal_account_filter_max=0),  # semi join
+        FeatureConfig(online_max_entities=0),  # compiled per call, literal account list
+        FeatureConfig(online_max_entities=0, literal_account_filter_max=0),  # semi join
     ],
     ids=["batch-literal", "batch-semi-join"],
 )
@@ -243,7 +243,7 @@ def test_the_online_path_and_the_batch_path_agree_on_a_generated_world():
 
     con = warehouse(generate_world(60, date(2024, 1, 1), 300, seed=5).tables)
     ents = build_entities(con, ["2024-06-01", "2024-10-01"])
-    batch = build_features(con, ents, FeatureConfig(prepared_max_entities=0))
+    batch = build_features(con, ents, FeatureConfig(online_max_entities=0))
     sample = ents.sample(12, random_state=1)
     online = build_features(con, sample, CFG)
     expected = batch.loc[sample.index].reset_index(drop=True)
@@ -262,10 +262,10 @@ def world_con():
 
 
 def test_one_account_at_a_time_equals_the_batch_row_at_several_dates(world_con):
-    """The service's call (one account, one date, a reused prepared statement) gives exactly
-    the row the batch path (compiled per call) gives, account after account."""
+    """The service's call (one account, one date, on SQLite) gives exactly the row the batch
+    path (DuckDB, compiled per call) gives, account after account."""
     ents = build_entities(world_con, ["2024-03-01", "2024-06-01", "2024-10-27"])
-    batch = build_features(world_con, ents, FeatureConfig(prepared_max_entities=0))
+    batch = build_features(world_con, ents, FeatureConfig(online_max_entities=0))
     for i in ents.sample(15, random_state=3).index:
         alone = build_features(world_con, ents.loc[[i]], CFG)
         pd.testing.assert_frame_equal(alone, batch.loc[[i]].reset_index(drop=True),
@@ -274,12 +274,12 @@ def test_one_account_at_a_time_equals_the_batch_row_at_several_dates(world_con):
 
 def test_the_online_days_since_fallback_runs_for_the_entities_that_need_it(world_con):
     """Entities without usage inside the lookback get days_since from their older rows, by a
-    second statement (run, then prepared, then executed as prepared), next to entities that
-    need none: the values the batch path gives."""
+    second fetch and statement, next to entities that need none: the values the batch path
+    gives."""
     ids = world_con.execute("select account_id from accounts order by 1").fetchdf()
     # Every account, churned ones too: those have no usage in the last 90 days.
     ents = pd.DataFrame({"account_id": ids["account_id"], "as_of": pd.Timestamp("2024-10-27")})
-    batch = build_features(world_con, ents, FeatureConfig(prepared_max_entities=0))
+    batch = build_features(world_con, ents, FeatureConfig(online_max_entities=0))
     old = batch.index[batch["days_since_last_activity"] > d.USAGE_LOOKBACK_DAYS]
     recent = batch.index[batch["days_since_last_activity"] <= 30]
     assert len(old) >= 3 and len(recent) >= 2
@@ -294,11 +294,11 @@ def test_the_online_days_since_fallback_runs_for_the_entities_that_need_it(world
 
 
 def test_the_online_path_sees_a_replaced_or_dropped_table():
-    """Prepared statements are reused across calls, never stale: a table replaced with the
-    same columns gives the new rows; a dropped one gives missing features."""
+    """Compiled SQL is reused across calls, never stale: a table replaced with the same columns
+    gives the new rows; a dropped one gives missing features."""
     con = warehouse(hand_tables())
     one = entities(("a", T))
-    for _ in range(3):  # run, then prepared, then executed as prepared
+    for _ in range(3):  # the compiled SQL and the thread's scratch database are reused
         assert build_features(con, one, CFG)["tickets_90d"].iloc[0] == EXPECTED_A["tickets_90d"]
     tickets = hand_tables()["tickets"]
     load(con, {"tickets": tickets[tickets["account_id"] != "a"]})
@@ -309,11 +309,36 @@ def test_the_online_path_sees_a_replaced_or_dropped_table():
     assert usage == EXPECTED_A["events_30d"]
 
 
+def test_the_online_path_sees_a_column_added_to_accounts():
+    """A new custom attribute is a new warehouse schema: the online path compiles for it."""
+    con = warehouse(hand_tables())
+    one = entities(("a", T))
+    assert "attr_tier" not in build_features(con, one, CFG).columns
+    con.execute("alter table accounts add column tier varchar default 'gold'")
+    assert build_features(con, one, CFG)["attr_tier"].astype(str).tolist() == ["gold"]
+
+
+def test_the_online_path_takes_decimals_dates_and_views_as_the_batch_path_does():
+    """Warehouses hold types the contract does not name (a DECIMAL or DATE custom attribute, a
+    view for a table): SQLite gets them in a form that computes the same."""
+    con = warehouse(hand_tables())
+    con.execute("alter table accounts add column budget decimal(12, 2) default 1234.5")
+    con.execute("alter table accounts add column renewed date default date '2024-02-01'")
+    con.execute("alter table tickets rename to tickets_raw")
+    con.execute("create view tickets as select * from tickets_raw")
+    ents = entities(("a", T), ("b", T), ("a", "2024-03-01"), ("c", "2024-02-15"))
+    online = build_features(con, ents, CFG)
+    batch = build_features(con, ents, FeatureConfig(online_max_entities=0))
+    pd.testing.assert_frame_equal(online, batch)
+    assert online["attr_budget"].tolist() == [1234.5] * 4
+    assert online["tickets_90d"].notna().all()
+
+
 def test_concurrent_online_calls_on_one_connection_each_get_their_own_rows(world_con):
     from concurrent.futures import ThreadPoolExecutor
 
     ents = build_entities(world_con, "2024-06-01").head(8)
-    batch = build_features(world_con, ents, FeatureConfig(prepared_max_entities=0))
+    batch = build_features(world_con, ents, FeatureConfig(online_max_entities=0))
     with ThreadPoolExecutor(4) as pool:
         rows = list(pool.map(lambda i: build_features(world_con, ents.loc[[i]], CFG),
                              list(ents.index) * 3))
@@ -518,5 +543,5 @@ def test_building_leaves_the_callers_connection_settings_alone():
     before = settings()
     ents = build_entities(con, T)
     build_features(con, ents, CFG)
-    build_features(con, ents, FeatureConfig(prepared_max_entities=0))
+    build_features(con, ents, FeatureConfig(online_max_entities=0))
     assert settings() == before
