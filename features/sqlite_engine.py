@@ -175,7 +175,7 @@ class _Median:
     def __init__(self) -> None:
         self.values: list[float] = []
 
-    def step(self, value: float | None) -> None:
+    def step(self, value: Any, /) -> None:
         if value is not None:
             self.values.append(value)
 
@@ -199,7 +199,7 @@ class Scratch:
         self.shape, self.entity_table = shape, entity_table
         self.con = sqlite3.connect(":memory:", isolation_level=None)
         register_all(self.con)
-        self.con.create_aggregate(MEDIAN, 1, _Median)
+        self.con.create_aggregate(MEDIAN, 1, _Median)  # type: ignore[arg-type]  # typeshed: int only
         self.insert: dict[str, str] = {}
         for table, columns in shape:
             cols = ", ".join(f"{_quote(c)} {_sqlite_type(ibis_type(t))}" for c, t in columns)
