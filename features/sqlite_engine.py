@@ -199,7 +199,8 @@ class Scratch:
         self.shape, self.entity_table = shape, entity_table
         self.con = sqlite3.connect(":memory:", isolation_level=None)
         register_all(self.con)
-        self.con.create_aggregate(MEDIAN, 1, _Median)  # type: ignore[arg-type]  # typeshed: int only
+        # typeshed types an aggregate's result as int only; the median returns floats.
+        self.con.create_aggregate(MEDIAN, 1, _Median)  # type: ignore[arg-type]
         self.insert: dict[str, str] = {}
         for table, columns in shape:
             cols = ", ".join(f"{_quote(c)} {_sqlite_type(ibis_type(t))}" for c, t in columns)
