@@ -120,7 +120,7 @@ def build_features(
         # needs its fallback on the rows before the lookback, for the entities left without.
         parts = runner.frames(steps, keys, report)
         _check_known(parts[0], keys, ents)
-        parts = [_fill_old_activity(runner, p, keys) if "days_since_last_activity" in p.columns
+        parts = [_fill_old_activity(runner, p, keys) if "days_since_last_activity" in p
                  else p for p in parts]
     finally:
         runner.close()
@@ -171,26 +171,49 @@ def _older_usage(ent: ir.Table, src: Source) -> ir.Table:
 
 
 # --- how to run it ------------------------------------------------------------------------------
+Part = dict[str, np.ndarray]
+"""One step's result as columns, one row per entity in key order (`_eid` ascending): reading
+values from arrays, not a DataFrame's columns, keeps a one-row build cheap (pandas creates a
+Series per column read, ~50 us each)."""
+
+
+def _part(frame: pd.DataFrame) -> Part:
+    """A DuckDB result as a part: numbers (nullable ones too) as float64 with NaN, the rest as
+    numpy arrays of objects."""
+    if not frame[d.ENTITY_KEY].is_monotonic_increasing:
+        frame = frame.sort_values(d.ENTITY_KEY, ignore_index=True)
+    part: Part = {}
+    for name in frame.columns:
+        col = frame[name]
+        if name == d.ENTITY_KEY:
+            part[name] = col.to_numpy()
+        elif col.dtype.kind in "iufb":
+            part[name] = col.to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            part[name] = col.to_numpy()
+    return part
+
+
 class _Runner:
     cursor: duckdb.DuckDBPyConnection
 
     def connected(self) -> frozenset[str]:
         return connected_tables(self.cursor)
 
-    def run(self, name: str, build: Build, keys: pd.DataFrame) -> pd.DataFrame:
+    def run(self, name: str, build: Build, keys: pd.DataFrame) -> Part:
         raise NotImplementedError
 
     def frames(self, steps: list[tuple[str, Build]], keys: pd.DataFrame,
-               report: Progress) -> list[pd.DataFrame]:
-        """One frame per step, in key order: the profile with `_known`, then each source's
-        `_eid` and features."""
+               report: Progress) -> list[Part]:
+        """One part per step: the profile with `_known`, then each source's `_eid` and
+        features."""
         parts = []
         for i, (name, build) in enumerate(steps):
             report(name, i / (len(steps) + 1))
-            frame = self.run(name, build, keys)
+            part = self.run(name, build, keys)
             if name != "accounts":
-                frame = frame[[d.ENTITY_KEY, *d.SOURCE_BY_TABLE[name].features]]
-            parts.append(frame)
+                part = {c: part[c] for c in (d.ENTITY_KEY, *d.SOURCE_BY_TABLE[name].features)}
+            parts.append(part)
         return parts
 
     def close(self) -> None:
@@ -209,7 +232,7 @@ class _Batch(_Runner):
         self.backend = ibis.duckdb.from_connection(self.cursor)
         self.cfg = cfg
 
-    def run(self, name: str, build: Build, keys: pd.DataFrame) -> pd.DataFrame:
+    def run(self, name: str, build: Build, keys: pd.DataFrame) -> Part:
         ent = ibis.memtable(keys)
         ids = sorted(keys["account_id"].unique())
         lookback = {s.table: s.lookback_days for s in d.SOURCES}
@@ -224,8 +247,7 @@ class _Batch(_Runner):
                 as_of_range=as_of_range,
             )
 
-        frame = self.backend.execute(build(ent, source))
-        return frame.sort_values(d.ENTITY_KEY, ignore_index=True)
+        return _part(self.backend.execute(build(ent, source)))
 
     def close(self) -> None:
         self.cursor.close()
@@ -255,26 +277,27 @@ class _Online(_Runner):
         return frozenset(table for table, _ in self.shape)
 
     def frames(self, steps: list[tuple[str, Build]], keys: pd.DataFrame,
-               report: Progress) -> list[pd.DataFrame]:
+               report: Progress) -> list[Part]:
         report("features", 0.0)
-        frame = self._run(ALL_STEPS, keys, older=False)
-        if not frame[d.ENTITY_KEY].is_monotonic_increasing:
-            frame = frame.sort_values(d.ENTITY_KEY, ignore_index=True)
-        return [frame]
+        return [self._run(ALL_STEPS, keys, older=False)]
 
-    def run(self, name: str, build: Build, keys: pd.DataFrame) -> pd.DataFrame:
+    def run(self, name: str, build: Build, keys: pd.DataFrame) -> Part:
         if name != FALLBACK:
             raise ValueError(f"the online runner runs every step in one statement, not {name}")
         # Its own small statement over the entities' older usage rows, run only when an entity
         # has no usage inside the lookback (rare online): the main fetch stays small.
         return self._run(FALLBACK, keys, older=True)
 
-    def _run(self, step: str, keys: pd.DataFrame, *, older: bool) -> pd.DataFrame:
+    def _run(self, step: str, keys: pd.DataFrame, *, older: bool) -> Part:
         tables = sqlite_engine.tables_read(
             self.shape, ["usage_events"] if older else READ_TABLES)
         rows = sqlite_engine.fetch(self.cursor, self.shape, tables, keys, older=older)
         scratch = sqlite_engine.scratch(self.shape, ENTITY_VIEW)
-        return scratch.run(_online_sql(self.shape, self.prefix, step), rows, keys)
+        part = scratch.run(_online_sql(self.shape, self.prefix, step), rows, keys)
+        order = np.argsort(part[d.ENTITY_KEY], kind="stable")
+        if not np.array_equal(order, np.arange(len(order))):
+            part = {c: v[order] for c, v in part.items()}
+        return part
 
     def close(self) -> None:
         self.cursor.close()
@@ -344,8 +367,8 @@ def _side_by_side(ent: ir.Table, source: Source, builds: dict[str, Build]) -> ir
 ENTITY_SCHEMA = ibis.schema({d.ENTITY_KEY: "int64", "account_id": "string", "as_of": "timestamp"})
 
 
-def _check_known(profile: pd.DataFrame, keys: pd.DataFrame, ents: pd.DataFrame) -> None:
-    unknown = ~profile["_known"].to_numpy(dtype=bool)
+def _check_known(profile: Part, keys: pd.DataFrame, ents: pd.DataFrame) -> None:
+    unknown = ~profile["_known"].astype(bool)
     if unknown.any():
         first = keys.loc[unknown, "account_id"].iloc[0]
         row = int(np.argmax(ents["account_id"].to_numpy() == first)) + 1
@@ -355,26 +378,28 @@ def _check_known(profile: pd.DataFrame, keys: pd.DataFrame, ents: pd.DataFrame) 
         )
 
 
-def _fill_old_activity(runner: _Runner, frame: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+def _fill_old_activity(runner: _Runner, part: Part, keys: pd.DataFrame) -> Part:
     """days_since_last_activity beyond the usage lookback, for the entities that need it."""
-    todo = frame["days_since_last_activity"].isna().to_numpy()
+    days = part["days_since_last_activity"]
+    todo = pd.isna(days)
     if not todo.any():
-        return frame
+        return part
     sub = keys.loc[todo].reset_index(drop=True)
     older = runner.run(FALLBACK, _older_usage, sub)
-    filled = pd.Series(older["days_since_last_activity"].to_numpy(), index=older[d.ENTITY_KEY])
-    frame = frame.copy()
-    idx = frame.index[todo]
-    frame.loc[idx, "days_since_last_activity"] = (
-        filled.reindex(frame.loc[idx, d.ENTITY_KEY]).to_numpy(dtype="float64")
-    )
-    return frame
+    filled = dict(zip(older[d.ENTITY_KEY].tolist(), older["days_since_last_activity"].tolist(),
+                      strict=True))
+    days = days.astype("float64")  # a copy: the part is not changed in place
+    eids = part[d.ENTITY_KEY]
+    for i in np.flatnonzero(todo):
+        value = filled.get(eids[i])
+        days[i] = np.nan if value is None or pd.isna(value) else value
+    return {**part, "days_since_last_activity": days}
 
 
 def _assemble(
     ents: pd.DataFrame,
     keys: pd.DataFrame,
-    parts: list[pd.DataFrame],
+    parts: list[Part],
     cfg: FeatureConfig,
     as_of: pd.Series,
 ) -> pd.DataFrame:
@@ -384,26 +409,28 @@ def _assemble(
     what a one-row frame costs, so the common cases skip the general joins."""
     n = len(keys)
     eids = keys[d.ENTITY_KEY].to_numpy()
-    by_key: dict[str, pd.Series] | pd.DataFrame
-    if all(np.array_equal(p[d.ENTITY_KEY].to_numpy(), eids) for p in parts):
-        # Every part already has one row per entity in key order (each definition does); only
-        # values are read from here on, so no index needs resetting.
-        by_key = {c: p[c] for p in parts for c in p.columns if c != d.ENTITY_KEY}
-    else:
-        by_key = pd.concat([p.set_index(d.ENTITY_KEY) for p in parts], axis=1)
-        by_key = by_key.reindex(keys[d.ENTITY_KEY])
-    attrs = [c for c in parts[0].columns if c.startswith(cfg.attribute_prefix)]
+    by_key: dict[str, np.ndarray] = {}
+    for part in parts:
+        # Every part has one row per entity in key order (each definition does); anything
+        # else is put in key order, missing entities missing.
+        pos = None if np.array_equal(part[d.ENTITY_KEY], eids) else \
+            _positions(part[d.ENTITY_KEY], eids)
+        for name, values in part.items():
+            if name != d.ENTITY_KEY:
+                by_key[name] = values if pos is None else _take(values, pos)
+    attrs = [c for c in parts[0] if c.startswith(cfg.attribute_prefix)]
     columns: dict[str, object] = {}
     for spec in FEATURES:
-        col = by_key[spec.name] if spec.name in by_key else None
+        col = by_key.get(spec.name)
         if spec.dtype == "category":
             columns[spec.name] = _category(col, n)
         elif col is None:
             columns[spec.name] = np.full(n, np.nan)
         elif col.dtype.kind in "iufb":
-            columns[spec.name] = col.to_numpy(dtype="float64", na_value=np.nan)
+            columns[spec.name] = col.astype("float64")
         else:
-            columns[spec.name] = pd.to_numeric(col, errors="raise").astype("float64").to_numpy()
+            columns[spec.name] = pd.to_numeric(pd.Series(col), errors="raise"
+                                               ).astype("float64").to_numpy()
     for name in attrs:
         columns[name] = _attribute(by_key[name])
     account_id = pd.Series(ents["account_id"].to_numpy(), dtype=_text())
@@ -418,10 +445,32 @@ def _assemble(
     return out
 
 
-def _category(col: pd.Series | None, n: int) -> pd.Categorical:
+def _positions(have: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """For each key of `want`, its row in `have` (-1 when absent)."""
+    row = {k: i for i, k in enumerate(have.tolist())}
+    return np.array([row.get(k, -1) for k in want.tolist()], dtype=np.int64)
+
+
+def _take(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    missing = pos < 0
+    if not missing.any():
+        return values[pos]
+    out = values.astype("float64" if values.dtype.kind in "iufb" else object)[pos]
+    out[missing] = np.nan
+    return out
+
+
+def _objects(values: np.ndarray) -> np.ndarray:
+    """Text-or-missing values with every missing one as np.nan (None, pd.NA and NaN alike)."""
+    out = values.astype(object)
+    out[pd.isna(out)] = np.nan
+    return out
+
+
+def _category(col: np.ndarray | None, n: int) -> pd.Categorical:
     if col is None:
         return pd.Categorical([np.nan] * n)
-    return _categorical(col.to_numpy(dtype=object, na_value=np.nan))
+    return _categorical(_objects(col))
 
 
 def _categorical(values: np.ndarray) -> pd.Categorical:
@@ -447,20 +496,24 @@ def _text() -> pd.api.extensions.ExtensionDtype:
     return pd.api.types.pandas_dtype("str")
 
 
-def _attribute(col: pd.Series) -> object:
+def _attribute(values: np.ndarray) -> object:
     """Numeric (and boolean) custom attributes stay float; anything else becomes a category."""
-    if isinstance(col.dtype, pd.StringDtype):
-        # Text already: what the general branch below makes of it, without its three passes.
-        return _category(col, len(col))
+    if values.dtype.kind in "iufb":
+        return values.astype("float64")
+    if values.dtype == object:
+        objects = _objects(values)
+        if all(isinstance(v, str) or v is np.nan for v in objects):
+            # Text already: what the general branch below makes of it, without its passes.
+            return _categorical(objects)
+        non_null = [v for v in objects if v is not np.nan]
+        # Booleans with NULLs, and DECIMAL columns (read as Python Decimals), are numbers too.
+        if non_null and all(isinstance(v, bool | Decimal) for v in non_null):
+            return np.array([np.nan if v is np.nan else float(v) for v in objects])
+    col = pd.Series(values)
     if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
         return pd.to_numeric(col, errors="coerce").astype("float64").to_numpy()
-    if col.dtype == object:
-        non_null = col.dropna()
-        # Booleans with NULLs, and DECIMAL columns (read as Python Decimals), are numbers too.
-        if len(non_null) and non_null.map(lambda v: isinstance(v, bool | Decimal)).all():
-            return col.map(lambda v: float(v) if v is not None and v == v else np.nan).to_numpy()
     return _category(col.astype(object).where(col.notna(), None).map(
-        lambda v: v if v is None or isinstance(v, str) else str(v)), len(col))
+        lambda v: v if v is None or isinstance(v, str) else str(v)).to_numpy(), len(col))
 
 
 def write_features(frame: pd.DataFrame, path: Path) -> Path:

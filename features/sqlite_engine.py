@@ -211,29 +211,36 @@ class Scratch:
                          f"({_quote(d.ENTITY_KEY)} INTEGER, account_id TEXT, as_of TEXT)")
 
     def run(self, query: Compiled, rows: dict[str, list[tuple[Any, ...]]],
-            keys: pd.DataFrame) -> pd.DataFrame:
-        """`query` over these rows and entity rows, in one transaction that leaves nothing."""
+            keys: pd.DataFrame) -> dict[str, np.ndarray]:
+        """`query` over these rows and entity rows, in one transaction that leaves nothing:
+        its columns, numbers as float64 with NaN, the rest as arrays of objects."""
         con = self.con
+        entity_rows = zip(keys[d.ENTITY_KEY].tolist(), keys["account_id"].tolist(),
+                          [t.strftime(TIME_FORMAT) for t in keys["as_of"]], strict=True)
         con.execute("BEGIN")
         try:
             for table, values in rows.items():
                 con.executemany(self.insert[table], values)
-            con.executemany(
-                f"INSERT INTO {_quote(self.entity_table)} VALUES (?, ?, ?)",
-                zip(keys[d.ENTITY_KEY].tolist(), keys["account_id"].tolist(),
-                    keys["as_of"].dt.strftime(TIME_FORMAT).tolist(), strict=True),
-            )
+            con.executemany(f"INSERT INTO {_quote(self.entity_table)} VALUES (?, ?, ?)",
+                            entity_rows)
             cursor = con.execute(query.sql)
             names = [c[0] for c in cursor.description]
             result = cursor.fetchall()
         finally:
             con.execute("ROLLBACK")
-        values = list(zip(*result, strict=True)) if result else [()] * len(names)
-        return pd.DataFrame({
-            name: (np.array([np.nan if v is None else v for v in column], dtype="float64")
-                   if name in query.numeric else np.array(column, dtype=object))
-            for name, column in zip(names, values, strict=True)
-        })
+        columns = list(zip(*result, strict=True)) if result else [()] * len(names)
+        out: dict[str, np.ndarray] = {}
+        for name, column in zip(names, columns, strict=True):
+            if name == d.ENTITY_KEY:
+                out[name] = np.array(column, dtype=np.int64)
+            elif name in query.numeric:
+                out[name] = np.array([np.nan if v is None else v for v in column],
+                                     dtype="float64")
+            else:
+                texts = np.empty(len(column), dtype=object)
+                texts[:] = column
+                out[name] = texts
+        return out
 
 
 _LOCAL = threading.local()

@@ -310,9 +310,11 @@ def analyze_features(
 
 
 def build_account_row(con: duckdb.DuckDBPyConnection, account_id: str, as_of: Any,
-                      feature_cfg: FeatureConfig) -> pd.DataFrame:
+                      feature_cfg: FeatureConfig, connected: frozenset[str] | None = None
+                      ) -> pd.DataFrame:
     """One account's features as of a date (inactive or churned accounts too), with its churn
-    date so a churned account gets status `churned`."""
+    date so a churned account gets status `churned`. `connected`: the warehouse's connected
+    tables when the caller has them already (each catalog read is a DuckDB statement)."""
     from features.build import EntityError, build_features
     from serving.health.batch import churn_dates
 
@@ -323,7 +325,7 @@ def build_account_row(con: duckdb.DuckDBPyConnection, account_id: str, as_of: An
         row = build_features(con, entities, feature_cfg)
     except EntityError as exc:
         raise AnalysisError(f"account {account_id!r}: {exc}") from None
-    row["churned_at"] = churn_dates(con, [str(account_id)]).to_numpy()
+    row["churned_at"] = churn_dates(con, [str(account_id)], connected).to_numpy()
     return row
 
 
@@ -368,10 +370,11 @@ def analyze(
 
     feature_cfg = feature_cfg or FeatureConfig()
     name = account_name(con, account_id, as_of)
-    row = build_account_row(con, account_id, as_of, feature_cfg)
+    connected = connected_tables(con)
+    row = build_account_row(con, account_id, as_of, feature_cfg, connected)
     if peers is None and load_peers:
         peers = load_peer_table(con, as_of, rules, _as_bundles(bundles), feature_cfg)
-    return analyze_features(row, connected_tables(con), rules, bundles, peers=peers, cfg=cfg,
+    return analyze_features(row, connected, rules, bundles, peers=peers, cfg=cfg,
                             previous=previous, name=name, wording=wording,
                             max_candidates=max_candidates)
 

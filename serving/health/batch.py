@@ -55,12 +55,16 @@ def build_account_features(
     return pd.concat(parts, ignore_index=True)
 
 
-def churn_dates(con: duckdb.DuckDBPyConnection, account_ids: Sequence[str]) -> pd.Series:
-    """First churn date per account (NaT when it never churned or churn is not connected)."""
+def churn_dates(con: duckdb.DuckDBPyConnection, account_ids: Sequence[str],
+                connected: frozenset[str] | None = None) -> pd.Series:
+    """First churn date per account (NaT when it never churned or churn is not connected).
+    `connected`: the warehouse's connected tables when the caller has them already."""
     from features.warehouse import connected_tables
 
     ids = pd.Series(list(account_ids), dtype=str)
-    if "churn_events" not in connected_tables(con) or ids.empty:
+    if connected is None:
+        connected = connected_tables(con)
+    if "churn_events" not in connected or ids.empty:
         return pd.Series(pd.NaT, index=ids, dtype="datetime64[us]")
     # A bound list, not a replacement scan of a local frame: Ibis turns those off on the
     # shared connection (python_enable_replacements = false) once build_features has run.
@@ -68,9 +72,8 @@ def churn_dates(con: duckdb.DuckDBPyConnection, account_ids: Sequence[str]) -> p
         "select account_id, min(churned_at) as churned_at from churn_events "
         "where account_id in (select unnest(?::varchar[])) group by account_id",
         [list(ids.unique())],
-    ).fetchdf()
-    found = dict(zip(got["account_id"].astype(str), pd.to_datetime(got["churned_at"]),
-                     strict=True))
+    ).fetchall()
+    found = {str(a): pd.Timestamp(t) for a, t in got if t is not None}
     return pd.Series([found.get(a, pd.NaT) for a in ids], index=ids,
                      dtype="datetime64[us]")
 
