@@ -37,7 +37,7 @@ from features.config import FeatureConfig
 from features.contract import TABLES
 from features.contract import table as contract_table
 from features.registry import ENTITY_COLUMNS, FEATURES
-from features.warehouse import connected_tables
+from features.warehouse import catalog_read, connected_tables
 
 log = logging.getLogger(__name__)
 
@@ -265,13 +265,14 @@ class _Online(_Runner):
     statement, and all steps side by side run on SQLite (`features/sqlite_engine.py`), compiled
     once per warehouse schema. Measured on one account: 15-20 ms, against 80-100 ms for the same
     definitions as one DuckDB 2.0 prepared statement, which binds and optimises again on every
-    execution. The schema is read on every call: ingestion may have replaced tables."""
+    execution. The schema is read on every call (ingestion may have replaced tables), once per
+    connection for a read-only warehouse (`features.warehouse.catalog_read`)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> None:
         with _CURSOR_LOCK:  # concurrent calls may share one connection
             self.cursor = con.cursor()
         self.prefix = cfg.attribute_prefix
-        self.shape = _shape(self.cursor)
+        self.shape = catalog_read(con, "shape", lambda: _shape(self.cursor))
 
     def connected(self) -> frozenset[str]:
         return frozenset(table for table, _ in self.shape)

@@ -334,6 +334,28 @@ def test_the_online_path_takes_decimals_dates_and_views_as_the_batch_path_does()
     assert online["tickets_90d"].notna().all()
 
 
+def test_a_read_only_warehouse_has_its_catalog_read_once_and_gives_the_same_values(tmp_path):
+    """The service's snapshots are read-only: their schema cannot change, so the online path
+    reads it once per connection; the values are those of a writable warehouse."""
+    import duckdb
+
+    from features import warehouse as wh
+
+    path = tmp_path / "w.duckdb"
+    writable = duckdb.connect(str(path))
+    load(writable, hand_tables())
+    ents = entities(("a", T), ("b", T))
+    expected = build_features(writable, ents, CFG)
+    assert wh._MEMOS[writable] == {"read_only": False}  # nothing remembered
+    writable.close()
+    con = duckdb.connect(str(path), read_only=True)
+    for _ in range(2):
+        pd.testing.assert_frame_equal(build_features(con, ents, CFG), expected)
+    assert set(wh._MEMOS[con]) == {"read_only", "shape"}
+    assert wh.connected_tables(con) == wh._MEMOS[con]["connected"]
+    assert wh.connected_tables(con) == frozenset(hand_tables())
+
+
 def test_concurrent_online_calls_on_one_connection_each_get_their_own_rows(world_con):
     from concurrent.futures import ThreadPoolExecutor
 
