@@ -151,21 +151,50 @@ def _fetch_sql(columns: tuple[tuple[str, str], ...], table: str, older: bool) ->
 
 def fetch(cursor: duckdb.DuckDBPyConnection, shape: Shape, tables: Sequence[str],
           keys: pd.DataFrame, *, older: bool = False) -> dict[str, list[tuple[Any, ...]]]:
-    """The rows of `tables` the entity rows `keys` can see, per table, as SQLite values."""
+    """The rows of `tables` the entity rows `keys` can see, per table, as SQLite values.
+
+    Half of the tables are read on a second cursor in a thread of their own: each statement
+    is ~1.5 ms of DuckDB's fixed work, mostly outside the GIL, so two at a time take ~25 % less
+    wall time for the same CPU (measured on one account, seven tables)."""
     ids = sorted(set(keys["account_id"]))
     latest = keys["as_of"].max().to_pydatetime()
     earliest = keys["as_of"].min().to_pydatetime()
     columns = dict(shape)
-    out = {}
-    for table in tables:
-        sql = _fetch_sql(columns[table], table, older)
-        params: dict[str, Any] = {"ids": ids}
-        if "$latest" in sql:
-            params["latest"] = latest
-        if "$earliest" in sql:
-            params["earliest"] = earliest
-        out[table] = cursor.execute(sql, params).fetchall()
-    return out
+
+    def read(on: duckdb.DuckDBPyConnection, names: Sequence[str]
+             ) -> dict[str, list[tuple[Any, ...]]]:
+        out = {}
+        for table in names:
+            sql = _fetch_sql(columns[table], table, older)
+            params: dict[str, Any] = {"ids": ids}
+            if "$latest" in sql:
+                params["latest"] = latest
+            if "$earliest" in sql:
+                params["earliest"] = earliest
+            out[table] = on.execute(sql, params).fetchall()
+        return out
+
+    if len(tables) < 2:
+        return read(cursor, tables)
+    mine, theirs = list(tables[::2]), list(tables[1::2])
+    result: dict[str, list[tuple[Any, ...]]] = {}
+    failed: list[BaseException] = []
+    with cursor.cursor() as other:
+        def work() -> None:
+            try:
+                result.update(read(other, theirs))
+            except BaseException as exc:  # raised in the caller's thread below
+                failed.append(exc)
+
+        thread = threading.Thread(target=work, name="healthscore-fetch", daemon=True)
+        thread.start()
+        try:
+            result.update(read(cursor, mine))
+        finally:
+            thread.join()
+    if failed:
+        raise failed[0]
+    return {t: result[t] for t in tables}
 
 
 class _Median:
