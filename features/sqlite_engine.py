@@ -227,6 +227,9 @@ class Scratch:
     def __init__(self, shape: Shape, entity_table: str) -> None:
         self.shape, self.entity_table = shape, entity_table
         self.con = sqlite3.connect(":memory:", isolation_level=None)
+        # Sorts and materialised subqueries in memory, not in temporary files (~25 % of a
+        # one-account query).
+        self.con.execute("PRAGMA temp_store = MEMORY")
         register_all(self.con)
         # typeshed types an aggregate's result as int only; the median returns floats.
         self.con.create_aggregate(MEDIAN, 1, _Median)  # type: ignore[arg-type]
