@@ -58,7 +58,7 @@ def validate_entities(entities: pd.DataFrame) -> pd.DataFrame:
     if bad.any():
         raise EntityError(f"entities row {int(np.argmax(bad)) + 1}, column account_id: empty")
     try:
-        as_of = pd.to_datetime(entities["as_of"])
+        as_of = _datetimes(entities["as_of"])
     except (ValueError, TypeError) as exc:
         raise EntityError(f"entities column as_of: not a date ({exc})") from None
     if getattr(as_of.dt, "tz", None) is not None:
@@ -66,7 +66,8 @@ def validate_entities(entities: pd.DataFrame) -> pd.DataFrame:
     bad = as_of.isna().to_numpy()
     if bad.any():
         raise EntityError(f"entities row {int(np.argmax(bad)) + 1}, column as_of: empty")
-    bad = (as_of != as_of.dt.normalize()).to_numpy()
+    values = as_of.to_numpy()
+    bad = values != values.astype("datetime64[D]")
     if bad.any():
         row = int(np.argmax(bad))
         raise EntityError(
@@ -76,9 +77,17 @@ def validate_entities(entities: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "account_id": ids.astype(str).to_numpy(),
-            "as_of": as_of.to_numpy().astype("datetime64[us]"),
+            "as_of": values.astype("datetime64[us]"),
         }
     )
+
+
+def _datetimes(col: pd.Series) -> pd.Series:
+    """pd.to_datetime, skipped for a column that holds datetimes already (what callers pass):
+    on a one-row frame its parsing machinery is most of the validation's cost."""
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind == "M":
+        return col
+    return pd.to_datetime(col)
 
 
 def build_features(
@@ -102,8 +111,10 @@ def build_features(
     """
     report = progress or (lambda _step, _done: None)
     ents = validate_entities(entities)
-    keys = ents.drop_duplicates(ignore_index=True)
-    keys.insert(0, d.ENTITY_KEY, np.arange(len(keys), dtype="int64"))
+    distinct = ents if len(ents) == 1 else ents.drop_duplicates(ignore_index=True)
+    keys = pd.DataFrame({d.ENTITY_KEY: np.arange(len(distinct), dtype="int64"),
+                         "account_id": distinct["account_id"].to_numpy(),
+                         "as_of": distinct["as_of"].to_numpy()})
     runner: _Runner
     if len(keys) <= cfg.online_max_entities:
         runner = _Online(con, cfg)
@@ -129,7 +140,7 @@ def build_features(
             log.info("%s is not connected: its features are missing", spec.table)
     report("assemble", len(steps) / (len(steps) + 1))
     # The caller's own as_of values (and resolution) go back out, so frames join on them.
-    as_of = pd.to_datetime(entities["as_of"]).reset_index(drop=True)
+    as_of = _datetimes(entities["as_of"]).reset_index(drop=True)
     if getattr(as_of.dt, "tz", None) is not None:
         as_of = as_of.dt.tz_convert("UTC").dt.tz_localize(None)
     out = _assemble(ents, keys, parts, cfg, as_of)
