@@ -33,11 +33,12 @@ import pandas as pd
 
 from features import definitions as d
 from features import sqlite_engine
+from features.account_rows import AccountRows
 from features.config import FeatureConfig
 from features.contract import TABLES
 from features.contract import table as contract_table
 from features.registry import ENTITY_COLUMNS, FEATURES
-from features.warehouse import catalog_read, connected_tables
+from features.warehouse import catalog_read, connected_tables, is_read_only
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,7 @@ Shape = sqlite_engine.Shape
 READ_TABLES = ("accounts", *(s.table for s in d.SOURCES))
 """The tables the definitions read (labels' tables are not among them)."""
 _CURSOR_LOCK = threading.Lock()
+_ROWS_LOCK = threading.Lock()
 
 
 class _Online(_Runner):
@@ -284,6 +286,12 @@ class _Online(_Runner):
             self.cursor = con.cursor()
         self.prefix = cfg.attribute_prefix
         self.shape = catalog_read(con, "shape", lambda: _shape(self.cursor))
+        self.rows: AccountRows | None = None
+        if cfg.online_row_index_max_rows and is_read_only(con):
+            with _ROWS_LOCK:  # built once per connection, by the first call
+                self.rows = catalog_read(con, "account_rows", lambda: AccountRows.load(
+                    self.cursor, self.shape, sqlite_engine.tables_read(self.shape, READ_TABLES),
+                    max_rows=cfg.online_row_index_max_rows))
 
     def connected(self) -> frozenset[str]:
         return frozenset(table for table, _ in self.shape)
@@ -303,7 +311,10 @@ class _Online(_Runner):
     def _run(self, step: str, keys: pd.DataFrame, *, older: bool) -> Part:
         tables = sqlite_engine.tables_read(
             self.shape, ["usage_events"] if older else READ_TABLES)
-        rows = sqlite_engine.fetch(self.cursor, self.shape, tables, keys, older=older)
+        if self.rows is not None:
+            rows = self.rows.fetch(tables, keys, older=older)
+        else:
+            rows = sqlite_engine.fetch(self.cursor, self.shape, tables, keys, older=older)
         scratch = sqlite_engine.scratch(self.shape, ENTITY_VIEW)
         part = scratch.run(_online_sql(self.shape, self.prefix, step), rows, keys)
         order = np.argsort(part[d.ENTITY_KEY], kind="stable")
@@ -313,6 +324,20 @@ class _Online(_Runner):
 
     def close(self) -> None:
         self.cursor.close()
+
+
+def warm_online(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> AccountRows | None:
+    """Do now what the first online call on `con` would: compile the online SQL for the
+    warehouse's schema and, for a read-only warehouse, hold its rows in memory (seconds on
+    a large warehouse: a service does it at start-up, not in its first request). Returns the
+    rows held, if any."""
+    runner = _Online(con, cfg)
+    try:
+        for step in (ALL_STEPS, FALLBACK):
+            _online_sql(runner.shape, cfg.attribute_prefix, step)
+        return runner.rows
+    finally:
+        runner.close()
 
 
 def _shape(con: duckdb.DuckDBPyConnection) -> Shape:

@@ -238,6 +238,7 @@ class _Collector:
         if count == 0:
             return 0
         idx = np.flatnonzero(mask)[: self.max_examples]
+        shown: np.ndarray | None
         if describe is not None:
             shown = np.asarray(describe(idx), dtype=object)
         else:
@@ -333,9 +334,12 @@ def _drop_duplicates(name: str, frame: pd.DataFrame, typed: pd.DataFrame, keys: 
             continue
         dup = source.duplicated(subset=key, keep="first")
         label = ", ".join(k.removeprefix(KEY_PREFIX) for k in key)
+        def describe(positions: np.ndarray, src: pd.DataFrame = source,
+                     k: list[str] = key) -> list[str]:
+            return _describe_duplicates(frame, src, k, positions)
+
         out.add(name, label, "duplicate key", _policy_action(policy), frame, dup,
-                describe=lambda positions, src=source, k=key: _describe_duplicates(
-                    frame, src, k, positions))
+                describe=describe)
         if policy == "drop":
             keep &= ~dup
     return keep

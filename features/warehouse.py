@@ -50,6 +50,20 @@ def catalog_read(con: duckdb.DuckDBPyConnection, key: str, read: Callable[[], T]
     says is read once per connection: on the online path each catalog read is a DuckDB
     statement of 1-3 ms, for an answer that cannot have changed. A writable warehouse is read
     every time (ingestion, or a test, may replace tables between calls)."""
+    memo = _memo(con)
+    if not memo["read_only"]:
+        return read()
+    if key not in memo:
+        memo[key] = read()
+    return memo[key]  # type: ignore[return-value]
+
+
+def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
+    """The connection's warehouse is read-only (asked once per connection)."""
+    return bool(_memo(con)["read_only"])
+
+
+def _memo(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
     with _MEMOS_LOCK:
         memo = _MEMOS.get(con)
     if memo is None:
@@ -57,12 +71,8 @@ def catalog_read(con: duckdb.DuckDBPyConnection, key: str, read: Callable[[], T]
                            "where database_name = current_database()").fetchall()
         memo = {"read_only": bool(rows and rows[0][0])}
         with _MEMOS_LOCK:
-            _MEMOS[con] = memo
-    if not memo["read_only"]:
-        return read()
-    if key not in memo:
-        memo[key] = read()
-    return memo[key]  # type: ignore[return-value]
+            memo = _MEMOS.setdefault(con, memo)
+    return memo
 
 
 def connected_tables(con: duckdb.DuckDBPyConnection) -> frozenset[str]:

@@ -193,6 +193,7 @@ class HealthScoreEngine:
                 rules_changed = self._sync_rules(session)
         if changed or (force and self.snapshot.available):
             self._build_batch()
+            self._warm_online()
         elif rules_changed:
             self._rescore_batch()
 
@@ -269,6 +270,15 @@ class HealthScoreEngine:
             self._cache.clear()
         logger.info("precomputed %d accounts as of %s (snapshot %d, rules %s)", len(ids), as_of,
                     self.snapshot.generation, rules.config_version)
+
+    def _warm_online(self) -> None:
+        """The cold path's SQL compiled and the snapshot's rows held in memory before the
+        first request for a date that is not precomputed (features.build.warm_online)."""
+        if not self.snapshot.available:
+            return
+        from features.build import warm_online
+
+        warm_online(self.snapshot.connection(), self.settings.features)
 
     def _rescore_batch(self) -> None:
         """Score the cached features with the active rules (a rules change needs no rebuild)."""

@@ -349,11 +349,52 @@ def test_a_read_only_warehouse_has_its_catalog_read_once_and_gives_the_same_valu
     assert wh._MEMOS[writable] == {"read_only": False}  # nothing remembered
     writable.close()
     con = duckdb.connect(str(path), read_only=True)
-    for _ in range(2):
-        pd.testing.assert_frame_equal(build_features(con, ents, CFG), expected)
-    assert set(wh._MEMOS[con]) == {"read_only", "shape"}
+    for cfg in (CFG, CFG, FeatureConfig(online_row_index_max_rows=0)):
+        pd.testing.assert_frame_equal(build_features(con, ents, cfg), expected)
+    assert set(wh._MEMOS[con]) == {"read_only", "shape", "account_rows"}
     assert wh.connected_tables(con) == wh._MEMOS[con]["connected"]
     assert wh.connected_tables(con) == frozenset(hand_tables())
+
+
+def test_the_rows_held_in_memory_are_the_rows_duckdb_fetches(world_con, tmp_path):
+    """features/account_rows.py slices what sqlite_engine.fetch reads with one statement per
+    table: the same rows for one account, several, several dates, and the usage fallback."""
+    import duckdb
+
+    from features import sqlite_engine as se
+    from features.account_rows import AccountRows
+    from features.build import READ_TABLES, _shape
+
+    path = tmp_path / "w.duckdb"
+    world_con.execute(f"attach '{path}' as copy")
+    world_con.execute("copy from database memory to copy")
+    world_con.execute("detach copy")
+    con = duckdb.connect(str(path), read_only=True)
+    shape = _shape(con)
+    tables = se.tables_read(shape, READ_TABLES)
+    assert AccountRows.load(con.cursor(), shape, tables, max_rows=100) is None  # too many
+    rows = AccountRows.load(con.cursor(), shape, tables)
+    assert rows is not None
+    ids = [r[0] for r in con.execute("select account_id from accounts order by 1").fetchall()]
+    cases = [[(ids[0], "2024-06-01")], [(ids[5], "2024-10-27")], [(ids[9], "2024-01-15")],
+             [(ids[1], "2024-03-01"), (ids[2], "2024-08-01"), (ids[1], "2024-09-01")],
+             [("no-such-account", "2024-06-01")]]
+    for pairs in cases:
+        keys = entities(*pairs)
+        for older in (False, True):
+            expected = se.fetch(con.cursor(), shape, tables, keys, older=older)
+            got = rows.fetch(tables, keys, older=older)
+            for table in tables:
+                assert sorted(got[table], key=repr) == sorted(expected[table], key=repr), \
+                    (pairs, older, table)
+    assert sum(len(v) for v in rows.fetch(tables, entities((ids[0], "2024-06-01"))).values())
+    # and through build_features: each account alone, from memory, equals its batch row
+    ents = build_entities(con, ["2024-03-01", "2024-10-27"]).sample(8, random_state=2)
+    batch = build_features(con, ents, FeatureConfig(online_max_entities=0))
+    for i, label in enumerate(ents.index):
+        alone = build_features(con, ents.loc[[label]], CFG)
+        pd.testing.assert_frame_equal(alone, batch.iloc[[i]].reset_index(drop=True),
+                                      check_categorical=False)
 
 
 def test_concurrent_online_calls_on_one_connection_each_get_their_own_rows(world_con):
