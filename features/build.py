@@ -38,7 +38,7 @@ from features.config import FeatureConfig
 from features.contract import TABLES
 from features.contract import table as contract_table
 from features.registry import ENTITY_COLUMNS, FEATURES
-from features.warehouse import catalog_read, connected_tables, is_read_only
+from features.warehouse import catalog_read, connected_tables, is_read_only, remembered
 
 log = logging.getLogger(__name__)
 
@@ -286,12 +286,10 @@ class _Online(_Runner):
             self.cursor = con.cursor()
         self.prefix = cfg.attribute_prefix
         self.shape = catalog_read(con, "shape", lambda: _shape(self.cursor))
-        self.rows: AccountRows | None = None
-        if cfg.online_row_index_max_rows and is_read_only(con):
-            with _ROWS_LOCK:  # built once per connection, by the first call
-                self.rows = catalog_read(con, "account_rows", lambda: AccountRows.load(
-                    self.cursor, self.shape, sqlite_engine.tables_read(self.shape, READ_TABLES),
-                    max_rows=cfg.online_row_index_max_rows))
+        # Rows held in memory by warm_online (a long-lived reader's choice: for a one-off
+        # call, reading the whole warehouse would cost far more than it saves).
+        self.rows: AccountRows | None = held_rows(con) if cfg.online_row_index_max_rows \
+            else None
 
     def connected(self) -> frozenset[str]:
         return frozenset(table for table, _ in self.shape)
@@ -335,9 +333,21 @@ def warm_online(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> AccountRo
     try:
         for step in (ALL_STEPS, FALLBACK):
             _online_sql(runner.shape, cfg.attribute_prefix, step)
-        return runner.rows
+        if not cfg.online_row_index_max_rows or not is_read_only(con):
+            return None
+        with _ROWS_LOCK:
+            return catalog_read(con, "account_rows", lambda: AccountRows.load(
+                runner.cursor, runner.shape, sqlite_engine.tables_read(runner.shape,
+                                                                       READ_TABLES),
+                max_rows=cfg.online_row_index_max_rows))
     finally:
         runner.close()
+
+
+def held_rows(con: duckdb.DuckDBPyConnection) -> AccountRows | None:
+    """The rows warm_online holds in memory for this connection, if any."""
+    rows = remembered(con, "account_rows")
+    return rows if isinstance(rows, AccountRows) else None
 
 
 def _shape(con: duckdb.DuckDBPyConnection) -> Shape:

@@ -58,6 +58,13 @@ def catalog_read(con: duckdb.DuckDBPyConnection, key: str, read: Callable[[], T]
     return memo[key]  # type: ignore[return-value]
 
 
+def remembered(con: duckdb.DuckDBPyConnection, key: str) -> object | None:
+    """What `catalog_read` remembers under `key` for a read-only connection (None: nothing),
+    without reading anything."""
+    memo = _memo(con)
+    return memo.get(key) if memo["read_only"] else None
+
+
 def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
     """The connection's warehouse is read-only (asked once per connection)."""
     return bool(_memo(con)["read_only"])

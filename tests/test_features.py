@@ -340,6 +340,7 @@ def test_a_read_only_warehouse_has_its_catalog_read_once_and_gives_the_same_valu
     import duckdb
 
     from features import warehouse as wh
+    from features.build import held_rows, warm_online
 
     path = tmp_path / "w.duckdb"
     writable = duckdb.connect(str(path))
@@ -349,7 +350,10 @@ def test_a_read_only_warehouse_has_its_catalog_read_once_and_gives_the_same_valu
     assert wh._MEMOS[writable] == {"read_only": False}  # nothing remembered
     writable.close()
     con = duckdb.connect(str(path), read_only=True)
-    for cfg in (CFG, CFG, FeatureConfig(online_row_index_max_rows=0)):
+    pd.testing.assert_frame_equal(build_features(con, ents, CFG), expected)
+    assert set(wh._MEMOS[con]) == {"read_only", "shape"}  # rows are held only when warmed
+    assert warm_online(con, CFG) is not None and held_rows(con) is not None
+    for cfg in (CFG, FeatureConfig(online_row_index_max_rows=0)):
         pd.testing.assert_frame_equal(build_features(con, ents, cfg), expected)
     assert set(wh._MEMOS[con]) == {"read_only", "shape", "account_rows"}
     assert wh.connected_tables(con) == wh._MEMOS[con]["connected"]
@@ -389,6 +393,9 @@ def test_the_rows_held_in_memory_are_the_rows_duckdb_fetches(world_con, tmp_path
                     (pairs, older, table)
     assert sum(len(v) for v in rows.fetch(tables, entities((ids[0], "2024-06-01"))).values())
     # and through build_features: each account alone, from memory, equals its batch row
+    from features.build import held_rows, warm_online
+
+    assert warm_online(con, CFG) is not None and held_rows(con) is not None
     ents = build_entities(con, ["2024-03-01", "2024-10-27"]).sample(8, random_state=2)
     batch = build_features(con, ents, FeatureConfig(online_max_entities=0))
     for i, label in enumerate(ents.index):
