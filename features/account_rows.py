@@ -64,9 +64,10 @@ class AccountRows:
             select = ", ".join(se.fetch_column(c, t) for c, t in cols)
             rows = cursor.sql(f"SELECT {select} FROM {quote(name)} "
                               f"ORDER BY {order} NULLS LAST").to_arrow_table()
+            names_in_order = [c for c, _ in cols]
             tables[name] = _Table(
-                rows=rows, ranges=_ranges(rows.column(0)),
-                time_index=[c for c, _ in cols].index(time_column) if time_column else None)
+                rows=rows, ranges=_ranges(rows.column(names_in_order.index("account_id"))),
+                time_index=names_in_order.index(time_column) if time_column else None)
         return cls(shape, tables)
 
     @property

@@ -7,10 +7,11 @@ anything else), and assembling the frame in the registry's order with the regist
 Many entities run in DuckDB, compiled per call. Few (the online path) have their rows fetched
 from DuckDB and all the expressions run side by side on SQLite, compiled once per warehouse
 schema (`features/sqlite_engine.py`): the same definitions on another engine, because DuckDB
-2.0's fixed cost per statement is most of a one-account build. On both paths usage's
-days-since fallback (rows before its lookback) runs only for the entities left without an
-activity date. It defines no feature itself (definitions.py does) and never writes to the
-warehouse.
+2.0's fixed cost per statement is most of a one-account build. A long-lived reader of a
+read-only warehouse (the service) holds the rows in memory by account instead of fetching them
+(`warm_online`, `features/account_rows.py`). On both paths usage's days-since fallback (rows
+before its lookback) runs only for the entities left without an activity date. It defines no
+feature itself (definitions.py does) and never writes to the warehouse.
 
 Missing semantics are documented in `features/definitions.py`; the one rule that lives here: a
 source table that is not connected gives NaN for all its features.
