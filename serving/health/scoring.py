@@ -32,10 +32,11 @@ def _churned(features: pd.DataFrame) -> np.ndarray:
     """Churned before as_of, when the frame carries `churned_at` (optional column)."""
     if "churned_at" not in features.columns:
         return np.zeros(len(features), dtype=bool)
-    churned_at = _datetimes(features["churned_at"])
-    as_of = _datetimes(features["as_of"])
-    # Same instant as features: the as-of instant is the start of the as_of day.
-    return (churned_at.notna() & (churned_at < as_of)).to_numpy(dtype=bool)
+    churned_at = _datetimes(features["churned_at"]).to_numpy()
+    as_of = _datetimes(features["as_of"]).to_numpy()
+    # Same instant as features: the as-of instant is the start of the as_of day. (NaT is
+    # never before anything.)
+    return np.asarray(churned_at < as_of, dtype=bool)
 
 
 def _datetimes(col: pd.Series) -> pd.Series:
