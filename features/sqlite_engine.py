@@ -5,13 +5,14 @@ one-account statement that is ~40 ms before a row is read, and its ~200 operator
 again for a few hundred rows. The same Ibis definitions compiled for SQLite run over one
 account's rows in ~3 ms. This module owns that path: compiling an Ibis expression of
 `features/definitions.py` for SQLite (with the two rules Ibis 12's SQLite compiler lacks on
-this machine's SQLite 3.40), fetching the entities' rows from the warehouse in one DuckDB
-statement, loading them into a scratch in-memory SQLite database of the calling thread, and
-running the compiled SQL there.
+this machine's SQLite 3.40), fetching the entities' rows from the warehouse (one small DuckDB
+statement per table, within the bounds `fetch_bounds` gives; `features/account_rows.py` serves
+the same rows from memory for a long-lived reader), loading them into a scratch in-memory
+SQLite database of the calling thread, and running the compiled SQL there.
 
 It defines no feature (definitions.py does; `features/build.py` decides which entity frames take
 this path) and never writes to the warehouse. DuckDB stays the one store: the scratch database
-holds one call's rows, deleted by the next call.
+holds one call's rows, rolled back before the call returns.
 
 How values cross over, so that SQLite computes what DuckDB computes:
 - Timestamps and dates become text `YYYY-MM-DD HH:MM:SS[.f]` (DuckDB's own text form), which
