@@ -38,7 +38,7 @@ from features.account_rows import AccountRows
 from features.config import FeatureConfig
 from features.contract import TABLES
 from features.contract import table as contract_table
-from features.registry import ENTITY_COLUMNS, FEATURES
+from features.registry import ENTITY_COLUMNS, FEATURES, datetimes
 from features.warehouse import catalog_read, connected_tables, is_read_only, remembered
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def validate_entities(entities: pd.DataFrame) -> pd.DataFrame:
     if bad.any():
         raise EntityError(f"entities row {int(np.argmax(bad)) + 1}, column account_id: empty")
     try:
-        as_of = _datetimes(entities["as_of"])
+        as_of = datetimes(entities["as_of"])
     except (ValueError, TypeError) as exc:
         raise EntityError(f"entities column as_of: not a date ({exc})") from None
     if getattr(as_of.dt, "tz", None) is not None:
@@ -82,14 +82,6 @@ def validate_entities(entities: pd.DataFrame) -> pd.DataFrame:
             "as_of": values.astype("datetime64[us]"),
         }
     )
-
-
-def _datetimes(col: pd.Series) -> pd.Series:
-    """pd.to_datetime, skipped for a column that holds datetimes already (what callers pass):
-    on a one-row frame its parsing machinery is most of the validation's cost."""
-    if isinstance(col.dtype, np.dtype) and col.dtype.kind == "M":
-        return col
-    return pd.to_datetime(col)
 
 
 def build_features(
@@ -142,7 +134,7 @@ def build_features(
             log.info("%s is not connected: its features are missing", spec.table)
     report("assemble", len(steps) / (len(steps) + 1))
     # The caller's own as_of values (and resolution) go back out, so frames join on them.
-    as_of = _datetimes(entities["as_of"]).reset_index(drop=True)
+    as_of = datetimes(entities["as_of"]).reset_index(drop=True)
     if getattr(as_of.dt, "tz", None) is not None:
         as_of = as_of.dt.tz_convert("UTC").dt.tz_localize(None)
     out = _assemble(ents, keys, parts, cfg, as_of)

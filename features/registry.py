@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+import pandas as pd
+
 Dimension = Literal[
     "engagement", "usage", "adoption", "support", "satisfaction", "commercial", "relationship",
     "profile",
@@ -187,6 +190,14 @@ FEATURES: tuple[FeatureSpec, ...] = (
 FEATURES_BY_NAME: dict[str, FeatureSpec] = {f.name: f for f in FEATURES}
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES_BY_NAME)
 ENTITY_COLUMNS: tuple[str, str] = ("account_id", "as_of")
+
+
+def datetimes(col: pd.Series) -> pd.Series:
+    """pd.to_datetime, skipped for a column that holds datetimes already (as built and as
+    callers pass `as_of`): on a one-row frame its parsing machinery is most of the cost."""
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind == "M":
+        return col
+    return pd.to_datetime(col)
 
 
 def feature(name: str) -> FeatureSpec:

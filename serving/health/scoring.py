@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.registry import datetimes
 from serving.health import composite
 from serving.health.dimensions import score_dimensions
 from serving.health.flags import score_flags
@@ -32,18 +33,11 @@ def _churned(features: pd.DataFrame) -> np.ndarray:
     """Churned before as_of, when the frame carries `churned_at` (optional column)."""
     if "churned_at" not in features.columns:
         return np.zeros(len(features), dtype=bool)
-    churned_at = _datetimes(features["churned_at"]).to_numpy()
-    as_of = _datetimes(features["as_of"]).to_numpy()
+    churned_at = datetimes(features["churned_at"]).to_numpy()
+    as_of = datetimes(features["as_of"]).to_numpy()
     # Same instant as features: the as-of instant is the start of the as_of day. (NaT is
     # never before anything.)
     return np.asarray(churned_at < as_of, dtype=bool)
-
-
-def _datetimes(col: pd.Series) -> pd.Series:
-    """pd.to_datetime, skipped for a column that already holds datetimes (as built)."""
-    if isinstance(col.dtype, np.dtype) and col.dtype.kind == "M":
-        return col
-    return pd.to_datetime(col)
 
 
 def score_frame(
@@ -106,7 +100,7 @@ def score_frame(
     names = np.array(SCORED_DIMENSIONS, dtype=object)
     out = pd.DataFrame({
         "account_id": frame["account_id"].astype(str).to_numpy(),
-        "as_of": _datetimes(frame["as_of"]).to_numpy(),
+        "as_of": datetimes(frame["as_of"]).to_numpy(),
         "score": score,
         "grade": grade,
         "band": band,
