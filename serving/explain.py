@@ -310,15 +310,13 @@ def analyze_features(
 
 
 def build_account_row(con: duckdb.DuckDBPyConnection, account_id: str, as_of: Any,
-                      feature_cfg: FeatureConfig, connected: frozenset[str] | None = None
-                      ) -> pd.DataFrame:
+                      feature_cfg: FeatureConfig) -> pd.DataFrame:
     """One account's features as of a date (inactive or churned accounts too), with its churn
-    date so a churned account gets status `churned`. `connected`: the warehouse's connected
-    tables when the caller has them already (each catalog read is a DuckDB statement)."""
+    date so a churned account gets status `churned`."""
     from serving.health.batch import churn_dates
 
     row = _features_row(con, account_id, as_of, feature_cfg)
-    row["churned_at"] = churn_dates(con, [str(account_id)], connected).to_numpy()
+    row["churned_at"] = churn_dates(con, [str(account_id)]).to_numpy()
     return row
 
 

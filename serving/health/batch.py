@@ -55,16 +55,12 @@ def build_account_features(
     return pd.concat(parts, ignore_index=True)
 
 
-def churn_dates(con: duckdb.DuckDBPyConnection, account_ids: Sequence[str],
-                connected: frozenset[str] | None = None) -> pd.Series:
-    """First churn date per account (NaT when it never churned or churn is not connected).
-    `connected`: the warehouse's connected tables when the caller has them already."""
+def churn_dates(con: duckdb.DuckDBPyConnection, account_ids: Sequence[str]) -> pd.Series:
+    """First churn date per account (NaT when it never churned or churn is not connected)."""
     from features.warehouse import connected_tables
 
     ids = pd.Series(list(account_ids), dtype=str)
-    if connected is None:
-        connected = connected_tables(con)
-    if "churn_events" not in connected or ids.empty:
+    if "churn_events" not in connected_tables(con) or ids.empty:
         return pd.Series(pd.NaT, index=ids, dtype="datetime64[us]")
     # A bound list, not a replacement scan of a local frame: Ibis turns those off on the
     # shared connection (python_enable_replacements = false) once build_features has run.
