@@ -88,20 +88,24 @@ def measure(db: Path, console: Console) -> tuple[list[tuple[str, str, str, str]]
     rows.append(("first call (compiles the SQLite SQL)", f"{(time.perf_counter() - t) * 1e3:.1f}",
                  "", ""))
 
-    walls, cpus = [], []
-    singles = []
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task(f"{db.name}: one account at a time", total=CALLS)
-        for account in ids:
-            one = pd.DataFrame({"account_id": [account], "as_of": [as_of]})
-            w, c = time.perf_counter(), cpu_s()
-            singles.append(build_features(con, one, cfg))
-            walls.append((time.perf_counter() - w) * 1e3)
-            cpus.append((cpu_s() - c) * 1e3)
-            bar.advance(task)
-    rows.append((f"build_features, 1 account x 1 date ({CALLS} accounts)",
-                 f"{statistics.median(walls):.1f}", f"{np.percentile(walls, 90):.1f}",
-                 f"{statistics.median(cpus):.1f}"))
+    singles: list[pd.DataFrame] = []
+
+    def one_at_a_time(label: str) -> tuple[str, str, str, str]:
+        """Each account of `ids` built alone (kept in `singles`): median and p90 wall, CPU."""
+        walls, cpus = [], []
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"{db.name}: one account at a time", total=CALLS)
+            for account in ids:
+                one = pd.DataFrame({"account_id": [account], "as_of": [as_of]})
+                w, c = time.perf_counter(), cpu_s()
+                singles.append(build_features(con, one, cfg))
+                walls.append((time.perf_counter() - w) * 1e3)
+                cpus.append((cpu_s() - c) * 1e3)
+                bar.advance(task)
+        return (label, f"{statistics.median(walls):.1f}", f"{np.percentile(walls, 90):.1f}",
+                f"{statistics.median(cpus):.1f}")
+
+    rows.append(one_at_a_time(f"build_features, 1 account x 1 date ({CALLS} accounts)"))
 
     # A new cursor per call: the catalog memo of a read-only warehouse is per connection, so
     # each call reads the schema again (the service passes its snapshot's connection).
@@ -128,16 +132,7 @@ def measure(db: Path, console: Console) -> tuple[list[tuple[str, str, str, str]]
     held = warm_online(con, cfg)
     rows.append((f"warm_online (once: {held.nbytes / 1e6 if held else 0:.0f} MB held)",
                  f"{(time.perf_counter() - t) * 1e3:.0f}", "", ""))
-    walls, cpus = [], []
-    for account in ids:
-        one = pd.DataFrame({"account_id": [account], "as_of": [as_of]})
-        w, c = time.perf_counter(), cpu_s()
-        singles.append(build_features(con, one, cfg))
-        walls.append((time.perf_counter() - w) * 1e3)
-        cpus.append((cpu_s() - c) * 1e3)
-    rows.append((f"same, rows held in memory ({CALLS} accounts)",
-                 f"{statistics.median(walls):.1f}", f"{np.percentile(walls, 90):.1f}",
-                 f"{statistics.median(cpus):.1f}"))
+    rows.append(one_at_a_time(f"same, rows held in memory ({CALLS} accounts)"))
 
     # The same accounts through the batch path: identical rows.
     batch_ents = pd.DataFrame({"account_id": ids, "as_of": as_of}).drop_duplicates()
