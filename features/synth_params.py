@@ -40,8 +40,8 @@ class SegmentProfile:
     monthly_logit: float
     """Log-odds of cancelling at a monthly period end for a typical account."""
     midterm_hazard: float
-    """Daily churn hazard inside an annual contract (early termination) for a typical account:
-    about a quarter of annual-plan churn, the rest happens at contract ends."""
+    """Daily churn hazard inside an annual contract (early termination) for a typical account;
+    most annual-plan churn happens at contract ends."""
     expansion_hazard: float
     """Daily expansion hazard of a typical account."""
     health_sensitivity: float
@@ -68,7 +68,7 @@ SEGMENT_PROFILES: tuple[SegmentProfile, ...] = (
         seats_median=45, seats_sigma=0.55, seats_min=15, seats_max=300,
         price_per_seat=(900.0, 1600.0), plans=("enterprise",), plan_probs=(1.0,),
         terms=(365, 730, 1095), term_probs=(0.7, 0.2, 0.1), auto_renew_prob=0.15,
-        health_offset=0.15, renewal_logit=-4.35, monthly_logit=0.0, midterm_hazard=0.000045,
+        health_offset=0.15, renewal_logit=-4.65, monthly_logit=0.0, midterm_hazard=0.000045,
         expansion_hazard=0.0008,
         health_sensitivity=0.7, champion_logit=1.6, usage_cut_logit=0.3,
         csm_tiers=(0.85, 0.15, 0.0), user_logit=-2.3,
@@ -79,7 +79,7 @@ SEGMENT_PROFILES: tuple[SegmentProfile, ...] = (
         seats_median=14, seats_sigma=0.5, seats_min=5, seats_max=80,
         price_per_seat=(500.0, 900.0), plans=("pro", "business"), plan_probs=(0.4, 0.6),
         terms=(365, 730), term_probs=(0.92, 0.08), auto_renew_prob=0.35,
-        health_offset=0.0, renewal_logit=-3.95, monthly_logit=0.0, midterm_hazard=0.00007,
+        health_offset=0.0, renewal_logit=-4.25, monthly_logit=0.0, midterm_hazard=0.00007,
         expansion_hazard=0.0006,
         health_sensitivity=1.0, champion_logit=0.8, usage_cut_logit=0.9,
         csm_tiers=(0.2, 0.75, 0.05), user_logit=-2.3,
@@ -90,7 +90,7 @@ SEGMENT_PROFILES: tuple[SegmentProfile, ...] = (
         seats_median=5, seats_sigma=0.55, seats_min=1, seats_max=25,
         price_per_seat=(250.0, 450.0), plans=("starter", "pro"), plan_probs=(0.65, 0.35),
         terms=(MONTH, 365), term_probs=(0.45, 0.55), auto_renew_prob=0.6,
-        health_offset=-0.1, renewal_logit=-1.65, monthly_logit=-3.37, midterm_hazard=0.0002,
+        health_offset=-0.1, renewal_logit=-1.95, monthly_logit=-3.37, midterm_hazard=0.0002,
         expansion_hazard=0.00035,
         health_sensitivity=1.2, champion_logit=0.2, usage_cut_logit=1.8,
         csm_tiers=(0.0, 0.83, 0.17), user_logit=-2.3,
@@ -124,9 +124,18 @@ AR_TIMESCALE = 40.0
 AR_SD = 0.5
 HEALTH_MEMORY = 60.0
 """Days of the exponential average of health that renewal and cancel decisions look at."""
-RENEWAL_BETA = 2.4
+RENEWAL_BETA = 3.4
 """Log-odds of non-renewal per unit of `distress` of the averaged health (times the segment's
-health_sensitivity); MONTHLY_BETA and MIDTERM_BETA likewise for monthly and early churn."""
+health_sensitivity); MONTHLY_BETA and MIDTERM_BETA likewise for monthly and early churn.
+
+The renewal is where health decides. A customer that has paid for a year rarely breaks the
+contract because it is unhappy; it says no at the renewal review. So this slope is well above
+MIDTERM_BETA: health weighs far more on an account whose renewal falls inside a horizon than
+on one whose contract runs on. That interaction is real in B2B SaaS, and a linear score cannot
+represent it. Until 2026-12 this slope was 2.4, close to the mid-term 1.8. That made the churn
+log-odds nearly additive in health, and logistic regression came close to the best possible
+model (issue 4). The segments' renewal_logit values were lowered by 0.3 at the same time, so
+churn volumes stay about the same (docs/experiments/README.md)."""
 MONTHLY_BETA = 1.9
 MIDTERM_BETA = 1.8
 SAFE_HEALTH = 0.8
