@@ -115,11 +115,16 @@ class TrainingConfig(_Section):
     feature_fraction: float = Field(0.8, gt=0, le=1)
     lambda_l2: float = Field(1.0, ge=0)
     early_stopping_rounds: int = Field(30, ge=1)
-    monotone_churn: bool = False
+    monotone_churn: bool = True
     """Constrain churn models to the registry's direction: risk never rises with a feature whose
-    `higher_is_healthier` is True, nor falls with one where it is False (neutral features free)."""
-    monotone_method: Literal["basic", "intermediate", "advanced"] = "basic"
-    """LightGBM `monotone_constraints_method` (stricter to looser, cheaper to dearer)."""
+    `higher_is_healthier` is True, nor falls with one where it is False (neutral features free).
+    On by default (issue 4 measurements): a CSM never sees a model that calls fewer logins
+    safer."""
+    monotone_method: Literal["basic", "intermediate", "advanced"] = "intermediate"
+    """LightGBM `monotone_constraints_method` (stricter to looser, cheaper to dearer). LightGBM
+    documents `basic` as over-constraining and `intermediate` as much less so. With `basic`, a
+    usage-cut account's usage factors often did not lead its explanation
+    (docs/experiments/README.md); bench_train measured no slowdown."""
     num_threads: int = Field(1, ge=1)
     """Fixed so a seed reproduces the same trees. One thread is also the fastest on a shared
     2-core machine (OpenMP threads spin while the cores are busy); raise it on a dedicated one."""

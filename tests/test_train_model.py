@@ -152,7 +152,7 @@ def test_monotone_churn_constraints_follow_the_registry_direction():
     # rises); an unregistered column, the segment and a custom attribute are neutral (free).
     assert monotone_constraints(FEATURES, "churn_60d", cfg) == [-1, 1, -1, 0, 0, 0]
     assert monotone_constraints(FEATURES, "expansion_60d", cfg) is None
-    assert monotone_constraints(FEATURES, "churn_60d", TrainingConfig()) is None
+    assert monotone_constraints(FEATURES, "churn_60d", TrainingConfig(monotone_churn=False)) is None
     assert monotone_constraints(["noise_feature", "segment"], "churn_30d", cfg) is None
 
 
