@@ -46,8 +46,8 @@ bench: venv
 
 lint: venv
 	$(PY) -m ruff check features training serving tests bench
-	$(PY) -m mypy features/registry.py features/contract.py features/config.py \
-		features/labels.py serving/health/
+	$(PY) -m mypy features/registry.py features/contract/tables.py features/config.py \
+		training/labels.py scoring/health/
 
 clean:
 	rm -rf .venv data mlruns mlruns.db bentoml_home

@@ -37,9 +37,9 @@ def build(root: Path, n_accounts: int, days: int) -> None:
     import duckdb
     from bench_explain import train
 
-    from features.config import load_settings
-    from features.generate import generate_world
-    from features.warehouse import load_frames
+    from features.contract.warehouse import load_frames
+    from features.synth.generate import generate_world
+    from healthscore.settings import load_settings
 
     world = generate_world(n_accounts, date(2024, 1, 1), days, seed=7)
     con = duckdb.connect(str(root / "warehouse.duckdb"))
@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     n_accounts, days, n_calls = (300, 450, 30) if args.small else (800, 600, 60)
 
-    from features.config import load_settings
+    from healthscore.settings import load_settings
     from serving import api
     from serving.engine import HealthScoreEngine
 
@@ -72,7 +72,7 @@ def main() -> None:
                 serving={"feature_cache_size": 0, "warehouse_check_seconds": 3600.0})
             engine = HealthScoreEngine(settings, start_worker=False,
                                        snapshot_dir=root / "snapshots")
-            # As HealthScoreService does once the engine is loaded (serving/service.py).
+            # As HealthScoreService does once the engine is loaded (healthscore/service.py).
             gc.collect()
             gc.freeze()
         try:

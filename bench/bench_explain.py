@@ -39,8 +39,8 @@ HORIZONS = (30, 60, 90)
 def build_world(n_accounts: int, days: int, seed: int) -> tuple[Any, pd.Timestamp]:
     import duckdb
 
-    from features.generate import generate_world
-    from features.warehouse import load_frames
+    from features.contract.warehouse import load_frames
+    from features.synth.generate import generate_world
 
     world = generate_world(n_accounts, date(2024, 1, 1), days, seed)
     con = duckdb.connect(":memory:")
@@ -62,11 +62,11 @@ def read_only(con: Any, path: Path) -> Any:
 
 def train(con: Any, as_of: pd.Timestamp, feature_cfg: Any, out: Path) -> dict[str, Any]:
     """Six small models on monthly as-of dates before `as_of` (as tests/explain_fixtures.py)."""
-    from features.config import TrainingConfig
     from features.registry import FEATURE_SET_VERSION
-    from serving.model_bundle import load_bundles, save_bundle
+    from scoring.bundle import load_bundles, save_bundle
     from training.datasets import as_of_dates, build_training_set
     from training.model import fit_model
+    from training.settings import TrainingConfig
 
     cfg = TrainingConfig(min_child_samples=20, max_trees=200, num_threads=1)
     dates = as_of_dates(con, None, as_of - pd.Timedelta(days=1), "MS", HORIZONS)
@@ -102,13 +102,14 @@ def main() -> None:
     n_accounts, days, n_explain = (300, 450, 20) if args.small else (800, 600, 60)
 
     from features.build import warm_online
-    from features.config import ServingConfig, load_settings
+    from features.contract.warehouse import connected_tables
     from features.entities import build_entities
-    from features.warehouse import connected_tables
+    from healthscore.settings import load_settings
+    from scoring.health import load_rules, score_frame
+    from scoring.model_set import model_set
     from serving.explain import analyze, analyze_features, build_account_row
-    from serving.health import load_rules, score_frame
-    from serving.model_set import model_set
     from serving.peers import load_peer_table
+    from serving.settings import ServingConfig
     from serving.whatif import best_candidates, candidates, levers_for
 
     console = Console()
@@ -130,7 +131,7 @@ def main() -> None:
     # As the service's engine does for each warehouse snapshot (serving/engine.py).
     t_warm, held = timed(lambda: warm_online(con, settings.features))
     rows_mb = held.nbytes / 1e6 if held is not None else 0.0
-    # The process as the service runs it (serving/service.py): what start-up loaded is frozen
+    # The process as the service runs it (healthscore/service.py): what start-up loaded is frozen
     # out of the collector's passes. Without it, full collections walk the trained models'
     # objects during each call (measured: 2-3 ms of collections, ~10 ms in all per analyze).
     gc.collect()

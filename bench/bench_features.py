@@ -35,8 +35,9 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.build import build_features  # noqa: E402
-from features.config import FeatureConfig, IngestConfig  # noqa: E402
+from features.contract.settings import IngestConfig  # noqa: E402
 from features.entities import build_entities  # noqa: E402
+from features.settings import FeatureConfig  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
 START = date(2024, 1, 1)
@@ -73,7 +74,7 @@ class Clock:
 
 def _prepare(n_accounts: int, folder: Path, db: Path, timings: dict) -> None:
     """Child process: generate the world, write it, load the warehouse."""
-    from features.generate import generate_world, write_world
+    from features.synth.generate import generate_world, write_world
 
     t = time.perf_counter()
     world = generate_world(n_accounts, START, DAYS, SEED)
@@ -85,7 +86,7 @@ def _prepare(n_accounts: int, folder: Path, db: Path, timings: dict) -> None:
     t = time.perf_counter()
     how = "ingest"
     try:
-        from features.ingest import ingest_folder
+        from features.contract.ingest import ingest_folder
 
         ingest_folder(folder, db, IngestConfig(), now=pd.Timestamp("2100-01-01").to_pydatetime())
     except ImportError:
@@ -96,7 +97,7 @@ def _prepare(n_accounts: int, folder: Path, db: Path, timings: dict) -> None:
 
 
 def _load_parquet(folder: Path, db: Path) -> None:
-    """Fallback while features/ingest.py is not there: the files as they are, in DuckDB."""
+    """Fallback while features/contract/ingest.py is not there: the files as they are, in DuckDB."""
     db.unlink(missing_ok=True)
     with duckdb.connect(str(db)) as con:
         for path in sorted(folder.glob("*.parquet")):

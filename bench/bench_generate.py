@@ -26,7 +26,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from features.generate import generate_world, write_world  # noqa: E402
+from features.synth.generate import generate_world, write_world  # noqa: E402
 
 OUT = Path(__file__).parent / "out" / "generate"
 START = date(2024, 1, 1)

@@ -36,14 +36,14 @@ RAVENSTACK = Path(__file__).resolve().parents[1] / "tests" / "data" / "ravenstac
 
 
 def _generate(n_accounts: int, days: int, folder: Path, fmt: str) -> None:
-    from features.generate import generate_world, write_world
+    from features.synth.generate import generate_world, write_world
 
     write_world(generate_world(n_accounts, START, days, SEED), folder, fmt)
 
 
 def _ingest(folder: Path, db: Path, mapping: str | None, out: dict) -> None:
-    from features.config import IngestConfig
-    from features.ingest import ingest_folder
+    from features.contract.ingest import ingest_folder
+    from features.contract.settings import IngestConfig
 
     db.unlink(missing_ok=True)
     t = time.perf_counter()

@@ -1,9 +1,9 @@
 """Bench: `build_features` for ONE account at ONE date (the online path of the service).
 
-Target (issue 5 budget): a one-account, one-date build in about 10-15 ms median on an idle
-2-core machine, on a warehouse of 1,500 accounts x 730 days and on the 10,000-account one, with
-the same values as the batch build. Each warehouse is ingested through `features.ingest` (so
-tables are stored in (account_id, time) order, as in production) and kept in bench/out/ as
+Target (issue 5 budget): a one-account, one-date build in about 10-15 ms median on an idle 2-core
+machine, on a warehouse of 1,500 accounts x 730 days and on the 10,000-account one, with the same
+values as the batch build. Each warehouse is ingested through `features.contract.ingest` (so tables
+are stored in (account_id, time) order, as in production) and kept in bench/out/ as
 `online_<n>.duckdb` (--fresh rebuilds it). The generated world folder of bench_features.py
 (`bench/out/world_<n>`) is reused when present.
 
@@ -35,9 +35,10 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.build import build_features, warm_online  # noqa: E402
-from features.config import FeatureConfig, IngestConfig  # noqa: E402
+from features.contract.settings import IngestConfig  # noqa: E402
+from features.contract.warehouse import connected_tables  # noqa: E402
 from features.entities import build_entities  # noqa: E402
-from features.warehouse import connected_tables  # noqa: E402
+from features.settings import FeatureConfig  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
 START = date(2024, 1, 1)
@@ -55,8 +56,8 @@ def cpu_s() -> float:
 
 def warehouse(n_accounts: int, fresh: bool, console: Console) -> Path:
     """bench/out/online_<n>.duckdb, ingested from the world folder (generated if absent)."""
-    from features.generate import generate_world, write_world
-    from features.ingest import ingest_folder
+    from features.contract.ingest import ingest_folder
+    from features.synth.generate import generate_world, write_world
 
     db = OUT / f"online_{n_accounts}.duckdb"
     if db.exists() and not fresh:

@@ -2,7 +2,7 @@
 
 Builds a real feature frame from a small generated world (the project's generator, ingested into
 an in-memory DuckDB, features from `features.build.build_features`), resamples it to 100,000
-accounts (10,000 with --small), then times `serving.health.score_frame` on it (best of 3) and,
+accounts (10,000 with --small), then times `scoring.health.score_frame` on it (best of 3) and,
 for reference, writing the scores to a SQLite score store. Target: scoring under 10 s.
 
     .venv/bin/python bench/bench_score.py [--small]
@@ -38,10 +38,10 @@ def built_features(n_accounts: int, days: int, seed: int) -> tuple[pd.DataFrame,
     import duckdb
 
     from features.build import build_features
-    from features.config import load_settings
+    from features.contract.warehouse import connected_tables, load_frames
     from features.entities import build_entities
-    from features.generate import generate_world
-    from features.warehouse import connected_tables, load_frames
+    from features.synth.generate import generate_world
+    from healthscore.settings import load_settings
 
     world = generate_world(n_accounts, date(2024, 1, 1), days, seed)
     con = duckdb.connect(":memory:")
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from serving.health import load_rules, score_frame
+    from scoring.health import load_rules, score_frame
     from serving.store import open_store
 
     n = 10_000 if args.small else 100_000

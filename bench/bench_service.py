@@ -249,7 +249,7 @@ def _slope(points: list[tuple[float, float]]) -> float:
 def _floor(folder: Path, accounts: list[str], n: int) -> tuple[dict[str, float], list[str]]:
     """p50 of each engine call in this process (no HTTP, no auth), and the MLflow request
     body of every account: the churn model's input row, as `/invocations` takes it."""
-    from features.config import load_settings
+    from healthscore.settings import load_settings
     from serving import api
     from serving.engine import HealthScoreEngine
 

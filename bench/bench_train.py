@@ -39,9 +39,9 @@ def peak_mb() -> float:
 def training_set(n_accounts: int, days: int, seed: int):
     import duckdb
 
-    from features.config import load_settings
-    from features.generate import generate_world
-    from features.warehouse import load_frames
+    from features.contract.warehouse import load_frames
+    from features.synth.generate import generate_world
+    from healthscore.settings import load_settings
     from training.datasets import as_of_dates, build_training_set
 
     settings = load_settings()
@@ -59,7 +59,7 @@ def main() -> int:
     args = parser.parse_args()
     n_rows = 20_000 if args.small else 100_000
 
-    from features.config import load_settings
+    from healthscore.settings import load_settings
     from training.datasets import TrainingSet, resample_snapshots
     from training.pipeline import train_and_backtest
 

@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features import sqlite_engine as se
-from features.contract import table as contract_table
-from features.mapping import quote
+from features.contract.mapping import quote
+from features.contract.tables import table as contract_table
 
 
 @dataclass(frozen=True)

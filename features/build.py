@@ -35,11 +35,11 @@ import pandas as pd
 from features import definitions as d
 from features import sqlite_engine
 from features.account_rows import AccountRows
-from features.config import FeatureConfig
-from features.contract import TABLES
-from features.contract import table as contract_table
+from features.contract.tables import TABLES
+from features.contract.tables import table as contract_table
+from features.contract.warehouse import catalog_read, connected_tables, is_read_only, remembered
 from features.registry import ENTITY_COLUMNS, FEATURES, datetimes
-from features.warehouse import catalog_read, connected_tables, is_read_only, remembered
+from features.settings import FeatureConfig
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class _Online(_Runner):
     schema. Measured on one account: 11-19 ms, against 80-100 ms for the same definitions as
     one DuckDB 2.0 prepared statement, which binds and optimises again on every execution. The
     schema is read on every call (ingestion may have replaced tables), once per connection for
-    a read-only warehouse (`features.warehouse.catalog_read`)."""
+    a read-only warehouse (`features.contract.warehouse.catalog_read`)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> None:
         with _CURSOR_LOCK:  # concurrent calls may share one connection

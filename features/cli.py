@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     app.command("features")(features)
 
 
-# --- generate: owned by the generator work (features/generate.py) ----------------------------
+# --- generate (features/synth/generate.py) --------------------------------------------------------
 _GEN_ACCOUNTS = typer.Option(1000, "--accounts", min=1, help="Number of accounts (some sign "
                              "up during the period).")
 _GEN_START = typer.Option("2024-01-01", "--start", help="First day of the data (YYYY-MM-DD).")
@@ -43,7 +43,7 @@ def generate(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from features.generate import FORMATS, generate_world, write_world
+    from features.synth.generate import FORMATS, generate_world, write_world
 
     try:
         first = date.fromisoformat(start)
@@ -79,13 +79,14 @@ def generate(
     console.print(table)
 
 
-# --- ingest: owned by the ingestion work (features/ingest.py) ---------------------------------
+# --- ingest (features/contract/ingest.py) ---------------------------------------------------------
 def ingest(
     ctx: typer.Context,
     data_dir: str = typer.Argument(..., help="Folder with one file per table: <table>.csv or "
                                    "<table>.parquet (or a customer export, with --mapping)."),
     mapping: str | None = typer.Option(None, "--mapping", help="YAML column mapping of a "
-                                       "customer export, e.g. features/mappings/ravenstack.yaml."),
+                                       "customer export, e.g. "
+                                       "features/contract/mappings/ravenstack.yaml."),
     warehouse: str | None = typer.Option(None, "--warehouse", help="DuckDB warehouse file; "
                                          "default: paths.warehouse of the config."),
 ) -> None:
@@ -95,9 +96,9 @@ def ingest(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-    from features.ingest import STEPS, IngestRefused, ingest_folder
-    from features.ingest_output import print_report
-    from features.mapping import MappingError
+    from features.contract.ingest import STEPS, IngestRefused, ingest_folder
+    from features.contract.mapping import MappingError
+    from features.contract.report import print_report
 
     settings = ctx.obj
     console = Console()
@@ -148,9 +149,9 @@ def features(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from features.build import build_features, write_features
+    from features.contract.warehouse import connect, connected_tables
     from features.entities import build_entities
     from features.feature_summary import summary_table
-    from features.warehouse import connect, connected_tables
 
     settings = ctx.obj
     console = Console()

@@ -62,7 +62,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from features.contract import table as contract_table
+from features.contract.tables import table as contract_table
 from features.registry import FEATURES
 
 ENTITY_KEY = "_eid"

@@ -19,7 +19,7 @@ import duckdb
 import ibis
 import pandas as pd
 
-from features.warehouse import connected_tables
+from features.contract.warehouse import connected_tables
 
 log = logging.getLogger(__name__)
 

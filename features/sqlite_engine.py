@@ -44,8 +44,8 @@ from ibis.backends.sql.datatypes import DuckDBType
 from ibis.backends.sqlite.udf import register_all
 
 from features import definitions as d
-from features.contract import table as contract_table
-from features.mapping import quote
+from features.contract.mapping import quote
+from features.contract.tables import table as contract_table
 
 Shape = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
 """The warehouse tables a compiled query reads, with their columns' DuckDB types."""

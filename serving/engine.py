@@ -7,7 +7,7 @@ rows through the same `build_features` on an in-memory DuckDB: `serving.payload`
 with `score_frame`,
 add probabilities from the bundles, persist through `serving.events.record_scores` (scores,
 events, alerts in one transaction), overrides, versioned rules changes, segment comparisons,
-period reports, history, listing and export. Business rules live in `serving.health`,
+period reports, history, listing and export. Business rules live in `scoring.health`,
 `serving.alerts` and `serving.events`; HTTP concerns (status codes, auth headers, streaming)
 live in `serving.app`. Errors are typed (`NotFound`, `PayloadError`, `Conflict`, `Unavailable`)
 so the app maps them to 404/422/409/503.
@@ -120,7 +120,7 @@ class HealthScoreEngine:
 
     def __init__(self, settings: Any, *, start_worker: bool = True,
                  snapshot_dir: Path | None = None) -> None:
-        from serving.health import load_rules_for
+        from scoring.health import load_rules_for
 
         self.settings = settings
         cfg = settings.serving
@@ -164,7 +164,7 @@ class HealthScoreEngine:
     # --- state ------------------------------------------------------------------------------
     def _sync_rules(self, session: Session, bootstrap: bool = False) -> bool:
         """Adopt the newest stored rules version (another worker may have set it)."""
-        from serving.health.profiles import parse_rules
+        from scoring.health.profiles import parse_rules
 
         row = active_config(session)
         if bootstrap:
@@ -223,9 +223,9 @@ class HealthScoreEngine:
         if not self.snapshot.available:
             return
         from features.build import build_features
-        from features.warehouse import connected_tables
-        from serving.health import score_frame
-        from serving.health.batch import churn_dates
+        from features.contract.warehouse import connected_tables
+        from scoring.batch import churn_dates
+        from scoring.health import score_frame
 
         con = self.snapshot.cursor()
         connected = connected_tables(con)
@@ -282,7 +282,7 @@ class HealthScoreEngine:
 
     def _rescore_batch(self) -> None:
         """Score the cached features with the active rules (a rules change needs no rebuild)."""
-        from serving.health import score_frame
+        from scoring.health import score_frame
 
         with self._lock:
             batch, rules = self._batch, self.rules
@@ -301,7 +301,7 @@ class HealthScoreEngine:
     def _probabilities(self, feats: pd.DataFrame) -> pd.DataFrame | None:
         if not self.bundles or feats.empty:
             return None
-        from serving.model_bundle import predict_horizons
+        from scoring.bundle import predict_horizons
 
         parts = [predict_horizons(by_h, feats) for by_h in self.bundles.values()]
         return pd.concat(parts, axis=1)
@@ -353,8 +353,8 @@ class HealthScoreEngine:
 
     def _from_warehouse(self, account_id: str, when: date, batch: dict[str, Any]) -> Resolved:
         from features.build import EntityError, build_features
-        from serving.health import score_frame
-        from serving.health.batch import churn_dates
+        from scoring.batch import churn_dates
+        from scoring.health import score_frame
 
         try:
             # The connection: build_features takes (and closes) a cursor of its own per call.
@@ -383,8 +383,8 @@ class HealthScoreEngine:
     def _from_payload(self, account_id: str, as_of: date | None,
                       activity: Mapping[str, list[dict[str, Any]]]) -> Resolved:
         from features.build import EntityError, build_features
-        from serving.health import score_frame
-        from serving.health.batch import churn_dates
+        from scoring.batch import churn_dates
+        from scoring.health import score_frame
 
         con, latest = load_payload(account_id, activity)
         try:
@@ -437,7 +437,7 @@ class HealthScoreEngine:
         self.worker.wake()
 
     def _health_score(self, res: Resolved) -> api.HealthScore:
-        from serving.health import composite
+        from scoring.health import composite
 
         row = res.row
         account = str(row["account_id"])
@@ -485,7 +485,7 @@ class HealthScoreEngine:
     def _metrics(self, res: Resolved, profile: Any) -> list[api.Metric]:
         """Each feature's score, weight and share of the composite (factor_table: ~15 ms, so
         kept per warehouse snapshot, rules version, account and date)."""
-        from serving.health.summary import factor_table
+        from scoring.health.summary import factor_table
 
         row = res.row
         key = (self.snapshot.generation, row["config_version"], str(row["account_id"]),
@@ -566,7 +566,7 @@ class HealthScoreEngine:
         return "treeshap", out
 
     def summary(self, account_id: str, as_of: date | None = None) -> str:
-        from serving.health import health_summary
+        from scoring.health import health_summary
 
         res = self.resolve(account_id, as_of)
         return health_summary(res.row, res.features.iloc[0].to_dict(), res.connected,
@@ -621,7 +621,7 @@ class HealthScoreEngine:
 
     def _new_version(self, profile_name: str, change: Any, kind: str, actor: str, reason: str,
                      detail: dict[str, Any]) -> api.ConfigVersionOut:
-        from serving.health.profiles import RulesError, parse_rules
+        from scoring.health.profiles import RulesError, parse_rules
 
         with self._lock:
             data = json.loads(self.rules.content)
@@ -951,7 +951,7 @@ def _engine_kw(url: str) -> dict[str, Any]:
 def _load_models(models_dir: Path) -> tuple[dict[str, dict[int, Any]], str | None]:
     """Champion bundles grouped by target and horizon, or ({}, why they are unavailable)."""
     try:
-        from serving.model_bundle import load_bundles
+        from scoring.bundle import load_bundles
 
         bundles = load_bundles(models_dir)
     except (FileNotFoundError, ValueError, OSError) as exc:

@@ -22,8 +22,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.config import FeatureConfig, ServingConfig
 from features.registry import FEATURES_BY_NAME, feature
+from features.settings import FeatureConfig
+from scoring.bundle import Bundle
+from scoring.health.profiles import Profile, Rules
+from scoring.health.scoring import score_frame
+from scoring.health.summary import SOURCE_ORDER
+from scoring.health.wording import Wording
+from scoring.model_set import ModelSet, model_set
 from serving.explain_schema import (
     Agreement,
     DimensionScore,
@@ -36,13 +42,8 @@ from serving.explain_schema import (
 )
 from serving.explain_words import ExplainWords, load_explain_words, parse_explain_words
 from serving.factors import EPSILON, explain_model
-from serving.health.profiles import Profile, Rules
-from serving.health.scoring import score_frame
-from serving.health.summary import SOURCE_ORDER
-from serving.health.wording import Wording
-from serving.model_bundle import Bundle
-from serving.model_set import ModelSet, model_set
 from serving.peers import ALL, PeerGroup, PeerTable, load_peer_table
+from serving.settings import ServingConfig
 from serving.whatif import (
     MAX_CANDIDATES,
     Candidate,
@@ -313,7 +314,7 @@ def build_account_row(con: duckdb.DuckDBPyConnection, account_id: str, as_of: An
                       feature_cfg: FeatureConfig) -> pd.DataFrame:
     """One account's features as of a date (inactive or churned accounts too), with its churn
     date so a churned account gets status `churned`."""
-    from serving.health.batch import churn_dates
+    from scoring.batch import churn_dates
 
     row = _features_row(con, account_id, as_of, feature_cfg)
     row["churned_at"] = churn_dates(con, [str(account_id)]).to_numpy()
@@ -382,7 +383,7 @@ def analyze(
     (`load_peers=False` skips peers: no benchmarks, agreement unknown). `previous` holds earlier
     scores for the trend (see score_frame).
     """
-    from features.warehouse import connected_tables
+    from features.contract.warehouse import connected_tables
 
     feature_cfg = feature_cfg or FeatureConfig()
     connected = connected_tables(con)

@@ -1,7 +1,7 @@
 """The `explain` command: one account's health summary extended with the models' view.
 
 `healthscore explain ACCOUNT_ID [--as-of DATE] [--format markdown|json]` prints the rules health
-summary (serving/health/summary.py) followed by the model sections (serving/explain_markdown.py),
+summary (scoring/health/summary.py) followed by the model sections (serving/explain_markdown.py),
 or the HealthAnalysis as JSON. It parses options, shows progress on stderr (so JSON on stdout
 stays clean) and calls library functions: no scoring or explanation logic lives here. Heavy
 imports stay inside the command so `healthscore --help` stays fast. Registered on the root app
@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from serving.commands import progress_bar
+from features.progress import progress_bar
+from scoring.cli_support import settings_of
 
 
 class OutputFormat(StrEnum):
@@ -30,17 +31,9 @@ def register(app: typer.Typer) -> None:
     app.command("explain")(explain)
 
 
-def _settings(ctx: typer.Context) -> Any:
-    if ctx.obj is None:
-        from features.config import load_settings
-
-        ctx.obj = load_settings()
-    return ctx.obj
-
-
 def _bundles(models_dir: Path) -> Any:
     """The champion bundles, or None when none is trained yet (the rules still explain)."""
-    from serving.model_bundle import BundleMismatchError, load_bundles
+    from scoring.bundle import BundleMismatchError, load_bundles
 
     try:
         return load_bundles(models_dir)
@@ -71,15 +64,15 @@ def explain(
     factors, what would help, peers, and whether the rules and the model agree."""
     from rich.console import Console
 
-    from features.warehouse import connect, connected_tables
+    from features.contract.warehouse import connect, connected_tables
+    from scoring.batch import score_accounts
+    from scoring.health import RulesError, health_summary, load_rules_for
     from serving.explain import AnalysisError, account_name, analyze_features
     from serving.explain_markdown import analysis_markdown
-    from serving.health import RulesError, health_summary, load_rules_for
-    from serving.health.batch import score_accounts
     from serving.peers import load_peer_table
     from serving.store import open_store
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     health = settings.health if rules_file is None else \
         settings.health.model_copy(update={"rules_file": rules_file})
     try:

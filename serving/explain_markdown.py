@@ -1,6 +1,6 @@
 """The explanation as Markdown: the sections the `explain` command adds to the health summary.
 
-Owns the fixed shape appended after the rules summary (serving/health/summary.py):
+Owns the fixed shape appended after the rules summary (scoring/health/summary.py):
 
     ### Model Outlook            every model's probability (the whole sum, never per factor)
     ### Model Factors            per target, its longest horizon: Positive / Negative / Missing

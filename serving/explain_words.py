@@ -1,6 +1,6 @@
-"""The explanations' words: the `explain` section of serving/health/wording.yaml, checked once.
+"""The explanations' words: the `explain` section of scoring/health/wording.yaml, checked once.
 
-Owns reading that section through the rules side's loader (`serving.health.wording`), checking
+Owns reading that section through the rules side's loader (`scoring.health.wording`), checking
 that every key the explanation code fills is present (a missing one is an error naming the file
 and the YAML path, raised at load, not half-way through an explanation) and small helpers that
 fill its templates. It holds no sentence itself and computes nothing about accounts.
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from features.registry import FEATURES_BY_NAME, feature
-from serving.health.profiles import REGISTRY_DIMENSION, RulesError
-from serving.health.wording import Wording, fill, load_wording
+from scoring.health.profiles import REGISTRY_DIMENSION, RulesError
+from scoring.health.wording import Wording, fill, load_wording
 
 SECTION = "explain"
 # Every path the code reads, so a reviewed edit that drops one fails at load.

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from features.registry import feature
+from scoring.health.wording import fill
+from scoring.model_set import ModelEntry
 from serving.explain_schema import DimensionEffect, Factor, ModelExplanation
 from serving.explain_words import ExplainWords
-from serving.health.wording import fill
-from serving.model_set import ModelEntry
 from serving.peers import PeerGroup
 
 EPSILON = 1e-9

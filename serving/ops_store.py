@@ -5,7 +5,7 @@ Owns the SQLAlchemy 2 models of these tables (created by migration 0002) and the
 transactional operations on them that take an open `Session`, so a caller can put a score, its
 events, their deliveries and its alerts in ONE transaction (the outbox rule: an event exists
 exactly when the change it describes was committed). It decides nothing: which events or alerts
-a change raises is `serving.events` / `serving.alerts`; scoring is `serving.health`.
+a change raises is `serving.events` / `serving.alerts`; scoring is `scoring.health`.
 """
 
 from __future__ import annotations

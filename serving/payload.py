@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from features.contract import TABLES_BY_NAME
+from features.contract.tables import TABLES_BY_NAME
 
 SQL_TYPES = {"string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN",
              "date": "DATE", "timestamp": "TIMESTAMP"}

@@ -23,12 +23,12 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.config import FeatureConfig
 from features.registry import FEATURES
-from serving.health.profiles import Rules
-from serving.health.scoring import DIMENSION_COLUMNS, score_frame
-from serving.model_bundle import Bundle
-from serving.model_set import model_set
+from features.settings import FeatureConfig
+from scoring.bundle import Bundle
+from scoring.health.profiles import Rules
+from scoring.health.scoring import DIMENSION_COLUMNS, score_frame
+from scoring.model_set import model_set
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +186,9 @@ def load_peer_table(
 ) -> PeerTable:
     """The peer table of the accounts active at `as_of` (cached: built once per warehouse file,
     date, rules version and set of models). `progress(step, fraction)` reports the build."""
+    from features.contract.warehouse import connected_tables
     from features.entities import build_entities
-    from features.warehouse import connected_tables
-    from serving.health.batch import build_account_features
+    from scoring.batch import build_account_features
 
     when = pd.Timestamp(as_of).normalize()
     refs = tuple(sorted((bundles or {}).items()))

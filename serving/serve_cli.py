@@ -1,10 +1,10 @@
 """Commands of the service: `healthscore serve` and `healthscore keys create|list|revoke`.
 
-`serve` starts `bentoml serve serving.service:HealthScoreService` with the host and port of the
+`serve` starts `bentoml serve healthscore.service:HealthScoreService` with the host and port of the
 settings (or the options), BENTOML_HOME inside the project, tracking off, and the `--config` file
 passed on through HEALTHSCORE_CONFIG so the service builds the same settings. `keys` mints, lists
 and revokes API keys in the store (a key is printed once; only its hash is kept). Option parsing
-and output only; `ctx.obj` is the Settings built in serving/cli.py's callback.
+and output only; `ctx.obj` is the Settings built in healthscore/cli.py's callback.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from scoring.cli_support import settings_of
 
 keys_app = typer.Typer(help="API keys of the service (reader, writer, admin).",
                        no_args_is_help=True)
@@ -25,15 +27,6 @@ def register(app: typer.Typer) -> None:
     """Add `serve` and `keys` to the root app."""
     app.command("serve")(serve)
     app.add_typer(keys_app, name="keys")
-
-
-def _settings(ctx: typer.Context) -> Any:
-    root = ctx.find_root()
-    if root.obj is None:
-        from features.config import load_settings
-
-        root.obj = load_settings()
-    return root.obj
 
 
 def service_env(config: Path | None, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -48,7 +41,7 @@ def service_env(config: Path | None, base: dict[str, str] | None = None) -> dict
 
 
 def serve_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "bentoml", "serve", "serving.service:HealthScoreService",
+    return [sys.executable, "-m", "bentoml", "serve", "healthscore.service:HealthScoreService",
             "--host", host, "--port", str(port)]
 
 
@@ -58,7 +51,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port [default: serving.port].")] = None,
 ) -> None:
     """Start the HealthScore API (BentoML) and block until it stops."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     config = ctx.find_root().params.get("config")
     cmd = serve_command(host or settings.serving.host, port or settings.serving.port)
     typer.echo(f"HealthScore API on http://{host or settings.serving.host}:"
@@ -84,7 +77,7 @@ def create(
 
     if role not in ROLES:
         raise typer.BadParameter(f"must be one of {', '.join(ROLES)}", param_hint="--role")
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     with open_store(settings.paths.store_url) as store, Session(store.engine) as session, \
             session.begin():
         row, key = create_key(session, name, role, actor="cli")  # type: ignore[arg-type]
@@ -104,7 +97,7 @@ def list_keys(ctx: typer.Context) -> None:
     from serving.ops_store import ApiKey
     from serving.store import open_store
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     table = Table(title="API keys")
     for col in ("id", "name", "role", "prefix", "created", "revoked"):
         table.add_column(col)
@@ -125,7 +118,7 @@ def revoke(ctx: typer.Context,
     from serving.ops_store import ApiKey, utcnow
     from serving.store import open_store
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     with open_store(settings.paths.store_url) as store, Session(store.engine) as session, \
             session.begin():
         row = session.get(ApiKey, key_id)

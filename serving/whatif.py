@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 
 from features.registry import FEATURES, feature
+from scoring.health.profiles import Rules
+from scoring.health.scoring import score_frame
+from scoring.model_set import ModelSet
 from serving.explain_schema import WhatIf
 from serving.explain_words import ExplainWords
-from serving.health.profiles import Rules
-from serving.health.scoring import score_frame
-from serving.model_set import ModelSet
 from serving.peers import PeerGroup
 
 MAX_CANDIDATES = 20

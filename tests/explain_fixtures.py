@@ -22,9 +22,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import FeatureConfig, TrainingConfig, load_settings
-from serving.health import Rules, load_rules
-from serving.model_bundle import Bundle, load_bundles, save_bundle
+from features.settings import FeatureConfig
+from healthscore.settings import load_settings
+from scoring.bundle import Bundle, load_bundles, save_bundle
+from scoring.health import Rules, load_rules
+from training.settings import TrainingConfig
 
 N_ACCOUNTS, DAYS, SEED = 800, 600, 11
 START = date(2024, 1, 1)
@@ -53,11 +55,11 @@ def make_warehouse(out: Path, n_accounts: int = N_ACCOUNTS, days: int = DAYS,
                    seed: int = SEED) -> tuple[Path, pd.DataFrame]:
     """Generate a world and load it into a DuckDB warehouse (through ingestion when it exists);
     returns the warehouse and the generator's shocks."""
-    from features.generate import generate_world, write_world
+    from features.synth.generate import generate_world, write_world
 
     world = generate_world(n_accounts, START, days, seed)
     warehouse = out / "warehouse.duckdb"
-    from features.ingest import ingest_folder
+    from features.contract.ingest import ingest_folder
 
     write_world(world, out / "raw")
     ingest_folder(out / "raw", warehouse, load_settings().ingest)
@@ -144,9 +146,9 @@ def world_for(tmp_path_factory: pytest.TempPathFactory) -> ExplainWorld:
 def population_of(world: ExplainWorld) -> Population:
     """Every account active at AS_OF (built once per process; the connection stays open,
     read-only, for the session)."""
+    from features.contract.warehouse import connected_tables
     from features.entities import build_entities
-    from features.warehouse import connected_tables
-    from serving.health.batch import build_account_features
+    from scoring.batch import build_account_features
     from serving.peers import load_peer_table
 
     con = world.connect()

@@ -18,7 +18,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.config import load_settings
+from healthscore.settings import load_settings
 
 WORLD_START = date(2024, 1, 1)
 N_ACCOUNTS = 150
@@ -26,8 +26,8 @@ DAYS = 400
 
 
 def build_warehouse(path: Path, seed: int = 11) -> dict[str, pd.DataFrame]:
-    from features.generate import generate_world
-    from features.warehouse import load_frames
+    from features.contract.warehouse import load_frames
+    from features.synth.generate import generate_world
 
     world = generate_world(N_ACCOUNTS, WORLD_START, DAYS, seed)
     con = duckdb.connect(str(path))
@@ -40,10 +40,10 @@ def train_bundles(warehouse: Path, models_dir: Path) -> None:
     """Six small bundles fitted on the warehouse's features (labels from the rules score plus
     noise: the tests need real boosters, not good ones)."""
     from features.build import build_features
-    from features.config import FeatureConfig
+    from features.contract.warehouse import connect
     from features.registry import FEATURE_SET_VERSION, FEATURES
-    from features.warehouse import connect
-    from serving.model_bundle import Bundle, category_levels, encode_frame, save_bundle
+    from features.settings import FeatureConfig
+    from scoring.bundle import Bundle, category_levels, encode_frame, save_bundle
 
     con = connect(warehouse, read_only=True)
     ids = [r[0] for r in con.execute("select account_id from accounts").fetchall()]
@@ -140,7 +140,7 @@ def service_client(root: Path, store_url: str, **serving: Any) -> Iterator[Any]:
     through the same HEALTHSCORE_* variables a deployment uses; admin key in the headers."""
     from starlette.testclient import TestClient
 
-    from serving.service import HealthScoreService
+    from healthscore.service import HealthScoreService
 
     env = {"HEALTHSCORE_PATHS__WAREHOUSE": str(root / "warehouse.duckdb"),
            "HEALTHSCORE_PATHS__STORE_URL": store_url,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from features.config import load_settings
+from healthscore.settings import load_settings
 
 
 def test_defaults_load_from_the_packaged_yaml():

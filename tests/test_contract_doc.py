@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from features import contract_doc
-from features.config import IngestConfig
-from features.contract import TABLES
-from features.mapping import TableMapping
+from features.contract import doc as contract_doc
+from features.contract.mapping import TableMapping
+from features.contract.settings import IngestConfig
+from features.contract.tables import TABLES
 
 
 def test_the_docs_page_equals_the_rendered_contract():
     assert contract_doc.DOC_PATH.read_text() == contract_doc.render(), (
-        "docs/data-contract.md is stale: run `python -m features.contract_doc`")
+        "docs/data-contract.md is stale: run `python -m features.contract.doc`")
 
 
 def test_every_table_and_column_is_documented():

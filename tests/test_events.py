@@ -150,11 +150,11 @@ def test_the_daily_job_rerun_for_a_date_adds_no_event_twice(store):
 
 
 def test_the_daily_job_stores_a_scored_date_with_the_same_events(store):
-    from features.config import ServingConfig
-    from features.contract import TABLES
+    from features.contract.tables import TABLES
+    from scoring.health import load_rules, score_frame
+    from scoring.health.examples import random_features
     from serving.events import record_daily
-    from serving.health import load_rules, score_frame
-    from serving.health.examples import random_features
+    from serving.settings import ServingConfig
 
     scored = score_frame(random_features(20, seed=4), frozenset(t.name for t in TABLES),
                          load_rules())

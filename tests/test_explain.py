@@ -12,12 +12,12 @@ import pytest
 from explain_fixtures import AS_OF, population_of, world_for
 
 from features.registry import FEATURES, feature
+from scoring.health.profiles import RulesError
+from scoring.health.wording import load_wording, parse_wording
+from scoring.model_set import model_set
 from serving.explain import AnalysisError, analyze, analyze_features, model_factors
 from serving.explain_markdown import analysis_markdown
 from serving.explain_schema import HealthAnalysis
-from serving.health.profiles import RulesError
-from serving.health.wording import load_wording, parse_wording
-from serving.model_set import model_set
 from serving.peers import build_peer_table
 
 pytestmark = pytest.mark.slow
@@ -198,7 +198,7 @@ def test_after_a_usage_cut_the_top_negative_factors_are_usage_factors(explain_wo
 
 # --- the factors ------------------------------------------------------------------------------
 def test_factors_are_split_ranked_and_limited_to_top_k(explain_world, population):
-    from features.config import ServingConfig
+    from serving.settings import ServingConfig
 
     analysis = explain(population, population.pick(), world=explain_world,
                        cfg=ServingConfig(top_k_factors=3))
@@ -291,7 +291,7 @@ def test_a_connected_source_without_data_for_the_account_is_missing_data(explain
 
 # --- agreement --------------------------------------------------------------------------------
 def test_agreement_flags_a_healthy_band_with_top_decile_churn(explain_world, population):
-    from serving.health import score_frame
+    from scoring.health import score_frame
 
     feats = population.features
     models = model_set(explain_world.bundles)

@@ -38,11 +38,11 @@ def config(explain_world, tmp_path_factory):
 
 
 def run(config, *args: str, code: int = 0) -> str:
-    from serving.cli import app
+    from healthscore.cli import app
     from serving.explain_cli import register
 
     if "explain" not in {c.name for c in app.registered_commands}:
-        register(app)  # until the lead adds the one line to serving/cli.py
+        register(app)  # until the lead adds the one line to healthscore/cli.py
     result = CliRunner().invoke(app, ["--config", str(config), "explain", *args])
     assert result.exit_code == code, result.output + repr(result.exception)
     return result.output

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from train_frames import snapshot_frame
 
-from features.config import TrainingConfig
+from scoring.model_set import model_set
 from serving.explain_words import load_explain_words
 from serving.factors import additivity_error, explain_model
-from serving.model_set import model_set
 from serving.peers import build_peer_table
+from training.settings import TrainingConfig
 
 FEATURES = ["logins_30d", "tickets_90d", "nps_last", "segment", "attr_tier"]
 CONNECTED = frozenset({"accounts", "usage_events", "tickets", "surveys"})

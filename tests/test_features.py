@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from features import definitions as d
 from features.build import EntityError, build_features
-from features.config import FeatureConfig
 from features.entities import build_entities
 from features.registry import FEATURE_NAMES, FEATURES
+from features.settings import FeatureConfig
 
 CFG = FeatureConfig()
 
@@ -239,7 +239,7 @@ def test_the_online_path_and_the_batch_path_agree_on_a_generated_world():
     """A few entities reuse compiled SQL; many compile per call: same values either way."""
     from datetime import date
 
-    from features.generate import generate_world
+    from features.synth.generate import generate_world
 
     con = warehouse(generate_world(60, date(2024, 1, 1), 300, seed=5).tables)
     ents = build_entities(con, ["2024-06-01", "2024-10-01"])
@@ -256,7 +256,7 @@ def test_the_online_path_and_the_batch_path_agree_on_a_generated_world():
 def world_con():
     from datetime import date
 
-    from features.generate import generate_world
+    from features.synth.generate import generate_world
 
     return warehouse(generate_world(60, date(2024, 1, 1), 300, seed=5).tables)
 
@@ -339,8 +339,8 @@ def test_a_read_only_warehouse_has_its_catalog_read_once_and_gives_the_same_valu
     reads it once per connection; the values are those of a writable warehouse."""
     import duckdb
 
-    from features import warehouse as wh
     from features.build import held_rows, warm_online
+    from features.contract import warehouse as wh
 
     path = tmp_path / "w.duckdb"
     writable = duckdb.connect(str(path))
@@ -421,10 +421,10 @@ def test_ingest_stores_each_table_in_account_and_time_order(tmp_path):
     """So DuckDB's zone maps skip most of a table for one account (the online path)."""
     from datetime import date
 
-    from features.config import IngestConfig
-    from features.generate import generate_world, write_world
-    from features.ingest import ingest_folder
-    from features.warehouse import connect
+    from features.contract.ingest import ingest_folder
+    from features.contract.settings import IngestConfig
+    from features.contract.warehouse import connect
+    from features.synth.generate import generate_world, write_world
 
     write_world(generate_world(20, date(2024, 1, 1), 60, seed=2), tmp_path / "in", "parquet")
     ingest_folder(tmp_path / "in", tmp_path / "w.duckdb", IngestConfig(),
@@ -537,7 +537,7 @@ def _flat(text: str) -> str:
 
 # --- the command ------------------------------------------------------------------------------
 def test_features_command_writes_the_frame_and_a_summary(tmp_path):
-    from serving.cli import app
+    from healthscore.cli import app
 
     db = tmp_path / "w.duckdb"
     import duckdb
@@ -564,7 +564,7 @@ def test_features_command_writes_the_frame_and_a_summary(tmp_path):
 def test_features_command_fails_clearly_for_an_inactive_account_or_a_bad_file(tmp_path):
     import duckdb
 
-    from serving.cli import app
+    from healthscore.cli import app
 
     db = tmp_path / "w.duckdb"
     with duckdb.connect(str(db)) as c:
@@ -592,7 +592,7 @@ def test_the_summary_reports_missing_share_and_unconnected_sources_per_dimension
     tables = {k: v for k, v in hand_tables().items() if k != "surveys"}
     con = warehouse(tables)
     out = build_features(con, entities(("a", T), ("b", T)), CFG)
-    from features.warehouse import connected_tables
+    from features.contract.warehouse import connected_tables
 
     stats = missing_by_dimension(out, connected_tables(con)).set_index("dimension")
     assert stats.loc["satisfaction", "missing"] == 1.0

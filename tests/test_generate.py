@@ -12,8 +12,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from features.contract import TABLES
-from features.generate import (
+from features.contract.tables import TABLES
+from features.synth.generate import (
     World,
     generate_world,
     oracle_expansion_probability,
@@ -326,7 +326,7 @@ def test_oracle_probability_is_one_minus_the_product_of_survivals_over_the_windo
                          "as_of": pd.to_datetime(["2024-01-02", "2024-01-05", "2024-01-02",
                                                   "2024-01-02"])})
     p = oracle_probability(truth, ents, horizon=2)
-    # The as-of day itself is in the window (features.labels counts a churn dated on it).
+    # The as-of day itself is in the window (training.labels counts a churn dated on it).
     assert p[0] == pytest.approx(1 - 0.8 * 0.7)
     assert p[1] == pytest.approx(0.5), "days past the data add nothing"
     assert p[2] == pytest.approx(0.5)
@@ -369,7 +369,7 @@ def test_churn_probability_grows_with_the_horizon(world):
 
 # --- the command -----------------------------------------------------------------------------
 def test_cli_generate_writes_a_world(tmp_path):
-    from serving.cli import app
+    from healthscore.cli import app
 
     out = tmp_path / "raw"
     result = CliRunner().invoke(app, ["generate", "--accounts", "40", "--start", "2024-01-01",
@@ -386,7 +386,7 @@ def test_cli_generate_writes_a_world(tmp_path):
 
 
 def test_cli_refuses_a_bad_date_or_format(tmp_path):
-    from serving.cli import app
+    from healthscore.cli import app
 
     bad_date = CliRunner().invoke(app, ["generate", "--start", "2024-13-01", "--out",
                                         str(tmp_path)])

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.contract import TABLES
-from serving.health import load_rules, score_frame
-from serving.health.examples import AT_RISK, HEALTHY, feature_frame
-from serving.health.wording import load_wording
+from features.contract.tables import TABLES
+from scoring.health import load_rules, score_frame
+from scoring.health.examples import AT_RISK, HEALTHY, feature_frame
+from scoring.health.wording import load_wording
 
 ALL = frozenset(t.name for t in TABLES)
 RULES = load_rules()

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from features.config import HealthConfig
 from features.registry import FEATURES_BY_NAME
-from serving.health import RulesError, load_rules, load_rules_for
-from serving.health.examples import HEALTHY, feature_frame
-from serving.health.profiles import DEFAULT_RULES_FILE, resolve_profiles
+from scoring.health import RulesError, load_rules, load_rules_for
+from scoring.health.examples import HEALTHY, feature_frame
+from scoring.health.profiles import DEFAULT_RULES_FILE, resolve_profiles
+from scoring.settings import HealthConfig
 
 
 @pytest.fixture(scope="module")

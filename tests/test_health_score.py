@@ -13,15 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.contract import TABLES
+from features.contract.tables import TABLES
 from features.registry import FEATURES_BY_NAME
-from serving.health import SCORE_COLUMNS, load_rules, score_frame
-from serving.health.composite import band, colour, grade, score_composite, status
-from serving.health.dimensions import score_dimensions
-from serving.health.examples import AT_RISK, HEALTHY, feature_frame
-from serving.health.normalise import score_values
-from serving.health.profiles import SCORED_DIMENSIONS, Normalisation
-from serving.health.trend import classify_trend
+from scoring.health import SCORE_COLUMNS, load_rules, score_frame
+from scoring.health.composite import band, colour, grade, score_composite, status
+from scoring.health.dimensions import score_dimensions
+from scoring.health.examples import AT_RISK, HEALTHY, feature_frame
+from scoring.health.normalise import score_values
+from scoring.health.profiles import SCORED_DIMENSIONS, Normalisation
+from scoring.health.trend import classify_trend
 
 ALL = frozenset(t.name for t in TABLES)
 RULES = load_rules()

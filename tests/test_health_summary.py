@@ -7,10 +7,10 @@ import re
 
 import numpy as np
 
-from features.contract import TABLES
-from serving.health import health_summary, load_rules, score_frame
-from serving.health.examples import AT_RISK, HEALTHY, feature_frame
-from serving.health.wording import load_wording
+from features.contract.tables import TABLES
+from scoring.health import health_summary, load_rules, score_frame
+from scoring.health.examples import AT_RISK, HEALTHY, feature_frame
+from scoring.health.wording import load_wording
 
 ALL = frozenset(t.name for t in TABLES)
 RULES = load_rules()

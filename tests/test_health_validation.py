@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.health import load_rules
-from serving.health.profiles import SCORED_DIMENSIONS
+from scoring.health import load_rules
+from scoring.health.profiles import SCORED_DIMENSIONS
 from training.score_validation import (
     auc_lower_is_riskier,
     evaluate_scores,

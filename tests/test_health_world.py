@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.config import load_settings
-from serving.health import load_rules
+from healthscore.settings import load_settings
+from scoring.health import load_rules
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +29,8 @@ SCORE_DATE = "2025-06-01"
 
 def make_warehouse(out: Path, n_accounts: int, days: int, seed: int) -> Path:
     """Generate a world, write it in the contract format and ingest it into a warehouse."""
-    from features.generate import generate_world, write_world
-    from features.ingest import ingest_folder
+    from features.contract.ingest import ingest_folder
+    from features.synth.generate import generate_world, write_world
 
     world = generate_world(n_accounts, date(2024, 1, 1), days, seed)
     write_world(world, out / "raw")
@@ -57,7 +57,7 @@ def validation(world):
 
 
 def run(*args: str) -> str:
-    from serving.cli import app
+    from healthscore.cli import app
 
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -127,7 +127,7 @@ def test_rerunning_score_for_a_date_replaces_it(world, store_url):
 
 def test_stored_and_recomputed_previous_scores_agree(world, store_url):
     """The trend reads the store when it holds T-7; recomputing T-7 gives the same answer."""
-    from serving.health.batch import score_accounts
+    from scoring.batch import score_accounts
     from serving.store import open_store
 
     with open_store(store_url) as s:
@@ -173,9 +173,9 @@ def test_a_churned_account_is_summarised_as_churned(world, tmp_path):
 
 def test_without_surveys_satisfaction_is_missing_and_not_connected(world, tmp_path):
     from features.build import build_features
+    from features.contract.warehouse import connected_tables
     from features.entities import build_entities
-    from features.warehouse import connected_tables
-    from serving.health import score_frame
+    from scoring.health import score_frame
 
     copy = tmp_path / "no_surveys.duckdb"
     shutil.copy(world, copy)

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features import ingest as ingest_module
-from features.config import IngestConfig
-from features.ingest import IngestRefused, ingest_folder
-from features.sources import csv_record_lines
-from features.validate import validate_tables
-from features.warehouse import connect, connected_tables, row_counts
+from features.contract import ingest as ingest_module
+from features.contract.ingest import IngestRefused, ingest_folder
+from features.contract.settings import IngestConfig
+from features.contract.sources import csv_record_lines
+from features.contract.validate import validate_tables
+from features.contract.warehouse import connect, connected_tables, row_counts
 from tests.ingest_frames import NOW, good_tables, table_contents, write_csv, write_folder
 
 CFG = IngestConfig()
@@ -384,7 +384,7 @@ def test_max_examples_caps_examples_but_not_counts(tmp_path, wh):
 
 # --- command line ------------------------------------------------------------------------------
 def test_cli_ingest_loads_and_prints_row_counts(folder, wh):
-    from serving.cli import app
+    from healthscore.cli import app
 
     result = CliRunner().invoke(app, ["ingest", str(folder), "--warehouse", str(wh)],
                                 env={"COLUMNS": "200"})
@@ -394,7 +394,7 @@ def test_cli_ingest_loads_and_prints_row_counts(folder, wh):
 
 
 def test_cli_ingest_refuses_bad_input_with_exit_code_1(tmp_path, wh):
-    from serving.cli import app
+    from healthscore.cli import app
 
     tables = good_tables()
     tables["usage_events"].loc[0, "account_id"] = "A-404"
@@ -408,7 +408,7 @@ def test_cli_ingest_refuses_bad_input_with_exit_code_1(tmp_path, wh):
 
 # --- the generated world ------------------------------------------------------------------------
 def test_a_corrupted_generated_world_is_refused(tmp_path, wh):
-    generate = pytest.importorskip("features.generate")
+    generate = pytest.importorskip("features.synth.generate")
     world = generate.generate_world(40, date(2024, 1, 1), 90, seed=3)
     folder = tmp_path / "world"
     generate.write_world(world, folder)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.labels import build_labels, data_end
+from training.labels import build_labels, data_end
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.config import IngestConfig
-from features.ingest import IngestRefused, IngestReport, ingest_folder
-from features.mapping import MAPPINGS_DIR, MappingError, load_mapping, parse_mapping
-from features.warehouse import connect
+from features.contract.ingest import IngestRefused, IngestReport, ingest_folder
+from features.contract.mapping import MAPPINGS_DIR, MappingError, load_mapping, parse_mapping
+from features.contract.settings import IngestConfig
+from features.contract.warehouse import connect
 from tests.ingest_frames import NOW, write_csv
 
 RAVENSTACK = Path(__file__).parent / "data" / "ravenstack"

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.build import build_features
-from features.config import FeatureConfig
-from features.contract import TABLES
+from features.contract.tables import TABLES
 from features.entities import build_entities
+from features.settings import FeatureConfig
 
 CFG = FeatureConfig()
 TIME_COLUMN = {t.name: t.time_column for t in TABLES} | {"accounts": "created_at"}
@@ -54,7 +54,7 @@ def known_before(tables: dict[str, pd.DataFrame], t: pd.Timestamp, seed: int = 0
 
 @pytest.fixture(scope="module")
 def world():
-    from features.generate import generate_world
+    from features.synth.generate import generate_world
 
     return generate_world(80, date(2024, 1, 1), 420, seed=11).tables
 

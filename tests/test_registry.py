@@ -10,8 +10,7 @@ import pytest
 from feature_frames import T, entities, hand_tables, warehouse
 
 from features.build import build_features
-from features.config import FeatureConfig
-from features.contract import TABLES_BY_NAME
+from features.contract.tables import TABLES_BY_NAME
 from features.registry import (
     DIMENSION_SOURCES,
     DIMENSIONS,
@@ -23,6 +22,7 @@ from features.registry import (
     by_dimension,
     feature,
 )
+from features.settings import FeatureConfig
 
 KINDS = set(typing.get_args(Kind))
 

@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from features.build import build_features
-from features.config import FeatureConfig
-from features.warehouse import connect, connected_tables
-from serving.health import load_rules, score_frame
+from features.contract.warehouse import connect, connected_tables
+from features.settings import FeatureConfig
+from scoring.health import load_rules, score_frame
 from serving.ops_store import AuditEntry, ConfigVersion, Event
 from serving.store import HealthScoreRecord
 

@@ -67,7 +67,7 @@ def test_api_requests_are_not_traced_unless_tracing_is_switched_on(monkeypatch):
     import importlib
     import re
 
-    import serving.service as service
+    import healthscore.service as service
 
     excluded = service.HealthScoreService.config["tracing"]["excluded_urls"]
     for route in ("predict", "analyze", "calculate", "accounts/A00001/summary"):

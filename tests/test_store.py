@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import inspect, text
 
-from features.contract import TABLES
-from serving.health import load_rules, score_frame
-from serving.health.examples import AT_RISK, HEALTHY, feature_frame, random_features
+from features.contract.tables import TABLES
+from scoring.health import load_rules, score_frame
+from scoring.health.examples import AT_RISK, HEALTHY, feature_frame, random_features
 from serving.store import MIGRATIONS_DIR, SCORE_FIELDS, open_store, previous_from_store
 
 ALL = frozenset(t.name for t in TABLES)

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from train_frames import snapshot_frame
 
-from features.config import TrainingConfig
-from serving.model_bundle import (
+from scoring.bundle import (
     BundleMismatchError,
     Calibrator,
     load_bundle,
@@ -16,6 +15,7 @@ from serving.model_bundle import (
     save_bundle,
 )
 from training.model import fit_model
+from training.settings import TrainingConfig
 
 FEATURES = ["logins_30d", "tickets_90d", "nps_last", "noise_feature", "segment", "attr_tier"]
 

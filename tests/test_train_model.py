@@ -8,9 +8,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from train_frames import snapshot_frame
 
-from features.config import TrainingConfig
 from training.leakage import leakage_suspects
 from training.model import fit_calibrator, fit_model, monotone_constraints, recalibration_check
+from training.settings import TrainingConfig
 
 FEATURES = ["logins_30d", "tickets_90d", "nps_last", "noise_feature", "segment", "attr_tier"]
 

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from train_frames import snapshot_frame
 
-from features.config import TrainingConfig
-from serving.model_bundle import predict_horizons
+from scoring.bundle import predict_horizons
 from training import evaluate
 from training.pipeline import build_report, metrics_rows, train_and_backtest
+from training.settings import TrainingConfig
 
 HORIZONS = (30, 60, 90)
 

@@ -9,9 +9,9 @@ import pytest
 from train_frames import shared_once
 from typer.testing import CliRunner
 
-from features.config import load_settings
-from features.ingest import ingest_folder
-from serving.cli import app
+from features.contract.ingest import ingest_folder
+from healthscore.cli import app
+from healthscore.settings import load_settings
 from training.pipeline import run_training_job
 
 pytestmark = pytest.mark.slow

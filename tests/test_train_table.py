@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.config import load_settings
-from serving.cli import app
-from serving.model_bundle import load_bundle
+from healthscore.cli import app
+from healthscore.settings import load_settings
+from scoring.bundle import load_bundle
 from training.table import TableError, TableSpec, load_table, prepare_table, train_table
 
 CHURN_CSV = Path(__file__).parent / "data" / "saas_churn_pysurvival" / "churn.csv"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from train_frames import shared_once, snapshot_frame
 
-from features.config import load_settings
-from serving.model_bundle import load_bundle
+from healthscore.settings import load_settings
+from scoring.bundle import load_bundle
 from training import tracking
 from training.pipeline import build_report, save_bundles, train_and_backtest
 

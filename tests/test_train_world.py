@@ -18,7 +18,7 @@ carries a world's noise. Six generator seeds (1-5 and 7) give a mean lead
 over logistic regression of +.023 AUC and +.49 lift. The seeds win 12, 11, 10, 10, 12 and 12
 of the 12 comparisons. Before 2026-12-02 the generator's renewals were barely more
 health-driven than mid-term churn, and seed 7 won 8 of 12 here (the mean lead was +.013 AUC).
-See `features.synth_params.RENEWAL_BETA` and docs/experiments/README.md.
+See `features.synth.params.RENEWAL_BETA` and docs/experiments/README.md.
 """
 
 from datetime import date
@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 from train_frames import shared_once
 
-from features.config import load_settings
-from features.generate import generate_world, write_world
-from features.ingest import ingest_folder
-from serving.model_bundle import load_bundles, predict_horizons
+from features.contract.ingest import ingest_folder
+from features.synth.generate import generate_world, write_world
+from healthscore.settings import load_settings
+from scoring.bundle import load_bundles, predict_horizons
 from training.pipeline import run_training_job
 
 pytestmark = pytest.mark.slow

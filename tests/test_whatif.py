@@ -9,9 +9,9 @@ import pytest
 from explain_fixtures import population_of, world_for
 
 from features.registry import feature
+from scoring.model_set import model_set
 from serving.explain import analyze_features, what_if
 from serving.explain_words import load_explain_words
-from serving.model_set import model_set
 from serving.whatif import (
     MAX_CANDIDATES,
     Lever,

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.labels import label_names
 from training.datasets import TrainingSet
+from training.labels import label_names
 
 
 def snapshot_frame(n_accounts: int = 400, n_dates: int = 24, seed: int = 0,

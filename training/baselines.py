@@ -1,14 +1,14 @@
 """The baselines a model must beat, scored on the same held-out rows as the model.
 
-- `rules`: the rules composite (`serving.health.score_frame`): 0-100, higher is healthier, so the
+- `rules`: the rules composite (`scoring.health.score_frame`): 0-100, higher is healthier, so the
   churn ranking is `100 - score` and the expansion ranking is `score`. It ranks but gives no
-  probabilities, so only ranking metrics apply to it. Pluggable: without `serving.health` (or
+  probabilities, so only ranking metrics apply to it. Pluggable: without `scoring.health` (or
   when it fails) the baseline is absent and reports say so.
 - `logistic`: sklearn logistic regression on the same features, median-imputed (with missing
   indicators) and standardised, categories one-hot; fitted on the model's own training rows
   (the early-stopping and calibration windows stay out of it, as they stay out of the trees).
 - `oracle`: on synthetic data, the true probability from the generator's hidden hazards
-  (`features.generate.oracle_probability`): the ceiling no model can pass on average.
+  (`features.synth.generate.oracle_probability`): the ceiling no model can pass on average.
 
 Nothing here decides dates or writes files.
 """
@@ -70,9 +70,9 @@ def _as_sklearn_frame(frame: pd.DataFrame, nums: list[str], cats: list[str]) -> 
 def rules_scores(features: pd.DataFrame, connected: frozenset[str]) -> pd.Series | None:
     """The rules composite score (0-100) for every row, or None when it is unavailable."""
     try:
-        from serving.health import load_rules, score_frame
+        from scoring.health import load_rules, score_frame
     except ImportError as exc:
-        log.warning("rules baseline unavailable (serving.health not importable: %s)", exc)
+        log.warning("rules baseline unavailable (scoring.health not importable: %s)", exc)
         return None
     try:
         scored = score_frame(features, connected, load_rules())
@@ -95,7 +95,7 @@ def oracle_probabilities(
     if truth is None:
         return None
     try:
-        from features.generate import oracle_probability
+        from features.synth.generate import oracle_probability
     except ImportError as exc:
         log.warning("oracle baseline unavailable: %s", exc)
         return None

@@ -1,7 +1,7 @@
 """Training sets: features and labels of the active accounts at many historical as-of dates.
 
 Rows come from the one feature function (`features.build.build_features`) applied to the entity
-frame of `features.entities.build_entities`, joined row by row to `features.labels.build_labels`.
+frame of `features.entities.build_entities`, joined row by row to `training.labels.build_labels`.
 Labels stay NaN where their window is censored: each model drops those rows for its own label,
 never reads them as 0. This module decides which dates and which columns; it fits nothing.
 """
@@ -18,11 +18,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.config import FeatureConfig
-from features.contract import TABLES
-from features.labels import build_labels, data_end, label_names
+from features.contract.tables import TABLES
+from features.contract.warehouse import connected_tables
 from features.registry import ENTITY_COLUMNS, FEATURE_NAMES, FEATURES
-from features.warehouse import connected_tables
+from features.settings import FeatureConfig
+from training.labels import build_labels, data_end, label_names
 from training.splits import in_window
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ a calibrator on the calibration window: isotonic when that window has enough pos
 sigmoid (Platt). When the early-stopping window is held out from the trees (time splits), a
 recalibration is kept only if it carries over from one window to the next (see
 `recalibration_check`); otherwise the booster's own probabilities stand. The result is a
-`serving.model_bundle.Bundle`, the format serving loads.
+`scoring.bundle.Bundle`, the format serving loads.
 
 It does not choose dates (training.splits), evaluate (training.evaluate) or log anything to
 MLflow (training.tracking).
@@ -26,9 +26,9 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from features.config import TrainingConfig
 from features.registry import feature
-from serving.model_bundle import Bundle, Calibrator, category_levels, encode_frame
+from scoring.bundle import Bundle, Calibrator, category_levels, encode_frame
+from training.settings import TrainingConfig
 
 log = logging.getLogger(__name__)
 

@@ -20,20 +20,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from features.config import Settings, TrainingConfig
 from features.registry import FEATURE_SET_VERSION
-from serving.model_bundle import Bundle, monotone_horizons, save_bundle
+from scoring.bundle import Bundle, monotone_horizons, save_bundle
 from training import baselines, evaluate
 from training.datasets import Progress, TrainingSet, as_of_dates, build_training_set
 from training.leakage import leakage_suspects
 from training.model import fit_model
+from training.settings import TrainingConfig
 from training.splits import TimeSplit, in_window, rolling_origin
+
+if TYPE_CHECKING:  # the composed settings object of the entry point
+    from healthscore.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +309,7 @@ def run_training_job(
     feats = ts.frame[["account_id", "as_of", *ts.features]]
     rules = baselines.rules_scores(feats, ts.connected)
     warnings = [] if rules is not None else [
-        "the rules baseline is absent (serving.health unavailable or failed): see the log"]
+        "the rules baseline is absent (scoring.health unavailable or failed): see the log"]
     clock = time.perf_counter()
     results = train_and_backtest(ts, cfg, rules=rules, truth=truth, progress=progress)
     log.info("backtest and models: %.1f s", time.perf_counter() - clock)
@@ -357,7 +360,7 @@ def load_training_set(
     progress: Progress | None = None,
 ) -> TrainingSet:
     """The training set of the configured as-of dates, read from the warehouse."""
-    from features.warehouse import connect
+    from features.contract.warehouse import connect
 
     cfg = settings.training
     con = connect(warehouse or settings.paths.warehouse, read_only=True)

@@ -1,8 +1,8 @@
 """validate-score's measurement: how well the rules score ranks churn on historical as-of dates.
 
 Owns the evaluation of the rules-based health score against outcomes: on monthly as-of dates it
-scores every active account with `serving.health.score_frame` (the same function as the batch
-and the service), joins churn labels from `features.labels.build_labels`, and reports ROC AUC of
+scores every active account with `scoring.health.score_frame` (the same function as the batch
+and the service), joins churn labels from `training.labels.build_labels`, and reports ROC AUC of
 the composite and each dimension for churn within each horizon (a lower score should mean a
 higher risk), top-decile lift, the churn rate per band, and suggested dimension weights fitted to
 outcomes (logistic regression on the negated dimension scores with non-negative coefficients,
@@ -22,8 +22,8 @@ import pandas as pd
 from scipy.optimize import minimize
 from sklearn.metrics import roc_auc_score
 
-from serving.health.composite import score_composite
-from serving.health.profiles import SCORED_DIMENSIONS, Rules
+from scoring.health.composite import score_composite
+from scoring.health.profiles import SCORED_DIMENSIONS, Rules
 
 logger = logging.getLogger(__name__)
 
@@ -238,9 +238,9 @@ def validation_dates(con: Any, frequency: str = "MS", warmup_days: int = 90,
                      horizon: int = 30, start: Any = None, end: Any = None) -> list[pd.Timestamp]:
     """As-of dates from the first activity plus a warm-up to the last date a `horizon` label is
     observable, at the given pandas frequency (monthly by default)."""
-    from features.contract import table
-    from features.labels import data_end
-    from features.warehouse import connected_tables
+    from features.contract.tables import table
+    from features.contract.warehouse import connected_tables
+    from training.labels import data_end
 
     connected = connected_tables(con)
     if start is None:
@@ -268,11 +268,11 @@ def validate_score(
     progress: Progress | None = None,
 ) -> ScoreValidation:
     """Score every active account at each date, label it, and measure."""
+    from features.contract.warehouse import connected_tables
     from features.entities import build_entities
-    from features.labels import build_labels
-    from features.warehouse import connected_tables
-    from serving.health.batch import build_account_features
-    from serving.health.scoring import score_frame
+    from scoring.batch import build_account_features
+    from scoring.health.scoring import score_frame
+    from training.labels import build_labels
 
     report = progress or (lambda _s, _d: None)
     if not dates:
@@ -283,7 +283,7 @@ def validate_score(
     report("accounts", 1.0)
     feats = build_account_features(con, entities, feature_cfg, chunk=10_000, progress=report)
     report("labels", 0.0)
-    # On a cursor of its own: features.labels reads its entity frame through a DuckDB
+    # On a cursor of its own: training.labels reads its entity frame through a DuckDB
     # replacement scan, which Ibis switches off on the connection it was handed.
     labels = build_labels(con.cursor(), feats[["account_id", "as_of"]],
                           horizons=tuple(horizons))

@@ -19,20 +19,23 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from threadpoolctl import threadpool_limits
 
-from features.config import Settings, TrainingConfig
-from serving.model_bundle import save_bundle
+from scoring.bundle import save_bundle
 from training import baselines, evaluate
 from training.datasets import Progress
 from training.leakage import leakage_suspects
 from training.model import fit_model
 from training.pipeline import JobResult, ModelResult, build_report
+from training.settings import TrainingConfig
+
+if TYPE_CHECKING:  # the composed settings object of the entry point
+    from healthscore.settings import Settings
 
 log = logging.getLogger(__name__)
 

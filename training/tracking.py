@@ -28,8 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.config import PathsConfig, Settings
+from features.settings import PathsConfig
 from training import evaluate
+
+if TYPE_CHECKING:  # the composed settings object of the entry point
+    from healthscore.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -1,10 +1,15 @@
-import sys, time
+import sys
+import time
+
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / "bench"))
-import pandas as pd, duckdb
+import duckdb
+import pandas as pd
 from bench_explain import build_world
 from features.config import load_settings
-from features.build import _prepared_sql, _shape, ALL_STEPS, ENTITY_VIEW, build_features
+
+from features.build import ALL_STEPS, ENTITY_VIEW, _prepared_sql, _shape, build_features
+
 con, as_of = build_world(800, 600, 3)
 cfg = load_settings().features
 accs = [r[0] for r in con.execute("select account_id from accounts limit 40").fetchall()]

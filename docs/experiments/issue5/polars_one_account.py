@@ -1,15 +1,21 @@
-import sys, time
+import sys
+import time
+
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
-import numpy as np, pandas as pd, ibis, polars as pl
+import ibis
+import pandas as pd
+import polars as pl
 import polars_rules  # noqa: F401  registers the lag-over-window rule
+
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_explain import build_world
 from features.config import load_settings
-from features.build import build_features, _steps, _side_by_side, ENTITY_SCHEMA
-from features import definitions as d
-from features.contract import table as contract_table
 from features.warehouse import connected_tables
+
+from features import definitions as d
+from features.build import _side_by_side, _steps, build_features
+from features.contract import table as contract_table
 
 con, as_of = build_world(800, 600, 3)
 cfg = load_settings().features
@@ -56,6 +62,7 @@ o = out.to_pandas()
 print(o.T.head(80))
 print(ref.T.head(80))
 import time
+
 for name, kw in [("default", {}), ("no_opt", {"optimizations": pl.QueryOptFlags.none()})]:
     ts=[]
     for _ in range(7):

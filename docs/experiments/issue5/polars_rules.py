@@ -1,6 +1,6 @@
-import polars as pl
 import ibis.expr.operations as ops
 from ibis.backends.polars.compiler import translate
+
 
 @translate.register(ops.WindowFunction)
 def _window(op, **kw):

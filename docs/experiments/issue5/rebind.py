@@ -1,4 +1,7 @@
-import duckdb, time
+import time
+
+import duckdb
+
 con = duckdb.connect()
 con.execute("create table a as select range id, range % 100 g, random() x from range(100000)")
 sub = " union all ".join(f"select g, sum(x) s{i} from a where g < {i} group by g" for i in range(40))

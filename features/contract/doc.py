@@ -1,0 +1,205 @@
+"""The data-contract page, rendered from the code that enforces it.
+
+`render()` writes Markdown from `features.contract.tables` (tables, columns, types, allowed values),
+`features.contract.settings.IngestConfig` (the ingest policies, with the docstrings of its fields),
+`features.contract.validate` (what is fatal, accepted booleans, timestamps allowed in the future)
+and `features.contract.mapping` (the mapping file's keys). `docs/data-contract.md` is exactly this
+rendering; a test keeps the two equal. Rewrite the page with `python -m features.contract.doc` (add
+`--check` to only compare). Nothing here validates data."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import sys
+from pathlib import Path
+
+from features.contract.mapping import JoinSpec, SourceSpec, TableMapping
+from features.contract.settings import IngestConfig
+from features.contract.tables import TABLES, Column, Table
+from features.contract.validate import BOOL_TOKENS, FUTURE_ALLOWED
+
+DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "data-contract.md"
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each annotated field of a class (pydantic keeps none by default)."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for stmt, nxt in zip(body, body[1:] + [None], strict=True):
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) \
+                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) \
+                and isinstance(nxt.value.value, str):
+            docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _range(col: Column) -> str:
+    if col.min is not None and col.max is not None:
+        return f"{col.min:g} to {col.max:g}"
+    if col.min is not None:
+        return f">= {col.min:g}"
+    if col.max is not None:
+        return f"<= {col.max:g}"
+    return ""
+
+
+def _table_section(t: Table) -> list[str]:
+    facts = ["**required**" if t.required else "optional (absent: not connected)"]
+    if t.key:
+        facts.append("unique key: " + ", ".join(f"`{k}`" for k in t.key))
+    if t.time_column:
+        facts.append(f"dated by `{t.time_column}`")
+    if t.references_accounts:
+        facts.append("every `account_id` must exist in accounts")
+    if t.extra_columns_allowed:
+        facts.append("extra columns are custom attributes")
+    lines = [f"### `{t.name}`", "", t.description, "", "; ".join(facts) + ".", "",
+             "| column | type | must be present | may be empty | allowed values | range | "
+             "default if absent | description |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in t.columns:
+        future = " May lie in the future." if (t.name, c.name) in FUTURE_ALLOWED else ""
+        lines.append("| " + " | ".join(_cell(v) for v in (
+            f"`{c.name}`", c.type, "yes" if c.required else "no",
+            "yes" if c.nullable else "no",
+            ", ".join(c.allowed) if c.allowed else "", _range(c),
+            "" if c.default is None else repr(c.default), c.description + future)) + " |")
+    return lines + [""]
+
+
+def _policies() -> list[str]:
+    docs = field_docs(IngestConfig)
+    defaults = IngestConfig()
+    lines = ["| setting | default | meaning |", "|---|---|---|"]
+    for name in IngestConfig.model_fields:
+        lines.append(f"| `ingest.{name}` | `{getattr(defaults, name)!r}` | "
+                     f"{_cell(docs.get(name, ''))} |")
+    return lines
+
+
+def _mapping_keys() -> list[str]:
+    lines = ["| key | meaning |", "|---|---|"]
+    for prefix, cls in (("sources.<name>.", SourceSpec), ("tables.<table>.", TableMapping),
+                        ("tables.<table>.join[].", JoinSpec)):
+        docs = field_docs(cls)
+        for name, info in cls.model_fields.items():
+            key = info.alias or name
+            lines.append(f"| `{prefix}{key}` | {_cell(docs.get(name, ''))} |")
+    return lines
+
+
+def render() -> str:
+    true = ", ".join(f"`{k}`" for k, v in BOOL_TOKENS.items() if v)
+    false = ", ".join(f"`{k}`" for k, v in BOOL_TOKENS.items() if not v)
+    future = ", ".join(f"`{t}.{c}`" for t, c in sorted(FUTURE_ALLOWED))
+    lines = [
+        "# HealthScore data contract",
+        "",
+        "<!-- Generated from features/contract/tables.py by `python -m features.contract.doc`: "
+        "do not edit by hand. -->",
+        "",
+        "What `healthscore ingest DIR` accepts. The same declarations drive the validation, so "
+        "this page and the code cannot disagree (a test checks it).",
+        "",
+        "## The folder",
+        "",
+        "- **One file per table**, named `<table>.csv` or `<table>.parquet` (not both). The "
+        "column names are the contract's (case and surrounding blanks are ignored).",
+        "- **Only `accounts` is required.** A table whose file is absent is **not connected**: "
+        "it is dropped from the warehouse and every feature built from it is missing (not zero) "
+        "downstream. Connect what you have.",
+        "- **Extra columns of `accounts` are custom attributes**: they are kept (numbers stay "
+        "numbers, yes/no columns become booleans, the rest is text) and become `attr_<column>` "
+        "features. Extra columns of other tables are ignored with a warning.",
+        "- Files that are not a contract table are reported and ignored, not fatal.",
+        "- CSV: a header row, comma separated, UTF-8, LF or CRLF line ends, double quotes around "
+        "fields holding commas or line breaks. An empty cell is empty (null).",
+        f"- Booleans: {true} mean true and {false} mean false (any case).",
+        "- Timestamps and dates: ISO 8601 (`2024-10-16`, `2024-10-16 03:00:00`, "
+        "`2024-10-16T03:00:00+02:00`). Without an offset a time is UTC; with one it is "
+        "converted to UTC.",
+        "- A customer export with other names or shapes is connected with a column mapping "
+        "(`--mapping FILE`, see below) instead of being edited.",
+        "",
+        "## Validation",
+        "",
+        "Every problem is reported with the file, the row as you find it in the file (for CSV "
+        "the line number, the header being line 1; for Parquet the 1-based row), the column, "
+        "the problem and the value, counted per (table, column, problem) with the first "
+        "`ingest.max_examples` examples.",
+        "",
+        "**Fatal: the load is refused and the warehouse stays exactly as it was** when a "
+        "required column is missing, a value does not parse as its type, a cell that may not "
+        "be empty is empty, a value is outside the allowed values or range, an `account_id` "
+        "is not in `accounts`, or a timestamp lies after the time of the ingest "
+        f"(except {future}, which are plans).",
+        "",
+        "**Data-quality problems a business lives with** follow a policy: `drop` the rows "
+        "(for a churn flag: empty the disagreeing cells), `keep` them, or `fail` (refuse the "
+        "load). They are counted and reported either way. Repeated keys in `accounts` are "
+        "always dropped after the first (one row per account). Set them in the `ingest:` "
+        "section of your config file or with `HEALTHSCORE_INGEST__<SETTING>`.",
+        "",
+        *_policies(),
+        "",
+        "## Loading",
+        "",
+        "A valid folder replaces the warehouse's tables in one transaction: every table is the "
+        "folder's snapshot, tables absent from the folder are dropped (not connected), and a "
+        "row is added to `ingest_log` (when, folder, mapping, row counts, problem counts). "
+        "Ingesting the same folder again gives the same tables. If anything fails, nothing "
+        "changes. Warehouse types follow the contract: text `VARCHAR`, int `BIGINT`, float "
+        "`DOUBLE`, bool `BOOLEAN`, timestamp `TIMESTAMP` (UTC).",
+        "",
+        "## Mapping a customer export",
+        "",
+        "`healthscore ingest DIR --mapping FILE.yaml` reads the export's own files. The YAML "
+        "names the `sources` (files relative to DIR, globs allowed) and, per contract table, "
+        "where each column comes from: a source column or a DuckDB SQL expression over the "
+        "source rows (alias `src`), e.g. `coalesce(closed_at, NULL)` or "
+        "`CASE WHEN ... END`. Tables the mapping leaves out are not connected. The mapping is "
+        "checked before anything runs; errors name the YAML key. Example: "
+        "`features/contract/mappings/ravenstack.yaml`.",
+        "",
+        *_mapping_keys(),
+        "",
+        "## Tables",
+        "",
+    ]
+    for t in TABLES:
+        lines += _table_section(t)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write(path: Path | None = None) -> bool:
+    """Write the page (default: docs/data-contract.md); True if it changed."""
+    path = path or DOC_PATH
+    text = render()
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if "--check" in args:
+        current = DOC_PATH.read_text() if DOC_PATH.exists() else ""
+        if current != render():
+            sys.stderr.write(f"{DOC_PATH} is stale: run python -m features.contract.doc\n")
+            return 1
+        return 0
+    changed = write()
+    sys.stdout.write(f"{DOC_PATH} {'rewritten' if changed else 'up to date'}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

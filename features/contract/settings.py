@@ -1,0 +1,27 @@
+"""Settings of ingestion: what to do with rows that break a soft rule of the contract."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from features.settings import Section
+
+Policy = Literal["drop", "keep", "fail"]
+
+
+class IngestConfig(Section):
+    duplicates: Policy = "drop"
+    """Rows whose key repeats: keep the first (drop), keep all, or refuse the load."""
+    events_before_signup: Policy = "keep"
+    """Event rows dated before the day of their account's created_at: drop, keep, or refuse."""
+    usage_before_subscription: Policy = "keep"
+    """usage_events rows dated before the account's first subscription start."""
+    churn_flag_mismatch: Policy = "keep"
+    """An accounts churn-flag attribute that disagrees with churn_events: drop blanks the
+    disagreeing flags (the attribute stays, those cells become empty), keep, or refuse."""
+    churn_flag_column: str = "churn_flag"
+    """Name of the accounts custom attribute checked against churn_events ("" for none)."""
+    max_examples: int = Field(default=5, ge=0)
+    """Examples shown per problem in a validation report."""

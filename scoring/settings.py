@@ -1,0 +1,21 @@
+"""Settings of the rules score: which rules file, the trend window, the validation warm-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from features.settings import Section
+
+
+class HealthConfig(Section):
+    rules_file: Path | None = None
+    """YAML of rules profiles; None means the packaged default."""
+    trend_days: int = 7
+    trend_dead_band: float = 3.0
+    validation_warmup_days: int = Field(90, ge=0)
+    """validate-score: first as-of date this many days after the first activity in the data."""
+    weights_fit_share: float = Field(0.6, gt=0, lt=1)
+    """validate-score: share of the as-of dates used to fit suggested weights; the later rest
+    (after a gap of the horizon) measures their AUC gain over the current weights."""

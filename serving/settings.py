@@ -1,0 +1,44 @@
+"""Settings of the service: bind address, workers, keys, caches, events, alerts, webhooks."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from features.settings import Section
+
+
+class ServingConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = 3000
+    top_k_factors: int = 5
+    workers: int = Field(1, ge=1)
+    """`bentoml serve` worker processes."""
+    request_timeout_seconds: float = Field(10.0, gt=0)
+    """A request that has not started its response by then gets 504 (BentoML's traffic
+    timeout). Keep it short: BentoML holds every request's timer, ~0.7 kB, until the timeout
+    passes even when the request is long answered, so memory rises for this long under load
+    (1,500 requests/s x 10 s: ~10 MB) before it levels off (measured; 120 s grew ~90 MB)."""
+    tracing: bool = False
+    """OpenTelemetry spans for API requests. Off, BentoML's tracing middleware skips `/v1`:
+    with no exporter it builds unsampled spans for nothing, a third of a `predict`'s CPU
+    (profiled). On, BentoML's own `tracing` settings (sample rate, exporter) apply."""
+    admin_key: SecretStr | None = None
+    """Bootstrap admin API key (set HEALTHSCORE_SERVING__ADMIN_KEY); stored hashed on start."""
+    key_cache_seconds: float = Field(5.0, ge=0)
+    """How long a checked API key is trusted before the store is asked again."""
+    precompute: bool = True
+    """Score every warehouse account at start-up and on each new snapshot (fast lookups)."""
+    feature_cache_size: int = Field(2048, ge=0)
+    warehouse_check_seconds: float = Field(1.0, ge=0)
+    """How often a worker looks for a changed warehouse file or rules version."""
+    score_change_points: float = Field(5.0, gt=0)
+    """Score.declined / Score.improved fire on a move of at least this many points."""
+    risk_increase_points: float = Field(10.0, gt=0)
+    """Risk.increased fires when the churn probability rises this many percentage points."""
+    alert_drop_points: float = Field(10.0, gt=0)
+    alert_churn_probability: float = Field(0.5, gt=0, le=1)
+    alert_cooldown_hours: float = Field(24.0, ge=0)
+    webhook_max_attempts: int = Field(6, ge=1)
+    webhook_backoff_seconds: float = Field(2.0, ge=0)
+    webhook_timeout_seconds: float = Field(5.0, gt=0)
+    delivery_poll_seconds: float = Field(0.5, gt=0)
