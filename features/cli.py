@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     app.command("features")(features)
 
 
-# --- generate (features/synth/generate.py) --------------------------------------------------------
+# --- generate: owned by the generator work (features/generate.py) ----------------------------
 _GEN_ACCOUNTS = typer.Option(1000, "--accounts", min=1, help="Number of accounts (some sign "
                              "up during the period).")
 _GEN_START = typer.Option("2024-01-01", "--start", help="First day of the data (YYYY-MM-DD).")
@@ -79,7 +79,11 @@ def generate(
     console.print(table)
 
 
-# --- ingest (features/contract/ingest.py) ---------------------------------------------------------
+# --- ingest: owned by the ingestion work (features/ingest.py) ---------------------------------
+_INGEST_JSON = typer.Option(False, "--json", help="Print the report as one JSON document on "
+                            "stdout and nothing else there (progress goes to stderr).")
+
+
 def ingest(
     ctx: typer.Context,
     data_dir: str = typer.Argument(..., help="Folder with one file per table: <table>.csv or "
@@ -89,23 +93,38 @@ def ingest(
                                        "features/contract/mappings/ravenstack.yaml."),
     warehouse: str | None = typer.Option(None, "--warehouse", help="DuckDB warehouse file; "
                                          "default: paths.warehouse of the config."),
+    as_json: bool = _INGEST_JSON,
 ) -> None:
-    """Validate a data folder and load it into the DuckDB warehouse in one transaction."""
+    """Validate a data folder and load it into the DuckDB warehouse in one transaction.
+
+    Every problem also goes to <warehouse stem>.problems.csv beside the warehouse (removed when
+    there are none). Exit code 1 when the load is refused.
+    """
     from pathlib import Path
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-    from features.contract.ingest import STEPS, IngestRefused, ingest_folder
+    from features.contract.ingest import STEPS, IngestRefused, IngestReport, ingest_folder
     from features.contract.mapping import MappingError
-    from features.contract.report import print_report
+    from features.contract.report import error_document, print_report, report_document, to_json
 
     settings = ctx.obj
     console = Console()
+    # With --json stdout carries the document alone; off a terminal a bar is only noise.
+    progress_console = Console(stderr=True) if as_json else console
+
+    def show(report: IngestReport) -> None:
+        if as_json:
+            typer.echo(to_json(report_document(report)))
+        else:
+            print_report(report, console)
+
     target = Path(warehouse) if warehouse else settings.paths.warehouse
     try:
         with Progress(TextColumn("{task.description:<32}"), BarColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
+                      console=progress_console, transient=True,
+                      disable=not progress_console.is_terminal) as bar:
             tasks: dict[str, TaskID] = {}
 
             def tick(table: str, step: str) -> None:
@@ -117,12 +136,15 @@ def ingest(
             report = ingest_folder(Path(data_dir), target, settings.ingest, mapping=mapping,
                                    progress=tick)
     except IngestRefused as exc:
-        print_report(exc.report, console)
+        show(exc.report)
         raise typer.Exit(1) from None
     except (MappingError, FileNotFoundError) as exc:
-        console.print(f"[red]{exc}[/red]")
+        if as_json:
+            typer.echo(to_json(error_document(str(exc))))
+        else:
+            console.print(str(exc), style="red", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    print_report(report, console)
+    show(report)
 
 
 # --- features: owned by the feature work (features/build.py) ----------------------------------

@@ -134,6 +134,12 @@ def render() -> str:
         "the problem and the value, counted per (table, column, problem) with the first "
         "`ingest.max_examples` examples.",
         "",
+        "`healthscore ingest` prints the report as tables on a terminal and as one line per "
+        "problem example elsewhere (a log file, CI), `--json` prints it as one JSON document, "
+        "and every problem goes to `<warehouse stem>.problems.csv` beside the warehouse "
+        "(`table, column, problem, action, count, file, row, value`; removed by an ingest "
+        "without problems). A refused load exits with code 1.",
+        "",
         "**Fatal: the load is refused and the warehouse stays exactly as it was** when a "
         "required column is missing, a value does not parse as its type, a cell that may not "
         "be empty is empty, a value is outside the allowed values or range, an `account_id` "

@@ -5,7 +5,10 @@ through a mapping, see `features.contract.mapping`), validates every table again
 (`features.contract.validate`) and, only if nothing fatal was found, replaces the warehouse's
 contract tables with the folder's snapshot in ONE transaction: tables absent from the folder are
 dropped (not connected) and a row is appended to `ingest_log`. A refusal or a crash leaves the
-warehouse exactly as it was (a warehouse file created by a failed first load is removed).
+warehouse exactly as it was (a warehouse file created by a failed first load is removed). Every
+report, refused or not, also goes to the problems file beside the warehouse
+(`features.contract.problems_file`; removed when there are no problems), so the problems can be read
+in full after the fact.
 
 It owns the orchestration and the warehouse writes; it never prints (the CLI renders the report)
 and never decides what a valid value is.
@@ -27,6 +30,7 @@ import pyarrow as pa
 
 from features.contract import warehouse
 from features.contract.mapping import Mapping, identity_mapping, load_mapping, quote, run_mapping
+from features.contract.problems_file import write_problems
 from features.contract.settings import IngestConfig
 from features.contract.sources import (
     SourceError,
@@ -67,6 +71,8 @@ class IngestReport:
     problems: list[Problem] = field(default_factory=list)
     loaded: bool = False
     seconds: float = 0.0
+    problems_file: Path | None = None
+    """Every problem of this ingest, one line per example; None when there were none."""
 
     @property
     def refused(self) -> bool:
@@ -186,6 +192,12 @@ def read_folder(con: duckdb.DuckDBPyConnection, data_dir: Path, cfg: IngestConfi
     return mapping, infos, problems
 
 
+def _quiet(con: duckdb.DuckDBPyConnection) -> None:
+    """No DuckDB progress bar: it writes to stdout even when that is a log file or `--json`
+    output, and the command line shows its own progress."""
+    con.execute("SET enable_progress_bar = false")
+
+
 # --- loading -----------------------------------------------------------------------------------
 def _write_table(con: duckdb.DuckDBPyConnection, spec: Table, frame: pd.DataFrame) -> None:
     """Create one contract table with contract types and fill it from the validated frame."""
@@ -235,6 +247,7 @@ def load_tables(warehouse_path: Path, tables: dict[str, pd.DataFrame], report: I
     existed = warehouse_path.exists()
     con = warehouse.connect(warehouse_path)
     try:
+        _quiet(con)
         con.execute("BEGIN TRANSACTION")
         try:
             for spec in TABLES:
@@ -283,9 +296,11 @@ def ingest_folder(data_dir: Path | str, warehouse_path: Path | str, cfg: IngestC
 
     scratch = duckdb.connect()
     try:
+        _quiet(scratch)
         resolved, infos, problems = read_folder(scratch, data_dir, cfg, mapping)
         report.problems += problems
         if report.refused:
+            report.problems_file = write_problems(warehouse_path, report.problems)
             raise IngestRefused(report)
         frames = run_mapping(scratch, resolved, infos, lambda t: tick(t, "read"))
     finally:
@@ -298,6 +313,8 @@ def ingest_folder(data_dir: Path | str, warehouse_path: Path | str, cfg: IngestC
         tm = resolved.tables[name]
         files = infos[tm.source].files if tm.source in infos else ()
         report.tables[name] = TableSummary(files, result.report.rows_in[name], len(frame))
+    # Before the load: should the load crash, the file still describes this folder.
+    report.problems_file = write_problems(warehouse_path, report.problems)
     if report.refused:
         report.seconds = time.perf_counter() - clock
         raise IngestRefused(report)
