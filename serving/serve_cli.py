@@ -1,16 +1,16 @@
 """Commands of the service: `healthscore serve` and `healthscore keys create|list|revoke`.
 
-`serve` starts `bentoml serve healthscore.service:HealthScoreService` with the host and port of the
-settings (or the options), BENTOML_HOME inside the project, tracking off, and the `--config` file
-passed on through HEALTHSCORE_CONFIG so the service builds the same settings. `keys` mints, lists
-and revokes API keys in the store (a key is printed once; only its hash is kept). Option parsing
-and output only; `ctx.obj` is the Settings built in healthscore/cli.py's callback.
+`serve` becomes `bentoml serve healthscore.service:HealthScoreService` (exec, same PID) with the host
+and port of the settings (or the options), BENTOML_HOME inside the project, tracking off, and the
+`--config` file passed on through HEALTHSCORE_CONFIG so the service builds the same settings.
+`keys` mints, lists and revokes API keys in the store (a key is printed once; only its hash is
+kept). Option parsing and output only; `ctx.obj` is the Settings built in healthscore/cli.py's
+callback.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -50,17 +50,22 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [default: serving.host].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: serving.port].")] = None,
 ) -> None:
-    """Start the HealthScore API (BentoML) and block until it stops."""
+    """Start the HealthScore API (BentoML) in place of this process.
+
+    Exec, not a child: the PID a supervisor (systemd, Docker, CI) signals is BentoML's arbiter,
+    which stops its workers on SIGTERM/SIGINT (in-flight requests finish, `on_shutdown` stops the
+    webhook delivery worker) and frees the port. A parent left in between would die alone and
+    leave the server running. The workers run in sessions of their own, so signalling this
+    process group would not reach them either; the arbiter is the one to tell.
+    """
     settings = settings_of(ctx)
     config = ctx.find_root().params.get("config")
-    cmd = serve_command(host or settings.serving.host, port or settings.serving.port)
-    typer.echo(f"HealthScore API on http://{host or settings.serving.host}:"
-               f"{port or settings.serving.port}/v1 (OpenAPI: /v1/docs)")
-    try:
-        code = subprocess.call(cmd, env=service_env(config))
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+    host, port = host or settings.serving.host, port or settings.serving.port
+    cmd = serve_command(host, port)
+    typer.echo(f"HealthScore API on http://{host}:{port}/v1 (OpenAPI: /v1/docs)")
+    sys.stdout.flush()  # exec drops whatever is still buffered
+    sys.stderr.flush()
+    os.execvpe(cmd[0], cmd, service_env(config))
 
 
 @keys_app.command("create")
