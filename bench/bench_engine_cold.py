@@ -56,40 +56,40 @@ def main() -> None:
     n_accounts, days, n_calls = (300, 450, 30) if args.small else (800, 600, 60)
 
     from healthscore.settings import load_settings
-    from serving import api
-    from serving.engine import HealthScoreEngine
+    from serving import schemas, scores
+    from serving.state import ServiceState
 
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with console.status(f"Generating {n_accounts} accounts x {days} days, training six "
-                            "models, starting the engine"):
+                            "models, starting the service"):
             build(root, n_accounts, days)
             settings = load_settings(
                 paths={"warehouse": str(root / "warehouse.duckdb"),
                        "store_url": f"sqlite:///{root}/store.db",
                        "models_dir": str(root / "models")},
                 serving={"feature_cache_size": 0, "warehouse_check_seconds": 3600.0})
-            engine = HealthScoreEngine(settings, start_worker=False,
-                                       snapshot_dir=root / "snapshots")
-            # As HealthScoreService does once the engine is loaded (healthscore/service.py).
+            state = ServiceState(settings, start_worker=False,
+                                 snapshot_dir=root / "snapshots")
+            # As HealthScoreService does once the state is loaded (healthscore/service.py).
             gc.collect()
             gc.freeze()
         try:
-            ids = sorted(engine._batch["names"])[:n_calls + 5]
-            when = engine._batch["as_of"] - timedelta(days=10)
+            ids = state.portfolio.account_ids[:n_calls + 5]
+            when = state.default_as_of - timedelta(days=10)
             wall: list[float] = []
             cpu: list[float] = []
             for i, account in enumerate(ids):
-                req = api.AnalyzeRequest(accountId=account, asOf=when)
+                req = schemas.AnalyzeRequest(accountId=account, asOf=when)
                 t, c = time.perf_counter(), time.process_time()
-                engine.analyze(req)
+                scores.analyze(state, req)
                 if i >= 5:  # the first calls compile the online SQL
                     wall.append((time.perf_counter() - t) * 1000.0)
                     cpu.append((time.process_time() - c) * 1000.0)
         finally:
-            engine.close()
-    table = Table(title=f"Engine analyze, cold (as of {when}, not precomputed): {len(wall)} "
+            state.close()
+    table = Table(title=f"Service analyze, cold (as of {when}, not precomputed): {len(wall)} "
                         f"accounts of {n_accounts}")
     for col in ("median ms", "p95 ms", "max ms", "CPU ms (median)"):
         table.add_column(col, justify="right")

@@ -107,7 +107,8 @@ def main() -> None:
     from healthscore.settings import load_settings
     from scoring.health import load_rules, score_frame
     from scoring.model_set import model_set
-    from serving.explain import analyze, analyze_features, build_account_row
+    from scoring.pipeline import Scorer, score_accounts
+    from serving.explain import analyze, analyze_features
     from serving.peers import load_peer_table
     from serving.settings import ServingConfig
     from serving.whatif import best_candidates, candidates, levers_for
@@ -122,13 +123,13 @@ def main() -> None:
         con = read_only(con, Path(kept.name) / "warehouse.duckdb")
         bundles = train(con, as_of, settings.features, Path(tmp))
     models = model_set(bundles)
+    scorer = Scorer(rules=rules, features=settings.features, models=models)
     with console.status("Building the peer table"):
-        t_peers, peers = timed(lambda: load_peer_table(con, as_of, rules, bundles,
-                                                       settings.features))
+        t_peers, peers = timed(lambda: load_peer_table(con, as_of, scorer))
     connected = connected_tables(con)
     ids = build_entities(con, [as_of])["account_id"].tolist()[:n_explain]
     cfg = ServingConfig()
-    # As the service's engine does for each warehouse snapshot (serving/engine.py).
+    # As the service's state does for each warehouse snapshot (serving/state.py).
     t_warm, held = timed(lambda: warm_online(con, settings.features))
     rows_mb = held.nbytes / 1e6 if held is not None else 0.0
     # The process as the service runs it (healthscore/service.py): what start-up loaded is frozen
@@ -137,14 +138,15 @@ def main() -> None:
     gc.collect()
     gc.freeze()
     steps: dict[str, list[float]] = {k: [] for k in (
-        "features (one account)", "encode + 6 models", "6 x contributions (TreeSHAP)",
+        "pipeline (one account)", "encode + 6 models", "6 x contributions (TreeSHAP)",
         "what-if (levers, <=20 candidates x 6 models)", "rules score", "analyze_features",
         "analyze (end to end)")}
     n_candidates = []
     for account in ids:
-        ms, row = timed(lambda a=account: build_account_row(con, a, as_of, settings.features),
-                        "features (one account)")
-        steps["features (one account)"].append(ms)
+        ms, one = timed(lambda a=account: score_accounts(con, [a], as_of, scorer).at(0),
+                        "pipeline (one account)")
+        row = one.features
+        steps["pipeline (one account)"].append(ms)
         values = dict(row.iloc[0].items())
         ms, mats = timed(lambda v=values: (lambda m: (m, models.probabilities(m)))(
             models.row_matrices(v)), "encode + 6 models")

@@ -247,23 +247,23 @@ def _slope(points: list[tuple[float, float]]) -> float:
 
 
 def _floor(folder: Path, accounts: list[str], n: int) -> tuple[dict[str, float], list[str]]:
-    """p50 of each engine call in this process (no HTTP, no auth), and the MLflow request
+    """p50 of each service call in this process (no HTTP, no auth), and the MLflow request
     body of every account: the churn model's input row, as `/invocations` takes it."""
     from healthscore.settings import load_settings
-    from serving import api
-    from serving.engine import HealthScoreEngine
+    from serving import schemas, scores
+    from serving.state import ServiceState
 
     saved = dict(os.environ)
     os.environ.update(_env(folder))
     os.environ["HEALTHSCORE_PATHS__STORE_URL"] = f"sqlite:///{folder / 'floor.db'}"
     try:
-        engine = HealthScoreEngine(load_settings(), start_worker=False)
+        state = ServiceState(load_settings(), start_worker=False)
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    calls = {"predict": lambda a: engine.predict(api.PredictRequest(accountId=a)),
-             "calculate": lambda a: engine.calculate(api.CalculateRequest(accountId=a)),
-             "analyze": lambda a: engine.analyze(api.AnalyzeRequest(accountId=a))}
+    calls = {"predict": lambda a: scores.predict(state, schemas.PredictRequest(accountId=a)),
+             "calculate": lambda a: scores.calculate(state, schemas.CalculateRequest(accountId=a)),
+             "analyze": lambda a: scores.analyze(state, schemas.AnalyzeRequest(accountId=a))}
     out = {}
     for name, call in calls.items():
         for a in accounts:  # warm: the first calculate of an account stores it
@@ -274,8 +274,8 @@ def _floor(folder: Path, accounts: list[str], n: int) -> tuple[dict[str, float],
             call(accounts[i % len(accounts)])
             times.append(time.perf_counter() - t0)
         out[name] = 1000 * statistics.median(times)
-    bundle = engine.bundles["churn"][max(engine.bundles["churn"])]
-    rows = [engine.resolve(a).features for a in accounts]
+    bundle = state.models.by_target("churn")[-1].bundle
+    rows = [state.account(a).features for a in accounts]
     x = [bundle.matrix(r)[0] for r in rows]
     times = []
     for i in range(n):
@@ -283,7 +283,7 @@ def _floor(folder: Path, accounts: list[str], n: int) -> tuple[dict[str, float],
         bundle.booster.predict(x[i % len(x)].reshape(1, -1), num_threads=1)
         times.append(time.perf_counter() - t0)
     out[MLFLOW] = 1000 * statistics.median(times)
-    engine.close()
+    state.close()
     bodies = [json.dumps({"inputs": [[None if math.isnan(v) else v for v in row.tolist()]]})
               for row in x]
     _save_mlflow_model(bundle, x[0].reshape(1, -1), folder / "mlflow-model")

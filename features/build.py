@@ -110,7 +110,7 @@ def build_features(
                          "account_id": distinct["account_id"].to_numpy(),
                          "as_of": distinct["as_of"].to_numpy()})
     runner: _Runner
-    if len(keys) <= cfg.online_max_entities:
+    if 0 < len(keys) <= cfg.online_max_entities:
         runner = _Online(con, cfg)
     else:
         runner = _Batch(con, cfg)

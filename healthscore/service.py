@@ -1,8 +1,8 @@
 """The BentoML service: `bentoml serve healthscore.service:HealthScoreService`.
 
-A thin adapter (the pattern of bentoml/BentoMLflow's service.py): `__init__` loads the settings,
-the rules, the champion models, the warehouse snapshot and the store once per worker through
-`HealthScoreEngine`, hands the engine to the FastAPI app mounted at `/v1` (all the API routes,
+A thin adapter (the pattern of bentoml/BentoMLflow's service.py): `__init__` builds the settings
+and, once per worker, the `serving.state.ServiceState` (rules, champion models, warehouse
+snapshot, score store), hands it to the FastAPI app mounted at `/v1` (all the API routes,
 typed with pydantic, with their OpenAPI document at `/v1/openapi.json`), and starts the webhook
 delivery worker; `on_shutdown` stops it cleanly so pending deliveries resume at the next start.
 Per-request access logs are off, and the objects loaded at start-up are frozen out of
@@ -42,23 +42,23 @@ _TRACING = os.environ.get("HEALTHSCORE_SERVING__TRACING", "false").strip().lower
 class HealthScoreService:
     def __init__(self) -> None:
         from healthscore.settings import load_settings
-        from serving.engine import HealthScoreEngine
+        from serving.state import ServiceState
 
         os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
         self.settings = load_settings()
-        self.engine = HealthScoreEngine(self.settings)
-        api_app.state.engine = self.engine
+        self.state = ServiceState(self.settings)
+        api_app.state.service = self.state
         # Everything loaded so far (libraries, models, the precomputed batch: ~330k objects)
         # lives as long as the worker. A full collection walks all of it, ~200 ms with the
         # event loop stopped: that was the p99 under load. Frozen objects are never scanned.
         gc.collect()
         gc.freeze()
         logger.info("HealthScore service ready: rules %s, models %s, warehouse snapshot %d",
-                    self.engine.rules.config_version, sorted(self.engine._labels()) or "none",
-                    self.engine.snapshot.generation)
+                    self.state.rules.config_version, self.state.labels or "none",
+                    self.state.snapshot.generation)
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
-        engine: Any = getattr(self, "engine", None)
-        if engine is not None:
-            engine.close()
+        state: Any = getattr(self, "state", None)
+        if state is not None:
+            state.close()

@@ -9,8 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-AsOf = Annotated[datetime, typer.Option("--as-of", formats=["%Y-%m-%d"],
-                                        help="As-of date (YYYY-MM-DD).")]
+AsOf = Annotated[datetime | None, typer.Option(
+    "--as-of", formats=["%Y-%m-%d"],
+    help="As-of date (YYYY-MM-DD) [default: the warehouse's today: the day after its last data, "
+    "at the latest the wall clock's today].")]
 Warehouse = Annotated[Path | None, typer.Option(
     "--warehouse", help="DuckDB warehouse [default: paths.warehouse].")]
 StoreUrl = Annotated[str | None, typer.Option(
@@ -47,3 +49,14 @@ def open_warehouse(settings: Any, warehouse: Path | None) -> Any:
         return connect(path, read_only=True)
     except FileNotFoundError as exc:
         raise typer.BadParameter(str(exc), param_hint="--warehouse") from None
+
+
+def scorer_of(settings: Any, rules_file: Path | None = None, *, models: bool = True) -> Any:
+    """The Scorer of `scoring.pipeline` that a command scores with: the rules (of `--rules` or
+    the settings) and, unless `models=False`, the champion models of `paths.models_dir`."""
+    from scoring.model_set import load_models
+    from scoring.pipeline import Scorer
+
+    found, note = load_models(settings.paths.models_dir) if models else (None, None)
+    return Scorer(rules=rules_of(settings, rules_file), features=settings.features,
+                  models=found, models_note=note)

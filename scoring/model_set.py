@@ -16,10 +16,12 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from cachetools import LRUCache
 
 from scoring.bundle import (
     Bundle,
@@ -175,7 +177,8 @@ class ModelSet:
 
 
 # Sets built from the same bundle objects are reused: grouping costs JSON of the levels.
-_SETS: dict[tuple[tuple[str, int], ...], tuple[ModelSet, tuple[Bundle, ...]]] = {}
+_SETS: LRUCache[tuple[tuple[str, int], ...], tuple[ModelSet, tuple[Bundle, ...]]] = \
+    LRUCache(maxsize=8)
 _LOCK = threading.Lock()
 
 
@@ -211,8 +214,21 @@ def model_set(bundles: Mapping[str, Any] | ModelSet | None) -> ModelSet | None:
         return hit[0]
     built = ModelSet(bundles)
     with _LOCK:
-        if len(_SETS) >= 8:
-            _SETS.pop(next(iter(_SETS)))
         # Holding the bundles keeps their ids from being reused while the entry lives.
         _SETS[key] = (built, tuple(bundles.values()))
     return built
+
+
+def load_models(models_dir: Path | str) -> tuple[ModelSet | None, str | None]:
+    """The champion models under `models_dir` as one set, or (None, why there are none): a
+    service or a command without trained models still scores by the rules."""
+    from scoring.bundle import load_bundles
+
+    try:
+        bundles = load_bundles(models_dir)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        return None, f"probabilities unavailable: {exc}"
+    models = model_set(bundles)
+    if models is None:
+        return None, "probabilities unavailable: no churn/expansion models"
+    return models, None

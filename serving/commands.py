@@ -8,7 +8,6 @@ Settings built in healthscore/cli.py's callback.
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Annotated
 
 import typer
@@ -20,7 +19,7 @@ from scoring.cli_support import (
     StoreUrl,
     Warehouse,
     open_warehouse,
-    rules_of,
+    scorer_of,
     settings_of,
 )
 
@@ -33,38 +32,45 @@ def register(app: typer.Typer) -> None:
 
 def score(
     ctx: typer.Context,
-    as_of: AsOf,
+    as_of: AsOf = None,
     warehouse: Warehouse = None,
     store_url: StoreUrl = None,
     rules_file: RulesFile = None,
 ) -> None:
-    """Score every active account as of a date and write the scores to the store."""
+    """The daily job: score every active account and write the scores, events and alerts.
+
+    With no `--as-of` it scores as of the warehouse's today (`features.contract.warehouse.today`),
+    so cron needs no date arithmetic; the date used is printed first."""
     from rich.console import Console
     from rich.table import Table
 
-    from scoring.batch import score_accounts
+    from features.contract.warehouse import today
+    from scoring.pipeline import score_accounts
+    from serving.events import record_daily
     from serving.store import open_store
 
     settings = settings_of(ctx)
-    rules = rules_of(settings, rules_file)
+    scorer = scorer_of(settings, rules_file)
+    rules = scorer.rules
     con = open_warehouse(settings, warehouse)
+    when = as_of.date() if as_of else today(con)
     console = Console()
+    console.print(f"as of {when}" + ("" if as_of else " (the warehouse's today)"))
     with open_store(store_url or settings.paths.store_url) as store:
-        with progress_bar(f"score {as_of.date()}") as report:
-            scored, _ = score_accounts(con, as_of.date(), rules, settings.features, store=store,
-                                       progress=report)
+        with progress_bar(f"score {when}") as report:
+            frame = score_accounts(con, None, when, scorer, history=store, progress=report)
+            scored = frame.scores
             report("writing", 0.0)
             # Through the service's outbox: the daily job fires the same events and alerts as
             # the API, in the same transaction as the scores, and a re-run adds none twice.
-            from serving.events import record_daily
-
             if len(scored):
-                record_daily(store.engine, scored, rules, settings.serving)
+                record_daily(store.engine, scored, rules, settings.serving,
+                             churn=frame.longest("churn"))
             written = len(scored)
             report("writing", 1.0)
     con.close()
 
-    table = Table(title=f"Health scores as of {as_of.date()} ({written} accounts, "
+    table = Table(title=f"Health scores as of {when} ({written} accounts, "
                         f"config {rules.config_version})")
     for col in ("band", "accounts", "share", "mean score", "with flags"):
         table.add_column(col, justify="left" if col == "band" else "right")
@@ -88,35 +94,32 @@ def score(
 def summary(
     ctx: typer.Context,
     account_id: Annotated[str, typer.Argument(help="Account to summarise.")],
-    as_of: Annotated[datetime | None, typer.Option(
-        "--as-of", formats=["%Y-%m-%d"],
-        help="As-of date [default: the account's latest stored score, else the end of the "
-        "data (today for live data)].")] = None,
+    as_of: AsOf = None,
     warehouse: Warehouse = None,
     store_url: StoreUrl = None,
     rules_file: RulesFile = None,
 ) -> None:
     """Print one account's health summary (Markdown): score, risk flags, factors, inputs."""
-    from features.contract.warehouse import connected_tables, today
-    from scoring.batch import score_accounts
+    from features.contract.warehouse import connected_tables
     from scoring.health import health_summary
+    from scoring.pipeline import UnknownAccount, score_accounts
     from serving.store import open_store
 
     settings = settings_of(ctx)
-    rules = rules_of(settings, rules_file)
+    scorer = scorer_of(settings, rules_file, models=False)
     con = open_warehouse(settings, warehouse)
-    found = con.execute("select name from accounts where account_id = ?",
-                        [account_id]).fetchone()
-    if found is None:
-        raise typer.BadParameter(f"no account {account_id!r} in the warehouse",
-                                 param_hint="ACCOUNT_ID")
     with open_store(store_url or settings.paths.store_url) as store:
-        when: date = as_of.date() if as_of else (store.latest_date(account_id)
-                                                 or today(con))
-        scored, feats = score_accounts(con, when, rules, settings.features,
-                                       account_ids=[account_id], store=store,
-                                       include_inactive=True)
-    text = health_summary(scored.iloc[0], feats.iloc[0], connected_tables(con), rules,
-                          name=found[0] or account_id)
+        try:
+            frame = score_accounts(con, [account_id], as_of.date() if as_of else None, scorer,
+                                   history=store)
+        except UnknownAccount as exc:
+            raise typer.BadParameter(str(exc), param_hint="ACCOUNT_ID") from None
+    one = frame.account(account_id)
+    if one.status == "not-started":
+        raise typer.BadParameter(f"account {account_id!r} was not yet a customer on "
+                                 f"{frame.as_of}", param_hint="--as-of")
+    text = health_summary(one.score, one.features.iloc[0], connected_tables(con), scorer.rules,
+                          name=one.name or account_id)
     con.close()
     typer.echo(text, nl=False)
+

@@ -4,9 +4,9 @@ Owns assembling the explanation of one account: the rules score with each dimens
 the composite, the six models' probabilities (calibrated, monotone across horizons) with their
 exact TreeSHAP factors (serving/factors.py), risk flags with action hints, missing data and what
 it would add, what-if suggestions (serving/whatif.py), peer benchmarks (serving/peers.py) and the
-agreement check between the rules band and the model. One call builds the features once and one
-model matrix per input encoding; the service passes its already-loaded rules, bundles, peer table
-and warehouse connection. Scoring logic lives in serving/health, wording in wording.yaml; this
+agreement check between the rules band and the model. The account comes scored from the one
+pipeline (`scoring.pipeline.score_accounts`, via `explain_account`); only an active account's
+models are explained. Scoring logic lives in `scoring.health`, wording in wording.yaml; this
 module only combines them.
 """
 
@@ -22,15 +22,25 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.registry import FEATURES_BY_NAME, feature
+from features.registry import FEATURES_BY_NAME
 from features.settings import FeatureConfig
-from scoring.bundle import Bundle
 from scoring.health.profiles import Profile, Rules
 from scoring.health.scoring import score_frame
 from scoring.health.summary import SOURCE_ORDER
 from scoring.health.wording import Wording
 from scoring.model_set import ModelSet, model_set
-from serving.explain_schema import (
+from scoring.pipeline import (
+    NOT_STARTED,
+    ScoredAccount,
+    ScoreHistory,
+    Scorer,
+    UnknownAccount,
+    score_accounts,
+)
+from serving.explain_words import ExplainWords, load_explain_words, parse_explain_words
+from serving.factors import explain_model
+from serving.peers import ALL, PeerGroup, PeerTable, load_peer_table
+from serving.schemas.explanation import (
     Agreement,
     DimensionScore,
     HealthAnalysis,
@@ -40,9 +50,6 @@ from serving.explain_schema import (
     RiskFlag,
     WhatIf,
 )
-from serving.explain_words import ExplainWords, load_explain_words, parse_explain_words
-from serving.factors import EPSILON, explain_model
-from serving.peers import ALL, PeerGroup, PeerTable, load_peer_table
 from serving.settings import ServingConfig
 from serving.whatif import (
     MAX_CANDIDATES,
@@ -310,60 +317,34 @@ def analyze_features(
     )
 
 
-def build_account_row(con: duckdb.DuckDBPyConnection, account_id: str, as_of: Any,
-                      feature_cfg: FeatureConfig) -> pd.DataFrame:
-    """One account's features as of a date (inactive or churned accounts too), with its churn
-    date so a churned account gets status `churned`."""
-    from scoring.batch import churn_dates
-
-    row = _features_row(con, account_id, as_of, feature_cfg)
-    row["churned_at"] = churn_dates(con, [str(account_id)]).to_numpy()
-    return row
-
-
-def _features_row(con: duckdb.DuckDBPyConnection, account_id: str, as_of: Any,
-                  feature_cfg: FeatureConfig) -> pd.DataFrame:
-    from features.build import EntityError, build_features
-
-    when = pd.Timestamp(as_of).normalize()
-    entities = pd.DataFrame({"account_id": [str(account_id)],
-                             "as_of": pd.to_datetime([when]).astype("datetime64[us]")})
-    try:
-        return build_features(con, entities, feature_cfg)
-    except EntityError as exc:
-        raise AnalysisError(f"account {account_id!r}: {exc}") from None
-
-
-def account_name(con: duckdb.DuckDBPyConnection, account_id: str, as_of: Any = None
-                 ) -> str | None:
-    """The account's display name; an AnalysisError when it is unknown, or not yet a customer
-    at `as_of` (created on or after it: there is nothing to explain)."""
-    return _account_facts(con, account_id, as_of, frozenset())[0]
-
-
-def _account_facts(con: duckdb.DuckDBPyConnection, account_id: str, as_of: Any,
-                   connected: frozenset[str]) -> tuple[str | None, pd.Timestamp]:
-    """`account_name`, and the account's first churn date (NaT: none, or churn not in
-    `connected`) read in the same statement: each statement costs DuckDB ~1-2 ms."""
-    # The account as a parameter of both lookups: a correlated subquery costs twice as much.
-    churn = ("(select min(churned_at) from churn_events where account_id = $id)"
-             if "churn_events" in connected else "null")
-    rows = con.execute(f"select name, created_at, {churn} from accounts "
-                       "where account_id = $id", {"id": str(account_id)}).fetchall()
-    found = rows[0] if rows else None
-    if found is None:
-        raise AnalysisError(f"no account {account_id!r} in the warehouse")
-    if as_of is not None and found[1] is not None and \
-            pd.Timestamp(found[1]) >= pd.Timestamp(as_of).normalize():
-        raise AnalysisError(f"account {account_id!r} was created on {found[1]:%Y-%m-%d}, not "
-                            f"before the as-of date {pd.Timestamp(as_of):%Y-%m-%d}")
-    churned_at = pd.NaT if found[2] is None else pd.Timestamp(found[2])
-    return (None if found[0] is None else str(found[0])), churned_at
+def explain_account(
+    account: ScoredAccount,
+    rules: Rules,
+    bundles: Bundles,
+    *,
+    peers: PeerTable | None = None,
+    cfg: ServingConfig | None = None,
+    wording: Wording | None = None,
+    max_candidates: int = MAX_CANDIDATES,
+) -> HealthAnalysis:
+    """Explain one account the scoring pipeline scored (`scoring.pipeline.score_accounts`): its
+    score row with the trend, and, only when it is active, the models' probabilities with their
+    factors and what-if suggestions. A churned account gets its status and no probability."""
+    if account.status == NOT_STARTED:
+        created = pd.Timestamp(account.score["created_at"])
+        raise AnalysisError(f"account {account.account_id!r} was created on {created:%Y-%m-%d}, "
+                            f"not before the as-of date {account.as_of}: nothing to explain")
+    analysis = analyze_features(account.features, account.connected, rules,
+                                bundles if account.active else None, peers=peers, cfg=cfg,
+                                scored=account.score, name=account.name, wording=wording,
+                                max_candidates=max_candidates)
+    return analysis.model_copy(update={"account_status": account.status,
+                                       "probabilities_note": account.probabilities_note})
 
 
 def analyze(
     account_id: str,
-    as_of: date | str | pd.Timestamp,
+    as_of: date | str | pd.Timestamp | None,
     con: duckdb.DuckDBPyConnection,
     rules: Rules,
     bundles: Bundles,
@@ -372,61 +353,28 @@ def analyze(
     load_peers: bool = True,
     cfg: ServingConfig | None = None,
     feature_cfg: FeatureConfig | None = None,
-    previous: pd.DataFrame | None = None,
+    history: ScoreHistory | None = None,
     wording: Wording | None = None,
     max_candidates: int = MAX_CANDIDATES,
 ) -> HealthAnalysis:
-    """Explain one account of the warehouse as of a date.
+    """Explain one account of the warehouse as of a date (None: the warehouse's today).
 
     Pass the service's loaded rules, bundles (load_bundles' dict, or a ModelSet) and, ideally,
     its peer table; without one the peer table of `as_of` is built once and cached
-    (`load_peers=False` skips peers: no benchmarks, agreement unknown). `previous` holds earlier
-    scores for the trend (see score_frame).
+    (`load_peers=False` skips peers: no benchmarks, agreement unknown). `history` is the score
+    store the trend's previous score is read from.
     """
-    from features.contract.warehouse import connected_tables
-
-    feature_cfg = feature_cfg or FeatureConfig()
-    connected = connected_tables(con)
-    name, churned_at = _account_facts(con, account_id, as_of, connected)
-    row = _features_row(con, account_id, as_of, feature_cfg)
-    row["churned_at"] = pd.Series([churned_at], dtype="datetime64[us]").to_numpy()
-    if peers is None and load_peers:
-        peers = load_peer_table(con, as_of, rules, _as_bundles(bundles), feature_cfg)
-    return analyze_features(row, connected, rules, bundles, peers=peers, cfg=cfg,
-                            previous=previous, name=name, wording=wording,
-                            max_candidates=max_candidates)
-
-
-def _as_bundles(bundles: Bundles) -> Mapping[str, Bundle] | None:
-    models = model_set(bundles)
-    return None if models is None else {e.label: e.bundle for e in models.entries}
-
-
-def model_factors(features: pd.DataFrame, bundles: Bundles, top_k: int = 5
-                  ) -> dict[str, list[dict[str, Any]]]:
-    """Per model label, one account's top features by |exact TreeSHAP contribution| (log-odds),
-    as plain dicts (feature, dimension, value, contribution, direction): the service's seam.
-    The full explanation in words is `analyze_features`."""
-    if len(features) != 1:
-        raise AnalysisError(f"model_factors takes one account's features row, got "
-                            f"{len(features)} rows")
-    models = model_set(bundles)
-    if models is None:
-        return {}
-    values = {k: v for k, v in features.reset_index(drop=True).iloc[0].items()}
-    contribs = models.contributions(models.row_matrices(values))
-    out: dict[str, list[dict[str, Any]]] = {}
-    for e in models.entries:
-        names = models.encodings[e.encoding].features
-        c = contribs[e.label][0, :-1]
-        order = [j for j in np.argsort(-np.abs(c), kind="stable") if abs(c[j]) >= EPSILON]
-        out[e.label] = [{
-            "feature": names[j], "dimension": feature(names[j]).dimension,
-            "value": _float(values.get(names[j])) if names[j] not in e.bundle.categories
-            else None,
-            "contribution": float(c[j]), "direction": "raises" if c[j] > 0 else "lowers",
-        } for j in order[:top_k]]
-    return out
+    scorer = Scorer(rules=rules, features=feature_cfg or FeatureConfig(),
+                    models=model_set(bundles))
+    try:
+        frame = score_accounts(con, [account_id], as_of, scorer, history=history)
+    except UnknownAccount as exc:
+        raise AnalysisError(str(exc)) from None
+    account = frame.account(account_id)
+    if peers is None and load_peers and account.status != NOT_STARTED:
+        peers = load_peer_table(con, frame.as_of, scorer)
+    return explain_account(account, rules, scorer.models, peers=peers, cfg=cfg, wording=wording,
+                           max_candidates=max_candidates)
 
 
 def what_if(

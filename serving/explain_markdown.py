@@ -16,8 +16,8 @@ direction, never probability points. Pure: renders a HealthAnalysis, computes no
 
 from __future__ import annotations
 
-from serving.explain_schema import Factor, HealthAnalysis, ModelExplanation
 from serving.explain_words import ExplainWords, load_explain_words
+from serving.schemas.explanation import Factor, HealthAnalysis, ModelExplanation
 
 
 def _heading(words: ExplainWords, key: str) -> str:

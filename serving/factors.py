@@ -19,9 +19,9 @@ import numpy as np
 from features.registry import feature
 from scoring.health.wording import fill
 from scoring.model_set import ModelEntry
-from serving.explain_schema import DimensionEffect, Factor, ModelExplanation
 from serving.explain_words import ExplainWords
 from serving.peers import PeerGroup
+from serving.schemas.explanation import DimensionEffect, Factor, ModelExplanation
 
 EPSILON = 1e-9
 """Contributions smaller than this (in log-odds) are no factor at all."""

@@ -15,20 +15,18 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
+from cachetools import LRUCache
 
 from features.registry import FEATURES
-from features.settings import FeatureConfig
-from scoring.bundle import Bundle
-from scoring.health.profiles import Rules
-from scoring.health.scoring import DIMENSION_COLUMNS, score_frame
-from scoring.model_set import model_set
+from scoring.health.scoring import DIMENSION_COLUMNS
+from scoring.pipeline import ScoredFrame, Scorer, score_accounts
 
 log = logging.getLogger(__name__)
 
@@ -139,20 +137,16 @@ def build_peer_table(
     return PeerTable(as_of=when, groups=groups, min_size=min_size, models=labels)
 
 
-def population_probabilities(bundles: Mapping[str, Bundle], features: pd.DataFrame
-                             ) -> pd.DataFrame:
-    """Every model's calibrated probability per row, monotone across each target's horizons."""
-    models = model_set(bundles)
-    if models is None or features.empty:
-        return pd.DataFrame(index=features.index)
-    probs = models.probabilities(models.matrices(features))
-    return pd.DataFrame(probs, index=features.index)
+def peers_of(frame: ScoredFrame, *, min_size: int = MIN_PEERS) -> PeerTable:
+    """The peer table of a scored portfolio (the accounts of `score_accounts(..., None, ...)`)."""
+    probs = frame.probabilities
+    return build_peer_table(frame.features, frame.scores, probs if len(probs.columns) else None,
+                            as_of=frame.as_of, min_size=min_size)
 
 
-# (warehouse file, mtime, as_of, rules version, model ids) -> table; few entries, process-wide.
-_CACHE: dict[tuple[Any, ...], tuple[PeerTable, tuple[Any, ...]]] = {}
+# (warehouse file, mtime, as_of, rules version, model ids) -> table; few tables, process-wide.
+_CACHE: LRUCache[tuple[Any, ...], tuple[PeerTable, Any]] = LRUCache(maxsize=4)
 _LOCK = threading.Lock()
-_CACHE_SIZE = 4
 
 
 def _warehouse_key(con: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
@@ -177,51 +171,27 @@ def clear_peer_cache() -> None:
 def load_peer_table(
     con: duckdb.DuckDBPyConnection,
     as_of: Any,
-    rules: Rules,
-    bundles: Mapping[str, Bundle] | None,
-    feature_cfg: FeatureConfig,
+    scorer: Scorer,
     *,
     min_size: int = MIN_PEERS,
     progress: Callable[[str, float], None] | None = None,
 ) -> PeerTable:
-    """The peer table of the accounts active at `as_of` (cached: built once per warehouse file,
-    date, rules version and set of models). `progress(step, fraction)` reports the build."""
-    from features.contract.warehouse import connected_tables
-    from features.entities import build_entities
-    from scoring.batch import build_account_features
-
+    """The peer table of the accounts active at `as_of`, scored by the one pipeline (cached: built
+    once per warehouse file, date, rules version and set of models). `progress(step, fraction)`
+    reports the build."""
     when = pd.Timestamp(as_of).normalize()
-    refs = tuple(sorted((bundles or {}).items()))
-    key = (_warehouse_key(con), when, rules.config_version,
-           tuple((k, id(b)) for k, b in refs), min_size)
+    models = scorer.models
+    key = (_warehouse_key(con), when, scorer.rules.config_version,
+           id(models) if models is not None else None, min_size)
     with _LOCK:
         hit = _CACHE.get(key)
     if hit is not None:
         return hit[0]
-    report = progress or (lambda _step, _done: None)
-    report("accounts", 0.0)
-    entities = build_entities(con, [when])
-    connected = connected_tables(con)
-    report("accounts", 1.0)
-    if entities.empty:
-        feats = pd.DataFrame({"account_id": pd.Series([], dtype=str)})
-        table = build_peer_table(feats, as_of=when, min_size=min_size)
-    else:
-        feats = build_account_features(con, entities, feature_cfg, chunk=2_000,
-                                       progress=progress)
-        report("scores", 0.0)
-        scored = score_frame(feats, connected, rules)
-        report("scores", 1.0)
-        report("models", 0.0)
-        probs = population_probabilities(bundles or {}, feats)
-        report("models", 1.0)
-        table = build_peer_table(feats, scored, probs if len(probs.columns) else None,
-                                 as_of=when, min_size=min_size)
+    frame = score_accounts(con, None, when, scorer, trend=False, progress=progress)
+    table = peers_of(frame, min_size=min_size)
     log.info("peer table as of %s: %d accounts in %d segments", when.date(), table.size,
              len(table.groups) - 1)
     with _LOCK:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        # Keeping the bundles referenced keeps their ids from being reused by other objects.
-        _CACHE[key] = (table, refs)
+        # Holding the models keeps their id from being reused while the entry lives.
+        _CACHE[key] = (table, models)
     return table

@@ -1,11 +1,10 @@
 """Commands of the service: `healthscore serve` and `healthscore keys create|list|revoke`.
 
-`serve` becomes `bentoml serve healthscore.service:HealthScoreService` (exec, same PID) with the host
-and port of the settings (or the options), BENTOML_HOME inside the project, tracking off, and the
-`--config` file passed on through HEALTHSCORE_CONFIG so the service builds the same settings.
+`serve` becomes `bentoml serve healthscore.service:HealthScoreService` (exec, same PID) with the
+host and port of the settings (or the options), BENTOML_HOME inside the project, tracking off, and
+the `--config` file passed on through HEALTHSCORE_CONFIG so the service builds the same settings.
 `keys` mints, lists and revokes API keys in the store (a key is printed once; only its hash is
-kept). Option parsing and output only; `ctx.obj` is the Settings built in healthscore/cli.py's
-callback.
+kept). Option parsing and output only; `ctx.obj` is the Settings the root command built.
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ from features.registry import FEATURES, feature
 from scoring.health.profiles import Rules
 from scoring.health.scoring import score_frame
 from scoring.model_set import ModelSet
-from serving.explain_schema import WhatIf
 from serving.explain_words import ExplainWords
 from serving.peers import PeerGroup
+from serving.schemas.explanation import WhatIf
 
 MAX_CANDIDATES = 20
 MIN_GAIN = 0.005

@@ -146,12 +146,13 @@ def world_for(tmp_path_factory: pytest.TempPathFactory) -> ExplainWorld:
 def population_of(world: ExplainWorld) -> Population:
     """Every account active at AS_OF (built once per process; the connection stays open,
     read-only, for the session)."""
-    from features.contract.warehouse import connected_tables
-    from features.entities import build_entities
-    from scoring.batch import build_account_features
-    from serving.peers import load_peer_table
+    from scoring.model_set import model_set
+    from scoring.pipeline import Scorer, score_accounts
+    from serving.peers import peers_of
 
     con = world.connect()
-    feats = build_account_features(con, build_entities(con, [AS_OF]), world.feature_cfg)
-    peers = load_peer_table(con, AS_OF, world.rules, world.bundles, world.feature_cfg)
-    return Population(con, feats, connected_tables(con), peers)
+    scorer = Scorer(rules=world.rules, features=world.feature_cfg,
+                    models=model_set(world.bundles))
+    frame = score_accounts(con, None, AS_OF, scorer, trend=False)
+    return Population(con, frame.features.drop(columns="churned_at", errors="ignore"),
+                      frame.connected, peers_of(frame))

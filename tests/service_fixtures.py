@@ -168,10 +168,10 @@ def service_client(root: Path, store_url: str, **serving: Any) -> Iterator[Any]:
                 os.environ[k] = v
 
 
-def engine_of_client() -> Any:
+def state_of_client() -> Any:
     from serving.app import app
 
-    return app.state.engine
+    return app.state.service
 
 
 # --- a local webhook receiver ---------------------------------------------------------------------

@@ -20,3 +20,9 @@ def test_the_import_contracts_are_kept() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 broken" in done.stdout
 
+
+
+def test_no_serving_module_is_longer_than_one_sitting() -> None:
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "serving").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"split these by what they serve: {long}"

@@ -89,7 +89,7 @@ def test_the_bearer_header_works_too(client, keys):
 def test_keys_are_stored_hashed_and_shown_once(client, keys):
     from serving.app import app
 
-    with Session(app.state.engine.db) as s:
+    with Session(app.state.service.db) as s:
         rows = s.scalars(select(ApiKey)).all()
     stored = {r.key_hash for r in rows}
     assert hash_key(keys["reader"]) in stored

@@ -15,10 +15,10 @@ from features.registry import FEATURES, feature
 from scoring.health.profiles import RulesError
 from scoring.health.wording import load_wording, parse_wording
 from scoring.model_set import model_set
-from serving.explain import AnalysisError, analyze, analyze_features, model_factors
+from serving.explain import AnalysisError, analyze, analyze_features
 from serving.explain_markdown import analysis_markdown
-from serving.explain_schema import HealthAnalysis
 from serving.peers import build_peer_table
+from serving.schemas.explanation import HealthAnalysis
 
 pytestmark = pytest.mark.slow
 
@@ -397,20 +397,3 @@ def test_an_account_that_is_not_a_customer_yet_is_refused(explain_world, populat
                 feature_cfg=explain_world.feature_cfg)
 
 
-def test_model_factors_is_the_services_one_call_seam(explain_world, population):
-    grouped: dict[str, dict[int, object]] = {}
-    for b in explain_world.bundles.values():
-        grouped.setdefault(b.metadata["target"], {})[b.metadata["horizon"]] = b
-    account = population.pick()
-    got = model_factors(population.row(account), grouped, top_k=4)
-    assert set(got) == set(explain_world.bundles)
-    analysis = explain(population, account, world=explain_world)
-    for label, factors in got.items():
-        m = analysis.model(label)
-        every = m.positive + m.negative + m.missing + m.profile
-        assert 1 <= len(factors) <= 4
-        assert set(factors[0]) == {"feature", "dimension", "value", "contribution", "direction"}
-        strongest = max(every, key=lambda f: abs(f.contribution))
-        assert factors[0]["feature"] == strongest.feature
-        assert [f["contribution"] for f in factors] == sorted(
-            (f["contribution"] for f in factors), key=abs, reverse=True)

@@ -10,7 +10,7 @@ import yaml
 from explain_fixtures import AS_OF, population_of, world_for
 from typer.testing import CliRunner
 
-from serving.explain_schema import HealthAnalysis
+from serving.schemas.explanation import HealthAnalysis
 
 pytestmark = pytest.mark.slow
 

@@ -127,14 +127,15 @@ def test_rerunning_score_for_a_date_replaces_it(world, store_url):
 
 def test_stored_and_recomputed_previous_scores_agree(world, store_url):
     """The trend reads the store when it holds T-7; recomputing T-7 gives the same answer."""
-    from scoring.batch import score_accounts
+    from scoring.pipeline import Scorer, score_accounts
     from serving.store import open_store
 
     with open_store(store_url) as s:
         from_store = s.load_scores(SCORE_DATE).set_index("account_id").sort_index()
         week_before = s.load_scores("2025-05-25").set_index("account_id")
     con = duckdb.connect(str(world), read_only=True)
-    recomputed, _ = score_accounts(con, SCORE_DATE, load_rules(), load_settings().features)
+    scorer = Scorer(rules=load_rules(), features=load_settings().features)
+    recomputed = score_accounts(con, None, SCORE_DATE, scorer).scores
     con.close()
     recomputed = recomputed.set_index("account_id").sort_index()
     assert from_store["previous_score"].to_numpy() == pytest.approx(

@@ -33,20 +33,20 @@ def client(request, world_root, tmp_path_factory):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def engine(client):
+def state(client):
     from serving.app import app
 
-    return app.state.engine
+    return app.state.service
 
 
-def events_of(engine, account_id: str) -> list[str]:
-    with Session(engine.db) as s:
+def events_of(state, account_id: str) -> list[str]:
+    with Session(state.db) as s:
         return list(s.scalars(select(Event.type).where(Event.account_id == account_id)
                               .order_by(Event.id)))
 
 
-def stored(engine, account_id: str) -> list[tuple]:
-    with Session(engine.db) as s:
+def stored(state, account_id: str) -> list[tuple]:
+    with Session(state.db) as s:
         return s.execute(select(HealthScoreRecord.as_of, HealthScoreRecord.score,
                                 HealthScoreRecord.config_version)
                          .where(HealthScoreRecord.account_id == account_id)).all()
@@ -68,7 +68,7 @@ def account_rows(world_root, account_id: str, new_id: str) -> dict[str, list[dic
 
 # --- calculate ------------------------------------------------------------------------------------
 
-def test_calculate_returns_the_full_health_score_of_a_warehouse_account(client, engine):
+def test_calculate_returns_the_full_health_score_of_a_warehouse_account(client, state):
     r = client.post("/v1/calculate", json={"accountId": "A00010"})
     assert r.status_code == 200, r.text
     hs = r.json()
@@ -84,14 +84,14 @@ def test_calculate_returns_the_full_health_score_of_a_warehouse_account(client, 
     assert hs["churnRisk"] == pytest.approx(100 * hs["probabilities"]["churn_90d"], abs=0.01)
     assert hs["expansionOpportunity"] == pytest.approx(
         100 * hs["probabilities"]["expansion_90d"], abs=0.01)
-    assert hs["metadata"]["configVersion"] == engine.rules.config_version
-    assert hs["metadata"]["asOf"] == str(engine.default_as_of)
+    assert hs["metadata"]["configVersion"] == state.rules.config_version
+    assert hs["metadata"]["asOf"] == str(state.default_as_of)
     assert hs["daysSinceActive"] is not None and hs["lastActive"]
     assert hs["calculated"]
     # Stored once, with the rules version it used, and the `calculated` event fired with it.
-    assert stored(engine, "A00010") == [(engine.default_as_of, pytest.approx(hs["score"]),
-                                         engine.rules.config_version)]
-    assert "calculated" in events_of(engine, "A00010")
+    assert stored(state, "A00010") == [(state.default_as_of, pytest.approx(hs["score"]),
+                                         state.rules.config_version)]
+    assert "calculated" in events_of(state, "A00010")
 
 
 def test_calculate_is_the_batch_scoring_function(client, world_root):  # noqa: F811
@@ -111,18 +111,18 @@ def test_calculate_is_the_batch_scoring_function(client, world_root):  # noqa: F
     assert got["grade"] == want["grade"].iloc[0]
 
 
-def test_calculate_twice_stores_once_and_fires_calculated_once(client, engine):
+def test_calculate_twice_stores_once_and_fires_calculated_once(client, state):
     client.post("/v1/calculate", json={"accountId": "A00012"})
     client.post("/v1/calculate", json={"accountId": "A00012"})
-    assert len(stored(engine, "A00012")) == 1
-    assert events_of(engine, "A00012").count("calculated") == 1
+    assert len(stored(state, "A00012")) == 1
+    assert events_of(state, "A00012").count("calculated") == 1
 
 
-def test_recalculate_rebuilds_and_stores_again(client, engine):
+def test_recalculate_rebuilds_and_stores_again(client, state):
     a = client.post("/v1/calculate", json={"accountId": "A00013"}).json()
     b = client.post("/v1/recalculate", json={"accountId": "A00013"}).json()
     assert b["automaticScore"] == pytest.approx(a["automaticScore"])
-    assert events_of(engine, "A00013").count("calculated") == 2
+    assert events_of(state, "A00013").count("calculated") == 2
 
 
 def test_an_unknown_account_is_404(client):
@@ -145,9 +145,9 @@ def test_a_malformed_payload_is_422_naming_the_field(client, body, field):
 
 
 def test_an_unknown_account_is_scored_from_its_raw_activity_like_the_warehouse_would(
-        client, engine, world_root):  # noqa: F811
+        client, state, world_root):  # noqa: F811
     payload = account_rows(world_root, "A00014", "NEWCO-14")
-    as_of = str(engine.default_as_of)
+    as_of = str(state.default_as_of)
     fresh = client.post("/v1/calculate", json={"accountId": "NEWCO-14", "asOf": as_of,
                                                "activity": payload})
     assert fresh.status_code == 200, fresh.text
@@ -158,7 +158,7 @@ def test_an_unknown_account_is_scored_from_its_raw_activity_like_the_warehouse_w
 
 
 def test_a_bad_activity_row_is_422_naming_table_row_and_column_and_writes_nothing(
-        client, engine, world_root):  # noqa: F811
+        client, state, world_root):  # noqa: F811
     payload = account_rows(world_root, "A00015", "NEWCO-15")
     payload["usage_events"][3]["ts"] = "not a time"
     r = client.post("/v1/calculate", json={"accountId": "NEWCO-15", "activity": payload})
@@ -167,7 +167,7 @@ def test_a_bad_activity_row_is_422_naming_table_row_and_column_and_writes_nothin
     del payload["usage_events"][3]["ts"]
     r = client.post("/v1/calculate", json={"accountId": "NEWCO-15", "activity": payload})
     assert r.json()["detail"][0]["loc"] == ["body", "activity", "usage_events", 3, "ts"]
-    assert stored(engine, "NEWCO-15") == [] and events_of(engine, "NEWCO-15") == []
+    assert stored(state, "NEWCO-15") == [] and events_of(state, "NEWCO-15") == []
 
 
 # --- predict / analyze / summary ------------------------------------------------------------------
@@ -182,17 +182,21 @@ def test_predict_gives_monotone_probabilities_and_a_trajectory(client):
     assert all(0 <= v <= 100 for v in p["trajectory"].values())
 
 
-def test_analyze_returns_score_prediction_and_factors(client):
-    a = client.post("/v1/analyze", json={"accountId": "A00016", "topK": 3}).json()
-    assert a["healthScore"]["id"] == "A00016"
+def test_analyze_returns_score_prediction_and_the_one_explanation(client, state):
+    account = state.portfolio.account_ids[16]
+    a = client.post("/v1/analyze", json={"accountId": account, "topK": 3}).json()
+    assert a["healthScore"]["id"] == account and a["healthScore"]["accountStatus"] == "active"
     assert len(a["ruleFactors"]) == 3
-    # serving.explain.model_factors when it exists (every model), else TreeSHAP of the 90-day
-    # models here: either way the longest horizons are explained, top-k by |contribution|.
-    assert {"churn_90d", "expansion_90d"} <= set(a["modelFactors"])
-    assert a["explainer"] in ("serving.explain", "treeshap")
-    assert all(0 < len(v) <= 3 for v in a["modelFactors"].values())
-    contribs = [abs(f["contribution"]) for f in a["modelFactors"]["churn_90d"]]
-    assert contribs == sorted(contribs, reverse=True)
+    # The same document as `healthscore explain --format json`: every model, its factors in
+    # log-odds, strongest first, at most topK a side.
+    explanation = a["explanation"]
+    assert explanation["account_id"] == account
+    assert {m["label"] for m in explanation["models"]} == set(state.labels)
+    for m in explanation["models"]:
+        for side in ("positive", "negative"):
+            contribs = [abs(f["contribution"]) for f in m[side]]
+            assert len(contribs) <= 3 and contribs == sorted(contribs, reverse=True)
+    assert explanation["probabilities"] == pytest.approx(a["prediction"]["probabilities"])
 
 
 def test_summary_is_markdown(client):
@@ -204,7 +208,7 @@ def test_summary_is_markdown(client):
 
 # --- overrides ------------------------------------------------------------------------------------
 
-def test_update_sets_a_manual_score_and_keeps_the_automatic_one(client, engine):
+def test_update_sets_a_manual_score_and_keeps_the_automatic_one(client, state):
     auto = client.post("/v1/calculate", json={"accountId": "A00020"}).json()["automaticScore"]
     expires = (datetime.now(UTC) + timedelta(days=30)).isoformat()
     r = client.post("/v1/update", json={"accountId": "A00020", "score": 12.5, "reason":
@@ -219,8 +223,8 @@ def test_update_sets_a_manual_score_and_keeps_the_automatic_one(client, engine):
     assert again["score"] == 12.5
     hist = client.get("/v1/accounts/A00020/history").json()
     assert hist["overrides"][0]["author"] == "ana"
-    assert "updated" in events_of(engine, "A00020")
-    with Session(engine.db) as s:
+    assert "updated" in events_of(state, "A00020")
+    with Session(state.db) as s:
         assert s.scalar(select(func.count()).select_from(AuditEntry).where(
             AuditEntry.action == "score.override", AuditEntry.target == "A00020")) == 1
 
@@ -237,8 +241,8 @@ def test_an_override_in_the_past_or_out_of_range_is_refused(client):
 
 # --- rules versions (run late in the module: they change every later score) --------------------
 
-def test_z_set_weights_creates_a_version_that_later_scores_record(client, engine):
-    before = engine.rules.config_version
+def test_z_set_weights_creates_a_version_that_later_scores_record(client, state):
+    before = state.rules.config_version
     old = client.post("/v1/calculate", json={"accountId": "A00030"}).json()
     r = client.post("/v1/setWeights", json={"weights": {"support": 60}, "reason": "test"})
     assert r.status_code == 200, r.text
@@ -248,14 +252,14 @@ def test_z_set_weights_creates_a_version_that_later_scores_record(client, engine
     assert new["metadata"]["configVersion"] == version
     assert new["weights"]["support"] == 60
     assert new["automaticScore"] != pytest.approx(old["automaticScore"])
-    assert (engine.default_as_of, pytest.approx(new["automaticScore"]), version) in \
-        stored(engine, "A00030")
+    assert (state.default_as_of, pytest.approx(new["automaticScore"]), version) in \
+        stored(state, "A00030")
     versions = client.get("/v1/config/versions").json()
     assert versions[0]["version"] == version and versions[0]["change"] == "weights"
 
 
-def test_z_invalid_weights_are_refused_and_change_nothing(client, engine):
-    with Session(engine.db) as s:
+def test_z_invalid_weights_are_refused_and_change_nothing(client, state):
+    with Session(state.db) as s:
         n = s.scalar(select(func.count()).select_from(ConfigVersion))
     zero = dict.fromkeys(("engagement", "adoption", "usage", "support", "satisfaction",
                           "value", "relationship"), 0)
@@ -264,11 +268,11 @@ def test_z_invalid_weights_are_refused_and_change_nothing(client, engine):
     assert client.post("/v1/setWeights", json={"weights": {"vibes": 3}}).status_code == 422
     assert client.post("/v1/setWeights", json={"weights": {"support": 1},
                                                "profile": "nope"}).status_code == 404
-    with Session(engine.db) as s:
+    with Session(state.db) as s:
         assert s.scalar(select(func.count()).select_from(ConfigVersion)) == n
 
 
-def test_z_set_thresholds_versions_status_cuts_and_flags(client, engine):
+def test_z_set_thresholds_versions_status_cuts_and_flags(client, state):
     r = client.post("/v1/setThresholds", json={"status": {"healthy_min": 95,
                                                           "at_risk_min": 90},
                                                "flags": {"usage_drop":
@@ -286,7 +290,7 @@ def test_z_set_thresholds_versions_status_cuts_and_flags(client, engine):
 
 # --- alerts ---------------------------------------------------------------------------------------
 
-def test_create_and_resolve_an_alert_by_hand(client, engine):
+def test_create_and_resolve_an_alert_by_hand(client, state):
     r = client.post("/v1/createAlert", json={"accountId": "A00040", "message": "call them",
                                              "severity": "high"})
     assert r.status_code == 200, r.text
@@ -301,7 +305,7 @@ def test_create_and_resolve_an_alert_by_hand(client, engine):
     assert client.post("/v1/resolveAlert", json={"alertId": 999999}).status_code == 404
     assert client.post("/v1/createAlert", json={"accountId": "NOPE", "message": "x"}
                        ).status_code == 404
-    kinds = events_of(engine, "A00040")
+    kinds = events_of(state, "A00040")
     assert kinds.count("Alert.created") == 1 and kinds.count("Alert.resolved") == 1
 
 
@@ -318,7 +322,7 @@ def test_compare_segment_against_the_rest(client):
     assert client.post("/v1/compareSegment", json={"value": "martians"}).status_code == 404
 
 
-def test_list_history_export_and_report_read_the_stored_scores(client, engine):
+def test_list_history_export_and_report_read_the_stored_scores(client, state):
     for a in ("A00050", "A00051", "A00052"):
         client.post("/v1/calculate", json={"accountId": a})
     page = client.get("/v1/scores", params={"sort": "score", "order": "desc",
@@ -334,9 +338,9 @@ def test_list_history_export_and_report_read_the_stored_scores(client, engine):
     assert client.get("/v1/scores", params={"pageSize": 0}).status_code == 422
 
     hist = client.get("/v1/accounts/A00050/history").json()
-    assert [s["asOf"] for s in hist["scores"]] == [str(engine.default_as_of)]
+    assert [s["asOf"] for s in hist["scores"]] == [str(state.default_as_of)]
 
-    day = str(engine.default_as_of)
+    day = str(state.default_as_of)
     frames = {}
     for fmt in ("csv", "json", "parquet"):
         r = client.get("/v1/exportScores", params={"format": fmt, "start": day, "end": day})

@@ -11,8 +11,9 @@ import duckdb
 import pytest
 from service_fixtures import settings_for, world_root  # noqa: F401
 
-from serving import api
-from serving.engine import HealthScoreEngine, NotFound
+from serving import schemas, scores
+from serving.errors import NotFound
+from serving.state import ServiceState
 
 
 @pytest.fixture
@@ -28,37 +29,38 @@ def test_without_models_the_rules_score_is_served_and_probabilities_are_explaine
     settings = settings_for(world_root, f"sqlite:///{tmp_path / 's.db'}", precompute=False)
     settings = settings.model_copy(update={"paths": settings.paths.model_copy(
         update={"models_dir": tmp_path / "no-models"})})
-    engine = HealthScoreEngine(settings, start_worker=False)
+    state = ServiceState(settings, start_worker=False)
     try:
-        hs = engine.calculate(api.CalculateRequest(accountId="A00080"))
+        hs = scores.calculate(state, schemas.CalculateRequest(accountId="A00080"))
         assert hs.score is not None and hs.probabilities == {}
         assert hs.churnRisk is None and "probabilities unavailable" in hs.probabilitiesNote
-        p = engine.predict(api.PredictRequest(accountId="A00080"))
+        p = scores.predict(state, schemas.PredictRequest(accountId="A00080"))
         assert not p.available and p.trajectory["30d"] is not None
     finally:
-        engine.close()
+        state.close()
 
 
 def test_a_writer_is_never_locked_out_and_its_changes_are_picked_up(own_world):
     settings = settings_for(own_world, f"sqlite:///{own_world / 's.db'}")
-    engine = HealthScoreEngine(settings, start_worker=False)
+    state = ServiceState(settings, start_worker=False)
     try:
-        generation = engine.snapshot.generation
+        generation = state.snapshot.generation
         with pytest.raises(NotFound):
-            engine.calculate(api.CalculateRequest(accountId="LATECOMER"))
+            scores.calculate(state, schemas.CalculateRequest(accountId="LATECOMER"))
         # The daily ingest opens the warehouse read-write while the service is up.
         con = duckdb.connect(str(own_world / "warehouse.duckdb"))
         con.execute("insert into accounts (account_id, name, segment, created_at) "
                     "select 'LATECOMER', 'Late Ltd', 'smb', timestamp '2024-06-01'")
         # ... and the service keeps answering from its snapshot meanwhile.
-        assert engine.calculate(api.CalculateRequest(accountId="A00081")).score is not None
+        still = scores.calculate(state, schemas.CalculateRequest(accountId="A00081"))
+        assert still.score is not None
         con.close()
-        engine.tick()
-        assert engine.snapshot.generation == generation + 1
-        hs = engine.calculate(api.CalculateRequest(accountId="LATECOMER"))
+        state.tick()
+        assert state.snapshot.generation == generation + 1
+        hs = scores.calculate(state, schemas.CalculateRequest(accountId="LATECOMER"))
         assert hs.customer == "Late Ltd"
     finally:
-        engine.close()
+        state.close()
 
 
 def test_api_requests_are_not_traced_unless_tracing_is_switched_on(monkeypatch):

@@ -268,20 +268,19 @@ def validate_score(
     progress: Progress | None = None,
 ) -> ScoreValidation:
     """Score every active account at each date, label it, and measure."""
-    from features.contract.warehouse import connected_tables
-    from features.entities import build_entities
-    from scoring.batch import build_account_features
-    from scoring.health.scoring import score_frame
+    from scoring.pipeline import Scorer, score_accounts
     from training.labels import build_labels
 
     report = progress or (lambda _s, _d: None)
     if not dates:
         raise ValueError("no as-of dates to validate on")
-    connected = connected_tables(con)
-    report("accounts", 0.0)
-    entities = build_entities(con, list(dates))
-    report("accounts", 1.0)
-    feats = build_account_features(con, entities, feature_cfg, chunk=10_000, progress=report)
+    scorer = Scorer(rules=rules, features=feature_cfg)
+    frames = []
+    for i, when in enumerate(dates):
+        frames.append(score_accounts(con, None, when, scorer, trend=False))
+        report("features", (i + 1) / len(dates))
+    feats = pd.concat([f.features for f in frames], ignore_index=True)
+    scored = pd.concat([f.scores for f in frames], ignore_index=True)
     report("labels", 0.0)
     # On a cursor of its own: training.labels reads its entity frame through a DuckDB
     # replacement scan, which Ibis switches off on the connection it was handed.
@@ -290,9 +289,6 @@ def validate_score(
     report("labels", 1.0)
     if not (labels["account_id"].to_numpy() == feats["account_id"].to_numpy()).all():
         raise RuntimeError("labels and features rows are out of step")
-    report("scoring", 0.0)
-    scored = score_frame(feats, connected, rules)
-    report("scoring", 1.0)
     metrics = evaluate_scores(scored, labels, horizons)
     report("weights", 0.0)
     suggested = suggest_weights(scored, labels, rules, max(horizons), fit_share)

@@ -195,7 +195,10 @@ def read_folder(con: duckdb.DuckDBPyConnection, data_dir: Path, cfg: IngestConfi
 def _quiet(con: duckdb.DuckDBPyConnection) -> None:
     """No DuckDB progress bar: it writes to stdout even when that is a log file or `--json`
     output, and the command line shows its own progress."""
-    con.execute("SET enable_progress_bar = false")
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        pass  # inside Jupyter DuckDB refuses the setting (and draws no text bar there)
 
 
 # --- loading -----------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Owns the wire shapes only: field names in camelCase as the API promises, their constraints (so a
 malformed payload is refused with 422 naming the field before any handler runs) and their
-documentation in the OpenAPI document. No logic: the engine fills them.
+documentation in the OpenAPI document. No logic: the resource modules fill them. The
+explanation of one account (`serving.schemas.explanation`) is shared by the API and
+`healthscore explain`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from serving.schemas.explanation import HealthAnalysis
 
 AccountId = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$",
                   description="The account's id, as in the warehouse's `accounts` table.")
@@ -181,9 +185,16 @@ class AlertOut(_Out):
     resolution: str | None = None
 
 
+AccountStatus = Literal["active", "churned", "not-started"]
+ACCOUNT_STATUS = Field(description="The account as of `asOf`: active, churned (a churn event "
+                       "before it) or not-started (created on or after it). Only an active "
+                       "account has probabilities; `probabilitiesNote` says why one has none.")
+
+
 class HealthScore(_Out):
     id: str
     customer: str | None
+    accountStatus: AccountStatus = ACCOUNT_STATUS
     score: float | None = Field(description="The score in effect: the manual override while one "
                                 "applies, else the automatic score.")
     automaticScore: float | None
@@ -211,6 +222,7 @@ class HealthScore(_Out):
 class Prediction(_Out):
     id: str
     asOf: date
+    accountStatus: AccountStatus = ACCOUNT_STATUS
     probabilities: dict[str, float]
     churnRisk: float | None
     expansionOpportunity: float | None
@@ -220,21 +232,15 @@ class Prediction(_Out):
     note: str | None = None
 
 
-class Factor(_Out):
-    feature: str
-    dimension: str | None = None
-    value: float | None = None
-    contribution: float
-    direction: Literal["raises", "lowers"]
-
-
 class Analysis(_Out):
     healthScore: HealthScore
     prediction: Prediction
     ruleFactors: list[Metric]
-    modelFactors: dict[str, list[Factor]] = Field(
-        description="Per model label, the top features by |TreeSHAP contribution| (log-odds).")
-    explainer: str
+    explanation: HealthAnalysis | None = Field(
+        description="The account explained, rules and models together: dimensions, each model's "
+        "factors (exact TreeSHAP, log-odds), risk flags, missing data, what-if suggestions, peers "
+        "and whether the rules and the model agree (the same document as `healthscore explain "
+        "--format json`). Null for an account not yet a customer on `asOf`.")
 
 
 class ConfigVersionOut(_Out):
@@ -293,6 +299,7 @@ class ScoreRow(_Out):
 
 
 class ScorePage(_Out):
+    asOf: date = Field(description="The date listed: the one asked, else the warehouse's today.")
     total: int
     page: int
     pageSize: int

@@ -149,13 +149,18 @@ class HealthAnalysis(_Model):
     grade: str | None = None
     band: str | None = None
     status: str | None = None
+    account_status: str = "active"
+    """active, churned or not-started as of `as_of` (scoring.pipeline): only an active account
+    has probabilities."""
     trend: str | None = None
     coverage: float = Field(ge=0, le=1)
     profile: str
     config_version: str
     dimensions: list[DimensionScore]
     probabilities: dict[str, float]
-    """churn_30d ... expansion_90d, calibrated and monotone per target; empty without models."""
+    """churn_30d ... expansion_90d, calibrated and monotone per target; empty without models
+    and for an account that is not active (`probabilities_note` says why)."""
+    probabilities_note: str | None = None
     models: list[ModelExplanation]
     flags: list[RiskFlag]
     missing: list[MissingData]
