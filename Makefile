@@ -23,15 +23,13 @@ venv: .venv/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-# The demo world ends the day before DEMO_END; scores and summaries are as of DEMO_END.
-DEMO_END := $(shell date -d "$(DEMO_START) + $(DEMO_DAYS) days" +%F)
 DEMO_ADMIN_KEY ?= demo-admin-key
 
 demo: venv
 	$(HS) generate --accounts $(DEMO_ACCOUNTS) --start $(DEMO_START) --days $(DEMO_DAYS) --seed 7 --out data/raw
 	$(HS) ingest data/raw
 	$(HS) train --truth data/raw/truth.parquet
-	$(HS) score --as-of $(DEMO_END)
+	$(HS) score
 	@echo
 	@echo "Serving the HealthScore API on http://127.0.0.1:3000 (OpenAPI: /v1/openapi.json)."
 	@echo "Demo admin key: $(DEMO_ADMIN_KEY)  e.g.  curl -H 'Authorization: Bearer $(DEMO_ADMIN_KEY)' ..."
@@ -45,9 +43,10 @@ bench: venv
 	$(PY) bench/run.py
 
 lint: venv
-	$(PY) -m ruff check features training serving tests bench
-	$(PY) -m mypy features/registry.py features/contract/tables.py features/config.py \
-		training/labels.py scoring/health/
+	$(PY) -m ruff check features scoring training serving healthscore tests bench
+	$(PY) -m mypy features/registry.py features/contract/tables.py features/settings.py \
+		training/labels.py scoring/health/ scoring/pipeline.py
+	.venv/bin/lint-imports --no-cache
 
 clean:
 	rm -rf .venv data mlruns mlruns.db bentoml_home

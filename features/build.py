@@ -279,7 +279,7 @@ class _Online(_Runner):
         with _CURSOR_LOCK:  # concurrent calls may share one connection
             self.cursor = con.cursor()
         self.prefix = cfg.attribute_prefix
-        self.shape = catalog_read(con, "shape", lambda: _shape(self.cursor))
+        self.shape = catalog_read(con, "shape", lambda: shape_of(self.cursor))
         # Rows held in memory by warm_online (a long-lived reader's choice: for a one-off
         # call, reading the whole warehouse would cost far more than it saves).
         self.rows: AccountRows | None = held_rows(con) if cfg.online_row_index_max_rows \
@@ -344,7 +344,7 @@ def held_rows(con: duckdb.DuckDBPyConnection) -> AccountRows | None:
     return rows if isinstance(rows, AccountRows) else None
 
 
-def _shape(con: duckdb.DuckDBPyConnection) -> Shape:
+def shape_of(con: duckdb.DuckDBPyConnection) -> Shape:
     """The contract tables present and their columns' types: all a compiled query depends on."""
     rows = con.execute(
         "select table_name, column_name, data_type from duckdb_columns() "

@@ -37,6 +37,7 @@ from scoring.pipeline import (
     UnknownAccount,
     score_accounts,
 )
+from serving.convert import number
 from serving.explain_words import ExplainWords, load_explain_words, parse_explain_words
 from serving.factors import explain_model
 from serving.peers import ALL, PeerGroup, PeerTable, load_peer_table
@@ -78,14 +79,6 @@ def _words(wording: Wording | None) -> ExplainWords:
     return load_explain_words() if wording is None else parse_explain_words(wording)
 
 
-def _float(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if np.isnan(v) else v
-
-
 def _text(value: Any) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
@@ -101,7 +94,7 @@ def dimension_scores(scored: Mapping[str, Any], profile: Profile, words: Explain
     dims = profile.dimensions
     weights = {d: profile.weight(d) for d in dims}
     total = sum(w for w in weights.values() if w > 0)
-    scores = {d: _float(scored.get(f"dim_{d}")) for d in dims}
+    scores = {d: number(scored.get(f"dim_{d}")) for d in dims}
     den = sum(weights[d] for d in dims if scores[d] is not None and weights[d] > 0)
     out = []
     for d in dims:
@@ -144,7 +137,7 @@ def missing_data(values: Mapping[str, Any], connected: frozenset[str], profile: 
             share[source] = share.get(source, 0.0) + part
             if d not in dims.setdefault(source, []):
                 dims[source].append(d)
-            empty[source] = empty.get(source, True) and _float(values.get(name)) is None
+            empty[source] = empty.get(source, True) and number(values.get(name)) is None
     out = []
     for source in SOURCE_ORDER:
         if source not in share or share[source] <= 0 or source == "accounts":
@@ -279,11 +272,11 @@ def analyze_features(
         scored = scored.iloc[0]
     scored_row: Mapping[str, Any] = scored  # type: ignore[assignment]
     profile = rules.profile(str(scored_row["profile"]))
-    score = _float(scored_row.get("score"))
+    score = number(scored_row.get("score"))
     churned = scored_row.get("status") == "churned"
     # A churned account has nothing left to act on: no suggestions, no agreement to check.
     suggestions = [] if churned else [
-        describe(c, words, score, _float(scored_all["score"].iloc[i + 1]))
+        describe(c, words, score, number(scored_all["score"].iloc[i + 1]))
         for i, c in enumerate(chosen)]
     agreed = Agreement(status="unknown", band=_text(scored_row.get("band")),
                        text=str(words.wording["interpretation"]["churned"])) if churned else \
@@ -300,7 +293,7 @@ def analyze_features(
         band=_text(scored_row.get("band")),
         status=_text(scored_row.get("status")),
         trend=_text(scored_row.get("trend")),
-        coverage=float(np.clip(_float(scored_row.get("coverage")) or 0.0, 0, 1)),
+        coverage=float(np.clip(number(scored_row.get("coverage")) or 0.0, 0, 1)),
         profile=profile.name,
         config_version=str(scored_row.get("config_version") or rules.config_version),
         dimensions=dimension_scores(scored_row, profile, words, group),

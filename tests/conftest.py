@@ -51,3 +51,12 @@ def postgres_url():
     """A fresh schema per test; skips without a server, fails under CI=true."""
     with postgres_schema() as url:
         yield url
+
+
+# --- the service tests' world -------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def world_root(tmp_path_factory: pytest.TempPathFactory):
+    """A small generated warehouse and six tiny champion bundles, built once per process."""
+    from tests.support.service_fixtures import world_root_path
+
+    return world_root_path(tmp_path_factory)

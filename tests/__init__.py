@@ -1,0 +1,1 @@
+"""HealthScore's test suite, one package per area."""

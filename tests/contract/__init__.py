@@ -1,0 +1,1 @@
+"""The input contract: validation, ingestion, mappings, the contract page."""

@@ -1,0 +1,1 @@
+"""Explanations: factors, what-if, peers, the explain command."""

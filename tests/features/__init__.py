@@ -1,0 +1,1 @@
+"""Point-in-time features: definitions, the registry, no leakage."""

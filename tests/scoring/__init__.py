@@ -1,0 +1,1 @@
+"""The rules score and the one scoring pipeline."""

@@ -1,0 +1,1 @@
+"""The service: API, auth, events and webhooks, the store, the server process."""

@@ -1,0 +1,1 @@
+"""Test data builders shared by the areas: worlds, frames, the service client."""

@@ -1,0 +1,1 @@
+"""The synthetic world generator and its ground truth."""

@@ -1,0 +1,1 @@
+"""Labels, models, backtests, calibration, tracking, validate-score."""

@@ -1,0 +1,138 @@
+"""The backtest and the six models on a hand-made training set: shared test windows, monotone
+horizons, censored rows left out, baselines side by side, a report that says what happened."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scoring.bundle import predict_horizons
+from tests.support.train_frames import snapshot_frame
+from training import evaluate
+from training.pipeline import build_report, metrics_rows, train_and_backtest
+from training.settings import TrainingConfig
+
+HORIZONS = (30, 60, 90)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    ts = snapshot_frame(n_accounts=250, n_dates=22)
+    # Some labels unknown inside the training windows too (censored): they must be left out.
+    unknown = np.random.default_rng(2).random(len(ts.frame)) < 0.05
+    ts.frame.loc[unknown, ts.labels] = np.nan
+    # A fake rules score that ranks churn somewhat: 100 - noisy risk.
+    rng = np.random.default_rng(1)
+    rules = pd.Series(np.clip(50 + 2 * (ts.frame["logins_30d"] - 20) + rng.normal(0, 15,
+                                                                                   len(ts.frame)),
+                              0, 100), index=ts.frame.index)
+    cfg = TrainingConfig(max_trees=60)
+    return ts, train_and_backtest(ts, cfg, rules=rules), cfg
+
+
+def test_six_models_one_per_target_and_horizon(trained):
+    _, results, _ = trained
+    assert sorted(results) == sorted(f"{t}_{h}d" for t in ("churn", "expansion")
+                                     for h in HORIZONS)
+
+
+def test_every_horizon_of_a_target_is_tested_on_the_same_window(trained):
+    _, results, _ = trained
+    for t in ("churn", "expansion"):
+        tests = {str(results[f"{t}_{h}d"].split["test"]) for h in HORIZONS}
+        assert len(tests) == 1
+
+
+def test_p30_le_p60_le_p90_for_every_row(trained):
+    ts, results, _ = trained
+    for t in ("churn", "expansion"):
+        probs = predict_horizons({h: results[f"{t}_{h}d"].bundle for h in HORIZONS}, ts.frame)
+        assert (np.diff(probs.to_numpy(), axis=1) >= 0).all()
+        # and the held-out predictions the report is built on are the monotone ones
+        y30 = results[f"{t}_30d"].test_predictions["model"]
+        y90 = results[f"{t}_90d"].test_predictions["model"]
+        assert (y90 >= y30).all()
+
+
+def test_censored_rows_are_left_out_of_training_never_counted_as_zero(trained):
+    ts, results, _ = trained
+    f = ts.frame
+    for label, r in results.items():
+        window = f["as_of"].between(pd.Timestamp(r.split["train"]["first"]),
+                                    pd.Timestamp(r.split["train"]["last"]))
+        assert r.bundle.metadata["rows"]["train"] == int(f.loc[window, label].notna().sum())
+    # The last as-of dates have no 90-day label at all: none of them is in any window.
+    last = f["as_of"].max()
+    assert f.loc[f["as_of"] == last, "churn_90d"].isna().all()
+    assert all(pd.Timestamp(r.split["test"]["last"]) < last for r in results.values()
+               if r.horizon == 90)
+
+
+def test_the_model_and_its_baselines_are_measured_on_the_same_rows(trained):
+    _, results, _ = trained
+    for r in results.values():
+        rows = {s: m["rows"] for s, m in r.test.items()}
+        assert set(rows) == {"model", "logistic", "rules"}
+        assert len(set(rows.values())) == 1
+        assert r.pooled["model"]["rows"] > r.test["model"]["rows"]
+
+
+def test_the_churn_model_beats_a_noisy_rules_score(trained):
+    _, results, _ = trained
+    for h in HORIZONS:
+        r = results[f"churn_{h}d"]
+        assert r.pooled["model"]["roc_auc"] > r.pooled["rules"]["roc_auc"]
+
+
+def test_the_backtest_has_one_entry_per_fold_latest_first(trained):
+    _, results, cfg = trained
+    r = results["churn_90d"]
+    assert len(r.folds) == cfg.n_folds
+    firsts = [f["_test"][0] for f in r.folds]
+    assert firsts == sorted(firsts, reverse=True)
+    assert r.backtest_auc == pytest.approx(np.mean([f["model"]["roc_auc"] for f in r.folds]))
+
+
+def test_the_report_holds_metrics_windows_segments_and_renders(trained):
+    _, results, _ = trained
+    report = build_report(results, {"mode": "unit"})
+    m = report["models"]["churn_30d"]
+    for key in ("split", "trees", "calibration", "test", "backtest", "segments", "reliability"):
+        assert key in m
+    assert set(m["segments"]) == {"enterprise", "mid-market", "smb"}
+    md = evaluate.render_markdown(report)
+    assert "### Held-out test" in md and "By segment" in md and "Rolling-origin" in md
+    rows = metrics_rows(report)
+    assert {r["scorer"] for r in rows} == {"model", "logistic", "rules"}
+
+
+def test_a_target_without_labels_trains_no_models():
+    ts = snapshot_frame(n_accounts=120, n_dates=18)
+    for h in HORIZONS:
+        ts.frame[f"expansion_{h}d"] = np.nan
+    results = train_and_backtest(ts, TrainingConfig(max_trees=10, n_folds=1))
+    assert sorted(results) == [f"churn_{h}d" for h in HORIZONS]
+
+
+def test_extra_training_snapshots_only_ever_join_the_training_window():
+    """Split dates carve the windows; the other dates (`train_as_of_frequency`) add training
+    rows up to the training window's last date and never reach a later window."""
+    from training.splits import rolling_origin
+
+    ts = snapshot_frame(n_accounts=60, n_dates=22)
+    monthly = tuple(ts.dates)
+    extra = ts.frame.copy()
+    extra["as_of"] = extra["as_of"] + pd.Timedelta(days=14)  # mid-month snapshots
+    ts.frame = pd.concat([ts.frame, extra], ignore_index=True)
+    ts.split_dates = monthly
+    label = "churn_60d"
+    assert set(ts.labelled_dates(label)) <= set(monthly)
+    split = rolling_origin(ts.labelled_dates("churn_90d"), 60, 1)[0]
+    rows = ts.training_rows(label, split.train)
+    assert rows[label].notna().all()
+    assert rows["as_of"].max() <= split.train[-1]
+    assert (~rows["as_of"].isin(monthly)).any()  # the extra snapshots are in
+    assert set(rows["as_of"][rows["as_of"].isin(monthly)]) == set(split.train)
+    # without split dates the training rows are exactly the window's
+    ts.split_dates = None
+    plain = ts.training_rows(label, split.train)
+    assert set(plain["as_of"]) == set(split.train)
