@@ -13,11 +13,10 @@ This module orchestrates; the fitting, metrics and MLflow code live in their own
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,10 +27,11 @@ from threadpoolctl import threadpool_limits
 
 from features.registry import FEATURE_SET_VERSION
 from scoring.bundle import Bundle, monotone_horizons, save_bundle
-from training import baselines, evaluate
+from training import baselines, evaluate, tracking
 from training.datasets import Progress, TrainingSet, as_of_dates, build_training_set
 from training.leakage import leakage_suspects
 from training.model import fit_model
+from training.results import ModelResult
 from training.settings import TrainingConfig
 from training.splits import TimeSplit, in_window, rolling_origin
 
@@ -39,77 +39,6 @@ if TYPE_CHECKING:  # the composed settings object of the entry point
     from healthscore.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ModelResult:
-    """One (target, horizon) model: the registered bundle and its evaluation."""
-
-    label: str
-    target: str
-    horizon: int
-    bundle: Bundle
-    split: dict[str, Any]
-    """How the rows were divided (windows of a time split, or the CV scheme)."""
-    test: dict[str, dict[str, Any]]
-    folds: list[dict[str, dict[str, Any]]]
-    segments: dict[str, Any]
-    y_test: np.ndarray
-    test_predictions: dict[str, np.ndarray | None]
-    test_frame: pd.DataFrame
-    leakage: list[dict[str, Any]] = field(default_factory=list)
-    promotion: dict[str, Any] | None = None
-    registered_as: str | None = None
-    """Registry name; default `healthscore-<target>-<h>d`."""
-    pooled: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Metrics over all backtest folds' test rows pooled."""
-
-    @property
-    def backtest_auc(self) -> float | None:
-        vals = [f["model"]["roc_auc"] for f in self.folds if f["model"]["roc_auc"] is not None]
-        return float(np.mean(vals)) if vals else None
-
-    def backtest_key(self, fingerprint: str) -> str:
-        """Identifies the backtest (data and fold windows) so two runs compare like for like."""
-        tests = [f["_test"] for f in self.folds]
-        return f"{fingerprint}:{json.dumps(tests)}"
-
-    def to_report(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "target": self.target, "horizon": self.horizon,
-            "split": self.split,
-            "trees": self.bundle.n_trees,
-            "selection": self.bundle.metadata.get("selection", {}),
-            "calibration": self.bundle.metadata.get("calibration", {}),
-            "test": self.test,
-            "backtest": {
-                "folds": [{k: v for k, v in f.items() if not k.startswith("_")} | {
-                    "test": f["_test"]} for f in self.folds],
-                "summary": evaluate.summarise_folds(
-                    [{k: v for k, v in f.items() if not k.startswith("_")} for f in self.folds]),
-                "model_roc_auc_mean": self.backtest_auc,
-                "pooled": self.pooled,
-            },
-            "segments": self.segments,
-            "reliability": evaluate.reliability_curve(
-                self.y_test, self.test_predictions["model"]).to_dict("records"),
-            "leakage": self.leakage,
-        }
-        oracle = self.test.get("oracle")
-        if oracle:
-            out["gap_to_oracle"] = {
-                k: (oracle[k] - self.test["model"][k])
-                if oracle.get(k) is not None and self.test["model"].get(k) is not None else None
-                for k in ("roc_auc", "pr_auc", "top_decile_lift")}
-        pooled_oracle = self.pooled.get("oracle")
-        if pooled_oracle:
-            out["backtest"]["gap_to_oracle"] = {
-                k: pooled_oracle[k] - self.pooled["model"][k]
-                for k in ("roc_auc", "pr_auc", "top_decile_lift")
-                if pooled_oracle.get(k) is not None and self.pooled["model"].get(k) is not None}
-        if self.promotion:
-            out["promotion"] = self.promotion
-        return out
 
 
 def _windows(cfg: TrainingConfig) -> dict[str, int]:
@@ -299,8 +228,6 @@ def run_training_job(
 
     `training_set` skips the feature build (a notebook or test training twice on one set).
     """
-    from training import tracking
-
     cfg = settings.training
     clock = time.perf_counter()
     ts = training_set or load_training_set(settings, warehouse, as_of_start, as_of_end, progress)

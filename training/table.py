@@ -31,7 +31,8 @@ from training import baselines, evaluate
 from training.datasets import Progress
 from training.leakage import leakage_suspects
 from training.model import fit_model
-from training.pipeline import JobResult, ModelResult, build_report
+from training.pipeline import JobResult, build_report
+from training.results import ModelResult
 from training.settings import TrainingConfig
 
 if TYPE_CHECKING:  # the composed settings object of the entry point

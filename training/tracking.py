@@ -30,14 +30,13 @@ import numpy as np
 
 from features.settings import PathsConfig
 from training import evaluate
-
-if TYPE_CHECKING:  # the composed settings object of the entry point
-    from healthscore.settings import Settings
+from training.results import ModelResult
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from training.pipeline import ModelResult
+    from healthscore.settings import Settings  # the composed settings of the entry point
+
 
 log = logging.getLogger(__name__)
 
