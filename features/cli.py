@@ -148,8 +148,8 @@ def ingest(
 
 
 # --- features: owned by the feature work (features/build.py) ----------------------------------
-_AS_OF = typer.Option(..., "--as-of", help="As-of date (YYYY-MM-DD): features see only data "
-                      "dated before its midnight.")
+_AS_OF = typer.Option(None, "--as-of", help="As-of date (YYYY-MM-DD): features see only data "
+                      "dated before its midnight [default: the warehouse's today].")
 _OUT = typer.Option(None, "--out", help="Write the frame to FILE.parquet or FILE.csv.")
 _ACCOUNT = typer.Option(None, "--account", help="Only this account (repeatable); default: every "
                         "active account.")
@@ -159,7 +159,7 @@ _WAREHOUSE = typer.Option(None, "--warehouse", help="DuckDB warehouse file; defa
 
 def features(
     ctx: typer.Context,
-    as_of: str = _AS_OF,
+    as_of: str | None = _AS_OF,
     out: str | None = _OUT,
     account: list[str] | None = _ACCOUNT,
     warehouse: str | None = _WAREHOUSE,
@@ -171,7 +171,7 @@ def features(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from features.build import build_features, write_features
-    from features.contract.warehouse import connect, connected_tables
+    from features.contract.warehouse import connect, connected_tables, today
     from features.entities import build_entities
     from features.feature_summary import summary_table
 
@@ -183,6 +183,9 @@ def features(
     path = Path(warehouse) if warehouse else settings.paths.warehouse
     try:
         con = connect(path, read_only=True)
+        if as_of is None:
+            as_of = str(today(con))
+            console.print(f"as of {as_of} (the warehouse's today)")
         entities = build_entities(con, as_of, account_ids=account or None)
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")

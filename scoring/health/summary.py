@@ -177,8 +177,9 @@ def health_summary(
             wording["trend"][trend if trend in wording["trend"] else "unknown"],
             delta=score - prev, days=rules.trend_days)]))
 
+    as_of = pd.Timestamp(scored_row["as_of"]).date() if "as_of" in scored_row else None
     lines = [f"## Health: {account}", "", f"**Score:** {head} — {interpretation}", "",
-             "### Risk Flags"]
+             *([f"_As of {as_of}._", ""] if as_of is not None else []), "### Risk Flags"]
     if flags:
         for f in flags:
             lines.append(f"- **{f['title']}** ({f['severity']}): {f['text']} "
