@@ -57,6 +57,8 @@ def analysis_markdown(analysis: HealthAnalysis, words: ExplainWords | None = Non
     lines = [_heading(words, "outlook")]
     if analysis.models:
         lines += [f"- {m.text}" for m in analysis.models]
+    elif analysis.account_status != "active" and analysis.probabilities_note:
+        lines.append(analysis.probabilities_note[0].upper() + analysis.probabilities_note[1:] + ".")
     else:
         lines.append(str(words.get("outlook.unavailable")))
     if analysis.models:

@@ -134,6 +134,8 @@ def test_a_churned_account_gets_its_status_and_no_probability(client, config, wo
     explained = explain_json(config, account, warehouse_today)
     assert explained["account_status"] == "churned" and explained["probabilities"] == {}
     assert "churned on" in explained["probabilities_note"]
+    markdown = cli(config, "explain", account, "--as-of", str(warehouse_today))
+    assert "No probabilities: the account churned on" in markdown
 
 
 def test_an_account_before_it_started_is_told_so(client, world_root):
