@@ -26,6 +26,7 @@ from serving.events import record_scores
 from serving.explain import explain_account
 from serving.ops_store import active_override, open_alerts
 from serving.peers import PeerTable, load_peer_table, peers_of
+from serving.schemas.explanation import HealthAnalysis
 from serving.state import ServiceState
 from serving.store import DIMENSIONS, HealthScoreRecord
 
@@ -49,12 +50,30 @@ def analyze(state: ServiceState, req: schemas.AnalyzeRequest) -> schemas.Analysi
     rule_factors = sorted(health.metrics, key=lambda m: -m.share)[:req.topK]
     explanation = None
     if account.status != "not-started":
-        cfg = state.settings.serving.model_copy(update={"top_k_factors": req.topK})
-        explanation = explain_account(account, state.rules, state.models,
-                                      peers=_peers(state, account, req.activity is None),
-                                      cfg=cfg)
+        explanation = _explanation(state, account, req.topK)
     return schemas.Analysis(healthScore=health, prediction=prediction(state, account),
                             ruleFactors=rule_factors, explanation=explanation)
+
+
+def _explanation(state: ServiceState, account: ScoredAccount, top_k: int) -> HealthAnalysis:
+    """The account explained (kept per snapshot, rules version, account, date and top-k for a
+    warehouse account: the same inputs give the same explanation, and TreeSHAP with the what-if
+    search is the costly part of an `analyze`)."""
+    key = ("explanation", state.snapshot.generation, state.rules.config_version,
+           account.account_id, account.as_of, top_k)
+    warehouse = account.source == "warehouse"
+    if warehouse:
+        with state.lock:
+            hit = state.derived.get(key)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+    cfg = state.settings.serving.model_copy(update={"top_k_factors": top_k})
+    out = explain_account(account, state.rules, state.models,
+                          peers=_peers(state, account, warehouse), cfg=cfg)
+    if warehouse:
+        with state.lock:
+            state.derived[key] = out
+    return out
 
 
 def summary(state: ServiceState, account_id: str, as_of: Any = None) -> str:
@@ -130,21 +149,25 @@ def health_score(state: ServiceState, account: ScoredAccount) -> schemas.HealthS
 
 def metrics(state: ServiceState, account: ScoredAccount, profile: Any) -> list[schemas.Metric]:
     """Each feature's score, weight and share of the composite (the factor table is the costly
-    part of a `calculate`: kept per snapshot, rules version, account and date)."""
-    key = ("metrics", state.snapshot.generation, account.score["config_version"],
-           account.account_id, account.as_of)
-    with state.lock:
-        hit = state.derived.get(key)
-    if hit is not None:
-        return hit  # type: ignore[no-any-return]
+    part of a `calculate`: kept per snapshot, rules version, account and date for a warehouse
+    account)."""
     if account.status == "not-started":
         return []
+    key = ("metrics", state.snapshot.generation, account.score["config_version"],
+           account.account_id, account.as_of)
+    warehouse = account.source == "warehouse"
+    if warehouse:
+        with state.lock:
+            hit = state.derived.get(key)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
     table = factor_table(account.features.iloc[0].to_dict(), account.connected, profile)
     out = [schemas.Metric(name=r.feature, dimension=r.dimension, value=number(r.value),
                           score=number(r.score), weight=float(r.weight), share=float(r.share))
            for r in table.itertuples()]
-    with state.lock:
-        state.derived[key] = out
+    if warehouse:
+        with state.lock:
+            state.derived[key] = out
     return out
 
 

@@ -212,17 +212,22 @@ class ServiceState:
             raise Unavailable("the warehouse is not available: run `healthscore ingest` first, "
                               "or send the account's activity in the payload")
         when = as_of or self.default_as_of
-        if not fresh and self.precomputed(account_id, when, None):
-            return self.portfolio.at(self._positions[account_id])  # type: ignore[union-attr]
-        if account_id not in self._names:
-            raise NotFound(f"account {account_id!r} is not in the warehouse; send its raw "
-                           "activity in `activity` to score it")
         key = (self.snapshot.generation, self.rules.config_version, account_id, when)
         if not fresh:
             with self.lock:
                 hit = self._accounts.get(key)
             if hit is not None:
                 return hit
+            if self.precomputed(account_id, when, None):
+                # Cut out of the portfolio once, then a cache hit: slicing a row of ~60 mixed
+                # columns costs more than the rest of a `predict`.
+                out = self.portfolio.at(self._positions[account_id])  # type: ignore[union-attr]
+                with self.lock:
+                    self._accounts[key] = out
+                return out
+        if account_id not in self._names:
+            raise NotFound(f"account {account_id!r} is not in the warehouse; send its raw "
+                           "activity in `activity` to score it")
         try:
             # The connection: build_features takes (and closes) a cursor of its own per call.
             con = self.snapshot.connection()
