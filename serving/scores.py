@@ -59,21 +59,18 @@ def _explanation(state: ServiceState, account: ScoredAccount, top_k: int) -> Hea
     """The account explained (kept per snapshot, rules version, account, date and top-k for a
     warehouse account: the same inputs give the same explanation, and TreeSHAP with the what-if
     search is the costly part of an `analyze`)."""
+    cfg = state.settings.serving.model_copy(update={"top_k_factors": top_k})
+    warehouse = account.source == "warehouse"
+
+    def make() -> HealthAnalysis:
+        return explain_account(account, state.rules, state.models,
+                               peers=_peers(state, account, warehouse), cfg=cfg)
+
+    if not warehouse:
+        return make()
     key = ("explanation", state.snapshot.generation, state.rules.config_version,
            account.account_id, account.as_of, top_k)
-    warehouse = account.source == "warehouse"
-    if warehouse:
-        with state.lock:
-            hit = state.derived.get(key)
-        if hit is not None:
-            return hit  # type: ignore[no-any-return]
-    cfg = state.settings.serving.model_copy(update={"top_k_factors": top_k})
-    out = explain_account(account, state.rules, state.models,
-                          peers=_peers(state, account, warehouse), cfg=cfg)
-    if warehouse:
-        with state.lock:
-            state.derived[key] = out
-    return out
+    return state.derive(key, make)  # type: ignore[no-any-return]
 
 
 def summary(state: ServiceState, account_id: str, as_of: Any = None) -> str:
@@ -153,22 +150,18 @@ def metrics(state: ServiceState, account: ScoredAccount, profile: Any) -> list[s
     account)."""
     if account.status == "not-started":
         return []
-    key = ("metrics", state.snapshot.generation, account.score["config_version"],
-           account.account_id, account.as_of)
-    warehouse = account.source == "warehouse"
-    if warehouse:
-        with state.lock:
-            hit = state.derived.get(key)
-        if hit is not None:
-            return hit  # type: ignore[no-any-return]
-    table = factor_table(account.features.iloc[0].to_dict(), account.connected, profile)
-    out = [schemas.Metric(name=r.feature, dimension=r.dimension, value=number(r.value),
-                          score=number(r.score), weight=float(r.weight), share=float(r.share))
-           for r in table.itertuples()]
-    if warehouse:
-        with state.lock:
-            state.derived[key] = out
-    return out
+
+    def make() -> list[schemas.Metric]:
+        table = factor_table(account.features.iloc[0].to_dict(), account.connected, profile)
+        return [schemas.Metric(name=r.feature, dimension=r.dimension, value=number(r.value),
+                               score=number(r.score), weight=float(r.weight),
+                               share=float(r.share)) for r in table.itertuples()]
+
+    if account.source != "warehouse":
+        return make()
+    return state.derive(("metrics", state.snapshot.generation,  # type: ignore[no-any-return]
+                         account.score["config_version"], account.account_id, account.as_of),
+                        make)
 
 
 def prediction(state: ServiceState, account: ScoredAccount) -> schemas.Prediction:
@@ -198,14 +191,9 @@ def _peers(state: ServiceState, account: ScoredAccount, warehouse: bool) -> Peer
     if not warehouse:
         return peers_of(portfolio) if portfolio is not None else None
     if portfolio is not None and portfolio.as_of == account.as_of:
-        key = ("peers", state.snapshot.generation, state.rules.config_version)
-        with state.lock:
-            hit = state.derived.get(key)
-        if hit is None:
-            hit = peers_of(portfolio)
-            with state.lock:
-                state.derived[key] = hit
-        return hit  # type: ignore[no-any-return]
+        return state.derive(  # type: ignore[no-any-return]
+            ("peers", state.snapshot.generation, state.rules.config_version),
+            lambda: peers_of(portfolio))
     return load_peer_table(state.snapshot.connection(), account.as_of, state.scorer)
 
 

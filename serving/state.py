@@ -16,7 +16,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -190,6 +190,17 @@ class ServiceState:
         request for a date that is not precomputed (features.build.warm_online)."""
         if self.snapshot.available:
             warm_online(self.snapshot.connection(), self.settings.features)
+
+    def derive(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """`make()`, kept in the LRU of derived answers under `key` (which must name the
+        snapshot, the rules version and every input the answer depends on)."""
+        with self.lock:
+            hit = self.derived.get(key)
+        if hit is None:
+            hit = make()
+            with self.lock:
+                self.derived[key] = hit
+        return hit
 
     # --- accounts -----------------------------------------------------------------------------
     def precomputed(self, account_id: str, as_of: date | None,
