@@ -1,16 +1,17 @@
 """The rows of a read-only warehouse held in memory by account, for the online path.
 
-A one-account build fetches the account's rows of seven tables; as DuckDB statements that is
-~1.5 ms of fixed work each (parse, bind, optimise, schedule) for a few hundred rows, a third of
-an explanation. A read-only warehouse (the service's snapshot) cannot change while it is open,
-so its tables are read once, in the form `features.sqlite_engine.fetch` hands to SQLite, sorted
-by account and time, with each account's row range: an account's rows are then a slice, found
-by bisection. This module owns that copy and its lookups, and nothing else: the definitions, the
-SQL and the bounds' meaning stay in `features/definitions.py` and `features/sqlite_engine.py`
-(`fetch_bounds` gives both paths the same bounds, and the tests check both give the same rows).
+A one-account build fetches the account's rows of seven tables; as DuckDB statements each pays
+a fixed cost (parse, bind, optimise, schedule) that outweighs its few hundred rows, a large
+part of an explanation (bench/RESULTS.md). A read-only warehouse (the service's snapshot)
+cannot change while it is open, so its tables are read once, in the form
+`features.sqlite_engine.fetch` hands to SQLite, sorted by account and time, with each account's
+row range: an account's rows are then a slice, found by bisection. This module owns that copy
+and its lookups, and nothing else: the definitions, the SQL and the bounds' meaning stay in
+`features/definitions.py` and `features/sqlite_engine.py` (`fetch_bounds` gives both paths the
+same bounds, and the tests check both give the same rows).
 
-Memory: the tables' rows as Arrow arrays, timestamps as text, ~65 MB a million rows (measured
-in bench/RESULTS.md); `FeatureConfig.online_row_index_max_rows` bounds it.
+Memory: the tables' rows as Arrow arrays, timestamps as text (bench/RESULTS.md);
+`FeatureConfig.online_row_index_max_rows` bounds it.
 """
 
 from __future__ import annotations

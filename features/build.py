@@ -179,7 +179,7 @@ def _older_usage(ent: ir.Table, src: Source) -> ir.Table:
 Part = dict[str, np.ndarray]
 """One step's result as columns, one row per entity in key order (`_eid` ascending): reading
 values from arrays, not a DataFrame's columns, keeps a one-row build cheap (pandas creates a
-Series per column read, ~50 us each)."""
+Series per column read)."""
 
 
 def _part(frame: pd.DataFrame) -> Part:
@@ -227,8 +227,8 @@ class _Runner:
 
 class _Batch(_Runner):
     """Compile per call with literal time bounds: the engine skips rows outside every window
-    before reading them (measured on 10,000 accounts: 25 % less CPU and 40 % less peak memory
-    than bounds derived from the entity table)."""
+    before reading them, which costs a large batch less CPU and peak memory than bounds
+    derived from the entity table."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> None:
         # Ibis changes session settings (timezone, Python replacement scans) of the connection
@@ -270,10 +270,10 @@ class _Online(_Runner):
     """A few entities (the online path): their rows fetched from the warehouse (one small
     DuckDB statement per table, or slices of the rows `warm_online` holds in memory), and all
     steps side by side run on SQLite (`features/sqlite_engine.py`), compiled once per warehouse
-    schema. Measured on one account: 11-19 ms, against 80-100 ms for the same definitions as
-    one DuckDB 2.0 prepared statement, which binds and optimises again on every execution. The
-    schema is read on every call (ingestion may have replaced tables), once per connection for
-    a read-only warehouse (`features.contract.warehouse.catalog_read`)."""
+    schema: several times cheaper for one account than the same definitions as one DuckDB 2.0
+    prepared statement, which binds and optimises again on every execution (bench/RESULTS.md).
+    The schema is read on every call (ingestion may have replaced tables), once per connection
+    for a read-only warehouse (`features.contract.warehouse.catalog_read`)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> None:
         with _CURSOR_LOCK:  # concurrent calls may share one connection
@@ -319,9 +319,9 @@ class _Online(_Runner):
 
 
 def warm_online(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> AccountRows | None:
-    """Do now what the first online call on `con` would: compile the online SQL for the
-    warehouse's schema and, for a read-only warehouse, hold its rows in memory (seconds on
-    a large warehouse: a service does it at start-up, not in its first request). Returns the
+    """Do ahead of time what the first online call on `con` would: compile the online SQL for
+    the warehouse's schema and, for a read-only warehouse, hold its rows in memory (slow on a
+    large warehouse: a service does it at start-up, not in its first request). Returns the
     rows held, if any."""
     runner = _Online(con, cfg)
     try:
@@ -394,8 +394,8 @@ def _side_by_side(ent: ir.Table, source: Source, builds: dict[str, Build]) -> ir
     """Every step's columns in one row per entity, so a call is one statement, not seven (each
     statement has a fixed cost larger than one account's rows). Usage's fallback on the rows
     before its lookback is not in it: as on the batch path, it runs only for the entities left
-    without an activity date (measured on one account: the fallback in the statement cost 15 %
-    of its time, for a value almost every active account already has)."""
+    without an activity date (in the statement it would add to every call's cost, for a value
+    almost every active account already has)."""
     out = ent.select(d.ENTITY_KEY)
     for name, build in builds.items():
         frame = build(ent, source)
@@ -516,8 +516,8 @@ def _category(col: np.ndarray | None, n: int) -> pd.Categorical:
 
 def _categorical(values: np.ndarray) -> pd.Categorical:
     """`pd.Categorical(values)` for text-or-NaN values (what every categorical feature holds),
-    built from codes: its inference costs ~0.3 ms a column, most of a one-row frame's
-    assembly. Categories are the sorted distinct texts either way; anything else (or no
+    built from codes: its inference is most of a one-row frame's assembly (bench/RESULTS.md).
+    Categories are the sorted distinct texts either way; anything else (or no
     text at all) goes through `pd.Categorical` itself."""
     texts = {v for v in values if isinstance(v, str)}
     if not texts or len(values) != sum(isinstance(v, str) or v is np.nan for v in values):
@@ -532,8 +532,8 @@ def _categorical(values: np.ndarray) -> pd.Categorical:
 
 @functools.cache
 def _text() -> pd.api.extensions.ExtensionDtype:
-    """pandas' "str" dtype, resolved once: resolving the alias reads pandas' options, ~0.1 ms
-    each time."""
+    """pandas' "str" dtype, resolved once: resolving the alias reads pandas' options each
+    time."""
     return pd.api.types.pandas_dtype("str")
 
 

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     app.command("features")(features)
 
 
-# --- generate: owned by the generator work (features/generate.py) ----------------------------
+# --- generate: features/synth/generate.py ---------------------------------------------------------
 _GEN_ACCOUNTS = typer.Option(1000, "--accounts", min=1, help="Number of accounts (some sign "
                              "up during the period).")
 _GEN_START = typer.Option("2024-01-01", "--start", help="First day of the data (YYYY-MM-DD).")
@@ -79,7 +79,7 @@ def generate(
     console.print(table)
 
 
-# --- ingest: owned by the ingestion work (features/ingest.py) ---------------------------------
+# --- ingest: features/contract/ingest.py ----------------------------------------------------------
 _INGEST_JSON = typer.Option(False, "--json", help="Print the report as one JSON document on "
                             "stdout and nothing else there (progress goes to stderr).")
 
@@ -147,7 +147,7 @@ def ingest(
     show(report)
 
 
-# --- features: owned by the feature work (features/build.py) ----------------------------------
+# --- features: features/build.py ------------------------------------------------------------------
 _AS_OF = typer.Option(None, "--as-of", help="As-of date (YYYY-MM-DD): features see only data "
                       "dated before its midnight [default: the warehouse's today].")
 _OUT = typer.Option(None, "--out", help="Write the frame to FILE.parquet or FILE.csv.")

@@ -2,9 +2,10 @@
 
 This module owns the *meaning* of each feature in `features/registry.py`: one grouped
 aggregation per source table, written with Ibis's expression API only (no SQL strings, no
-backend-specific functions), so the same definitions run on DuckDB today and on PySpark by
-swapping the backend. It builds expressions and never executes them: `features/build.py` owns
-the connection, the entity frame, execution and dtypes.
+backend-specific functions), so the same definitions run on DuckDB, on SQLite (the online
+path, `features/sqlite_engine.py`) and on PySpark by swapping the backend. It builds
+expressions and never executes them: `features/build.py` owns the connection, the entity frame,
+execution and dtypes.
 
 Shape of every definition: the source is first restricted to the entity accounts and their
 overall time range (`restrict`), then the entity table (`_eid`, `account_id`, `as_of`) is joined
@@ -27,7 +28,7 @@ Time rules (point in time)
   ticket is resolved before `as_of` (CSAT is asked at resolution); an invoice's `failed` status
   only once the invoice is due before `as_of` (the payment attempt happens by the due date).
   `escalated`, `reopened` and `responded` carry no date of their own: they are read as of the
-  ticket's or touchpoint's own date (a known limit of the contract, reported to the lead).
+  ticket's or touchpoint's own date (a known limit of the contract).
 - Status columns that describe today (subscriptions.status, invoices.status apart from the
   above) are never used: activity is decided by dates.
 - Days are calendar days: days_since = days from the event's date to as_of (an event the day
@@ -199,8 +200,8 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table) -> ir.Table:
     Rows are first rolled up to one per (account, user, day) and one per (account, feature,
     day), each carrying the previous day the same user (feature) was active. A distinct count
     over a window is then a plain count of the rows that are the key's first day in the window,
-    so every entity aggregate is a filtered COUNT/SUM (on DuckDB, 2.6x faster than
-    COUNT(DISTINCT ...) FILTER on 20 M rows x 12 dates). Days are compared as dates; as_of is a
+    so every entity aggregate is a filtered COUNT/SUM (on DuckDB, much faster than
+    COUNT(DISTINCT ...) FILTER over a large usage table). Days are compared as dates; as_of is a
     midnight, so `day < as_of` is the same test as `ts < as_of`. Rows older than the source
     restriction have no previous day, which is right: they are before every window.
     """

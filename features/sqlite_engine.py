@@ -1,14 +1,15 @@
 """The feature definitions on SQLite, for a few entities at a time (the online path).
 
 DuckDB 2.0 binds and optimises a statement again on every execution, prepared or not: for the
-one-account statement that is ~40 ms before a row is read, and its ~200 operators cost as much
-again for a few hundred rows. The same Ibis definitions compiled for SQLite run over one
-account's rows in ~3 ms. This module owns that path: compiling an Ibis expression of
-`features/definitions.py` for SQLite (with the two rules Ibis 12's SQLite compiler lacks on
-this machine's SQLite 3.40), fetching the entities' rows from the warehouse (one small DuckDB
-statement per table, within the bounds `fetch_bounds` gives; `features/account_rows.py` serves
-the same rows from memory for a long-lived reader), loading them into a scratch in-memory
-SQLite database of the calling thread, and running the compiled SQL there.
+one-account statement that fixed work, plus the fixed cost of each of its hundreds of operators,
+outweighs reading a few hundred rows. The same Ibis definitions compiled for SQLite run over one
+account's rows in a fraction of that time (bench/RESULTS.md). This module owns that path:
+compiling an Ibis expression of `features/definitions.py` for SQLite (with the two rules Ibis
+12's SQLite compiler lacks for a SQLite before 3.46), fetching the entities' rows from the
+warehouse (one small DuckDB statement per table, within the bounds `fetch_bounds` gives;
+`features/account_rows.py` serves the same rows from memory for a long-lived reader), loading
+them into a scratch in-memory SQLite database of the calling thread, and running the compiled
+SQL there.
 
 It defines no feature (definitions.py does; `features/build.py` decides which entity frames take
 this path) and never writes to the warehouse. DuckDB stays the one store: the scratch database
@@ -147,8 +148,8 @@ def _fetch_sql(columns: tuple[tuple[str, str], ...], table: str, since: bool,
                before: bool) -> str:
     """DuckDB SQL for the rows of one table the entities can see. Parameters: `$ids` (the
     accounts) and the time bounds `$since`, `$before` the table has (`fetch_bounds`). One
-    statement per table: a UNION of all of them measured slower, its rows padded to every
-    table's columns."""
+    statement per table: a UNION of all of them is slower, its rows padded to every table's
+    columns."""
     select = ", ".join(fetch_column(c, t) for c, t in columns)
     sql = f"SELECT {select} FROM {quote(table)} WHERE list_contains($ids::VARCHAR[], account_id)"
     time_column = contract_table(table).time_column
@@ -164,8 +165,8 @@ def fetch(cursor: duckdb.DuckDBPyConnection, shape: Shape, tables: Sequence[str]
     """The rows of `tables` the entity rows `keys` can see, per table, as SQLite values.
 
     Half of the tables are read on a second cursor in a thread of their own: each statement
-    is ~1.5 ms of DuckDB's fixed work, mostly outside the GIL, so two at a time take ~25 % less
-    wall time for the same CPU (measured on one account, seven tables)."""
+    is mostly DuckDB's fixed work, outside the GIL, so two at a time take less wall time for
+    the same CPU."""
     ids = sorted(set(keys["account_id"]))
     columns = dict(shape)
 
@@ -236,8 +237,8 @@ class Scratch:
     def __init__(self, shape: Shape, entity_table: str) -> None:
         self.shape, self.entity_table = shape, entity_table
         self.con = sqlite3.connect(":memory:", isolation_level=None)
-        # Sorts and materialised subqueries in memory, not in temporary files (~25 % of a
-        # one-account query).
+        # Sorts and materialised subqueries in memory, not in temporary files (a large part of
+        # a one-account query's time).
         self.con.execute("PRAGMA temp_store = MEMORY")
         register_all(self.con)
         # typeshed types an aggregate's result as int only; the median returns floats.

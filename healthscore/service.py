@@ -48,9 +48,9 @@ class HealthScoreService:
         self.settings = load_settings()
         self.state = ServiceState(self.settings)
         api_app.state.service = self.state
-        # Everything loaded so far (libraries, models, the precomputed batch: ~330k objects)
-        # lives as long as the worker. A full collection walks all of it, ~200 ms with the
-        # event loop stopped: that was the p99 under load. Frozen objects are never scanned.
+        # Everything loaded so far (libraries, models, the precomputed portfolio) lives as long
+        # as the worker. A full collection walks all of it with the event loop stopped, a pause
+        # that sets the p99 under load (bench/RESULTS.md). Frozen objects are never scanned.
         gc.collect()
         gc.freeze()
         logger.info("HealthScore service ready: rules %s, models %s, warehouse snapshot %d",

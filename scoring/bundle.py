@@ -132,8 +132,8 @@ class Bundle:
 
 SMALL_BATCH = 1000
 """Up to this many rows a prediction runs on the calling thread. OpenMP's default team waits
-for every core: on a busy 2-core machine one row took ~8 ms that way and 0.02 ms on one thread
-(measured); a big batch still gets all cores."""
+for every core: on a busy machine a one-row prediction spends far longer waiting than
+predicting (bench/RESULTS.md); a big batch still gets all cores."""
 
 
 def prediction_threads(x: np.ndarray) -> int:
@@ -160,8 +160,8 @@ def encode_frame(
     block = frame[[features[j] for j in numeric]]
     if all(dtype.kind in "fiub" for dtype in block.dtypes):
         # Every numeric feature already has a numeric dtype (what build_features gives): one
-        # conversion for them all. Per column, pandas' overhead made a one-row frame cost
-        # ~6 ms per model, more than the model itself.
+        # conversion for them all. Per column, pandas' overhead would make a one-row frame cost
+        # more than the model itself (bench/RESULTS.md).
         out[:, numeric] = block.to_numpy(dtype=float, na_value=np.nan)
         todo = [j for j, name in enumerate(features) if name in categories]
     else:

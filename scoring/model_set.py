@@ -3,7 +3,7 @@
 Owns grouping the loaded bundles (`scoring.bundle.load_bundles`, keyed by label) by target
 and horizon, and by input encoding: bundles trained on the same feature list and category
 levels share one model matrix, so a call encodes each distinct encoding once (pandas work is the
-expensive part of a one-row call; LightGBM on a numpy row is tens of microseconds). Probabilities
+expensive part of a one-row call; LightGBM on a numpy row costs little). Probabilities
 are calibrated and made monotone across a target's horizons exactly as `predict_horizons` does.
 It words nothing and computes no rules score.
 """

@@ -1,8 +1,8 @@
 """`score_accounts`: the one way a score is made, called by every path.
 
 The daily `healthscore score` job, `/calculate`, `/predict`, `/analyze`, the explanation, the
-summary, `validate-score` and the service's precomputed batch all call this function, so a fix to
-how a score is made is made once. One call, for a source (the warehouse, or a payload loaded into
+summary, `validate-score` and the service's precomputed portfolio all call this function, so a fix
+to how a score is made is made once. One call, for a source (the warehouse, or a payload loaded into
 an in-memory DuckDB of the same shape), some accounts and one as-of date:
 
 1. the as-of date: the one given, else `features.contract.warehouse.today` of the source;

@@ -1,4 +1,5 @@
-"""HealthScore serving: the rules-based health score, explanations, the score store and the
-BentoML service. Importing this package must not import BentoML: the batch job and training call
-the pure scoring modules without a server.
+"""HealthScore serving: the service's state and resources, explanations, the score store,
+events and alerts, and the commands of the rules score and the service. Importing this package
+must not import BentoML: the commands use it without a server, and the BentoML service class
+lives in `healthscore.service`.
 """

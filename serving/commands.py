@@ -1,9 +1,9 @@
-"""Commands of the rules score: `score`, `summary` and `validate-score`.
+"""Commands of the rules score: `score` and `summary` (`validate-score` is training's).
 
 Each command parses options, shows progress with rich and calls library functions
-(`scoring.batch`, `serving.store`, `training.score_validation`); no scoring logic lives
-here. Heavy imports stay inside the commands so `healthscore --help` stays fast. `ctx.obj` is the
-Settings built in healthscore/cli.py's callback.
+(`scoring.pipeline`, `serving.events`, `serving.store`); no scoring logic lives here. Heavy
+imports stay inside the commands so `healthscore --help` stays fast. `ctx.obj` is the Settings
+built in healthscore/cli.py's callback.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ dimension, from a peer table computed once.
 
 Owns `PeerTable` (per peer group, the sorted non-missing values of every numeric feature, rules
 dimension and model probability of the scored population at one as-of date; medians and
-percentiles are binary searches, so a lookup costs microseconds), `build_peer_table` (pure, from
+percentiles are binary searches, so a lookup is cheap), `build_peer_table` (pure, from
 frames) and `load_peer_table` (the I/O edge: the active accounts' features, rules scores and
 model probabilities as of a date, cached per warehouse file, date, rules version and model set).
 A segment with fewer than `min_size` accounts is compared with all accounts instead. It does not

@@ -15,13 +15,14 @@ class ServingConfig(Section):
     """`bentoml serve` worker processes."""
     request_timeout_seconds: float = Field(10.0, gt=0)
     """A request that has not started its response by then gets 504 (BentoML's traffic
-    timeout). Keep it short: BentoML holds every request's timer, ~0.7 kB, until the timeout
-    passes even when the request is long answered, so memory rises for this long under load
-    (1,500 requests/s x 10 s: ~10 MB) before it levels off (measured; 120 s grew ~90 MB)."""
+    timeout). Keep it short: BentoML holds every request's timer until the timeout passes even
+    when the request is long answered, so under load memory rises for this long before it
+    levels off, by an amount proportional to the timeout (bench/RESULTS.md)."""
     tracing: bool = False
     """OpenTelemetry spans for API requests. Off, BentoML's tracing middleware skips `/v1`:
-    with no exporter it builds unsampled spans for nothing, a third of a `predict`'s CPU
-    (profiled). On, BentoML's own `tracing` settings (sample rate, exporter) apply."""
+    with no exporter it builds unsampled spans for nothing, a large share of a `predict`'s
+    CPU (bench/RESULTS.md). On, BentoML's own `tracing` settings (sample rate, exporter)
+    apply."""
     admin_key: SecretStr | None = None
     """Bootstrap admin API key (set HEALTHSCORE_SERVING__ADMIN_KEY); stored hashed on start."""
     key_cache_seconds: float = Field(5.0, ge=0)

@@ -148,8 +148,8 @@ def build_training_set(
     end = data_end(con)
     dates = list(dates)
     frames = []
-    # A few dates per call: one call per date repeats the per-query overhead (5x slower on
-    # 21 dates), one call for all of them shows no progress.
+    # A few dates per call: one call per date repeats the per-query overhead (much slower over
+    # many dates), one call for all of them shows no progress.
     step = max(1, -(-len(dates) // BATCHES))
     for i in range(0, len(dates), step):
         batch = dates[i:i + step]

@@ -169,14 +169,13 @@ def recalibration_check(earlier_logit: np.ndarray, earlier_y: np.ndarray,
                         ) -> dict[str, float | bool]:
     """Does a recalibration learnt on one held-out window improve the next one?
 
-    A calibration window of a few as-of dates holds few events, and its event rate moves from
-    window to window with the outcomes' own noise; a calibrator fitted there moves every
-    prediction with it. On the demo world the booster's probabilities (fitted with log loss on
-    every training date) were closer to the test window's event rate than the recalibrated ones
-    in all nine folds and horizons: the recalibration chased noise (docs/experiments/README.md).
-    So the calibrator fitted on the earlier window is applied to the later one, as it would be
-    in use; only if it lowers the later window's Brier score below the booster's own does
-    recalibration count as learnt rather than noise. (Brier, not log loss: isotonic's lowest
+    A calibration window of a few as-of dates holds few events, and its event rate moves from window
+    to window with the outcomes' own noise; a calibrator fitted there moves every prediction with
+    it. The booster's own probabilities (fitted with log loss on every training date) can be closer
+    to the next window's event rate than recalibrated ones, as on the demo world: the recalibration
+    then chases noise. So the calibrator fitted on the earlier window is applied to the later one,
+    as it would be in use; only if it lowers the later window's Brier score below the booster's own
+    does recalibration count as learnt rather than noise. (Brier, not log loss: isotonic's lowest
     block is often exactly 0, and one event there would decide a log-loss comparison alone.)
     """
     earlier = fit_calibrator(earlier_logit, earlier_y, min_positives)

@@ -77,7 +77,7 @@ def train_and_backtest(
 
     `logistic=False` skips the logistic-regression baseline (re-runs and benches)."""
     # BLAS and OpenMP pools default to every core; on a shared machine their spinning threads
-    # made the logistic baseline several times slower, so they get the configured thread count.
+    # make the logistic baseline much slower, so they get the configured thread count.
     with threadpool_limits(cfg.num_threads):
         return _train_and_backtest(ts, cfg, rules=rules, truth=truth,
                                    feature_set_version=feature_set_version, targets=targets,

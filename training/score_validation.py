@@ -1,13 +1,13 @@
 """validate-score's measurement: how well the rules score ranks churn on historical as-of dates.
 
 Owns the evaluation of the rules-based health score against outcomes: on monthly as-of dates it
-scores every active account with `scoring.health.score_frame` (the same function as the batch
-and the service), joins churn labels from `training.labels.build_labels`, and reports ROC AUC of
-the composite and each dimension for churn within each horizon (a lower score should mean a
-higher risk), top-decile lift, the churn rate per band, and suggested dimension weights fitted to
+scores every active account with the one scoring pipeline (`scoring.pipeline.score_accounts`, as the
+daily job and the service do), joins churn labels from `training.labels.build_labels`, and reports
+ROC AUC of the composite and each dimension for churn within each horizon (a lower score should mean
+a higher risk), top-decile lift, the churn rate per band, and suggested dimension weights fitted to
 outcomes (logistic regression on the negated dimension scores with non-negative coefficients,
-missing dimensions imputed by the composite) with their AUC gain over the current weights on a
-later window. It never changes the rules file: the weights are a suggestion for a person.
+missing dimensions imputed by the composite) with their AUC gain over the current weights on a later
+window. It never changes the rules file: the weights are a suggestion for a person.
 """
 
 from __future__ import annotations
@@ -282,8 +282,8 @@ def validate_score(
     feats = pd.concat([f.features for f in frames], ignore_index=True)
     scored = pd.concat([f.scores for f in frames], ignore_index=True)
     report("labels", 0.0)
-    # On a cursor of its own: training.labels reads its entity frame through a DuckDB
-    # replacement scan, which Ibis switches off on the connection it was handed.
+    # A cursor of its own; build_labels registers its entity rows on a cursor itself, so
+    # Ibis switching replacement scans off on a connection it wraps does not reach it.
     labels = build_labels(con.cursor(), feats[["account_id", "as_of"]],
                           horizons=tuple(horizons))
     report("labels", 1.0)

@@ -19,8 +19,7 @@ class TrainingConfig(Section):
     train_as_of_frequency: str | None = None
     """Extra as-of dates (a pandas offset alias, e.g. W-MON) for the training window only: more
     snapshots of the same accounts to fit on, while the later windows keep `as_of_frequency`'s
-    dates. None: training uses the same dates as the other windows. (W-MON on the demo world:
-    see tests/test_train_world.py for what it changed.)"""
+    dates. None: training uses the same dates as the other windows."""
     n_folds: int = 3
     promotion_margin: float = 0.005
     """ROC AUC a challenger must gain over the champion to take the alias."""
@@ -34,8 +33,8 @@ class TrainingConfig(Section):
     """Leaves per tree: one value, or candidates of which each model keeps the one with the
     lowest log loss on its own early-stopping window (each candidate early-stopped there), so
     the choice never sees the calibration or test rows (`training.model.fit_booster`). The
-    default grid was set before measuring: today's 4, doubled twice; 16 bounds the serving
-    SHAP cost (linear in leaves)."""
+    default grid is not tuned on any data: 4, doubled twice; 16 bounds the serving SHAP cost
+    (linear in leaves)."""
     learning_rate: float = Field(0.05, gt=0)
     max_trees: int = Field(300, ge=1)
     min_child_samples: int = Field(40, ge=1)
@@ -45,16 +44,16 @@ class TrainingConfig(Section):
     monotone_churn: bool = True
     """Constrain churn models to the registry's direction: risk never rises with a feature whose
     `higher_is_healthier` is True, nor falls with one where it is False (neutral features free).
-    On by default (issue 4 measurements): a CSM never sees a model that calls fewer logins
-    safer."""
+    On by default: a CSM never sees a model that calls fewer logins safer."""
     monotone_method: Literal["basic", "intermediate", "advanced"] = "intermediate"
     """LightGBM `monotone_constraints_method` (stricter to looser, cheaper to dearer). LightGBM
     documents `basic` as over-constraining and `intermediate` as much less so. With `basic`, a
-    usage-cut account's usage factors often did not lead its explanation
-    (docs/experiments/README.md); bench_train measured no slowdown."""
+    usage-cut account's usage factors often do not lead its explanation; `intermediate` trains
+    no slower (bench/RESULTS.md)."""
     num_threads: int = Field(1, ge=1)
     """Fixed so a seed reproduces the same trees. One thread is also the fastest on a shared
-    2-core machine (OpenMP threads spin while the cores are busy); raise it on a dedicated one."""
+    2-core machine (OpenMP threads spin while the cores are busy: bench/RESULTS.md); raise it
+    on a dedicated one."""
     # Chronological windows, in as-of dates, carved from the end of the labelled dates.
     valid_dates: int = Field(2, ge=1)
     """Early-stopping window."""

@@ -98,7 +98,7 @@ def rolling_origin(
     n_folds: int,
     **windows: int,
 ) -> list[TimeSplit]:
-    """Backtest folds, latest first; folds that no longer fit the history are dropped
+    """Backtest folds, latest first; folds that do not fit in the history are dropped
     (with at least one fold always required)."""
     folds: list[TimeSplit] = []
     for k in range(n_folds):

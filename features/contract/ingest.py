@@ -205,7 +205,7 @@ def _quiet(con: duckdb.DuckDBPyConnection) -> None:
 def _write_table(con: duckdb.DuckDBPyConnection, spec: Table, frame: pd.DataFrame) -> None:
     """Create one contract table with contract types and fill it from the validated frame."""
     view = "__incoming"
-    # Arrow rather than pandas: DuckDB scans Arrow-backed text columns about twice as fast.
+    # Arrow rather than pandas: DuckDB scans Arrow-backed text columns faster.
     con.register(view, pa.Table.from_pandas(frame, preserve_index=False))
     try:
         extras = [c for c in frame.columns if c not in spec.column_names]
@@ -224,7 +224,7 @@ def _write_table(con: duckdb.DuckDBPyConnection, spec: Table, frame: pd.DataFram
             selects.append(f"CAST({quote(extra)} AS {ctype})")
         con.execute(f"CREATE TABLE {quote(spec.name)} ({', '.join(defs)})")
         # Stored in (account_id, time) order: each row group then holds few accounts, so DuckDB's
-        # zone maps skip nearly all of a table for one account (the online path reads ~1 %).
+        # zone maps skip nearly all of a table when the online path reads one account.
         order = ", ".join(quote(c) for c in ("account_id", spec.time_column) if c)
         con.execute(f"INSERT INTO {quote(spec.name)} SELECT {', '.join(selects)} FROM {view} "
                     f"ORDER BY {order}")

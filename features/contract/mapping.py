@@ -387,7 +387,7 @@ def run_table(con: duckdb.DuckDBPyConnection, name: str, tm: TableMapping,
     sql = _query(items, from_clause, tm)
     _one_select(con, sql, f"tables.{name}")
     try:
-        # Through Arrow: several times faster than .df() for text columns (no Python strings).
+        # Through Arrow: faster than .df() for text columns (no Python strings).
         arrow = con.sql(sql, params=params).to_arrow_table()
         frame = arrow.to_pandas(types_mapper=_nullable_dtype, date_as_object=False,
                                 self_destruct=True, split_blocks=True)

@@ -49,8 +49,9 @@ def catalog_read(con: duckdb.DuckDBPyConnection, key: str, read: Callable[[], T]
     A read-only database cannot gain, lose or alter a table while it is open (the service's
     warehouse snapshots are read-only; a new snapshot is a new connection), so what its catalog
     says is read once per connection: on the online path each catalog read is a DuckDB
-    statement of 1-3 ms, for an answer that cannot have changed. A writable warehouse is read
-    every time (ingestion, or a test, may replace tables between calls)."""
+    statement with its fixed cost, for an answer that cannot have changed (bench/RESULTS.md).
+    A writable warehouse is read every time (ingestion, or a test, may replace tables between
+    calls)."""
     memo = _memo(con)
     if not memo["read_only"]:
         return read()
@@ -86,7 +87,7 @@ def _memo(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
 def connected_tables(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
     """Contract tables present in the warehouse."""
     # The catalog functions rather than information_schema (the same tables and views, in any
-    # catalog's `main` schema): about 4x cheaper, and the online path calls this per request.
+    # catalog's `main` schema): much cheaper, and the online path calls this per request.
     def read() -> frozenset[str]:
         present = {r[0] for r in con.execute(
             "select table_name from duckdb_tables() where schema_name = 'main' "

@@ -1,8 +1,8 @@
 """Who the synthetic customers are: segment, firmographics, contract shape, custom attributes and
 the hidden account-level traits, drawn once per account; and the `accounts` table built from them.
 
-It must not simulate time: what happens to an account day by day lives in `synth_latent`. Day
-indices count from the generator's `start` (negative for accounts that signed up before it).
+It must not simulate time: what happens to an account day by day lives in `features.synth.latent`.
+Day indices count from the generator's `start` (negative for accounts that signed up before it).
 """
 
 from __future__ import annotations
@@ -138,9 +138,9 @@ def _survivor_traits(rng: np.random.Generator, segment: np.ndarray, term: np.nda
                      rounds: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Draw each account's lasting health level and hidden churn propensity, as survivors.
 
-    An account that signed up years before the period is in the data only because it renewed
-    every time so far: redraw its traits until they pass its past renewals (rejection sampling on
-    the static part of the renewal odds `synth_latent` uses). Without this the first simulated
+    An account that signed up years before the period is in the data only because it renewed every
+    time so far: redraw its traits until they pass its past renewals (rejection sampling on the
+    static part of the renewal odds `features.synth.latent` uses). Without this the first simulated
     year would weed out the weak accounts and churn far more than the second.
     """
     n = len(segment)

@@ -1,8 +1,8 @@
 """The commercial tables of the synthetic world: subscriptions, invoices, churn_events and
 expansion_events, rendered from the contracts, churns and expansions the latent process decided.
 
-It decides no churn or expansion itself (that is `synth_latent`, which holds the hazards); only
-how they show up in billing data: contract rows and their statuses, invoice schedules, and
+It decides no churn or expansion itself (that is `features.synth.latent`, which holds the hazards);
+only how they show up in billing data: contract rows and their statuses, invoice schedules, and
 payment behaviour (late or failed payments more likely when the hidden health is low).
 """
 

@@ -1,14 +1,14 @@
 """The synthetic B2B SaaS world: generate it, write it in the contract format, and score the
 oracle from its ground truth.
 
-A world is the nine contract tables plus the truth the tables are noisy views of: each
-account's hidden daily health and the exact daily churn and expansion hazards the generator drew
-from (so `oracle_probability` is the true event probability given the hidden path), and the
-shocks (champion left, outage, usage cut, budget cut, new use case) with their dates. This module
-orchestrates the `synth_*` modules and does the file I/O; the behaviour lives in them. It knows
-nothing of features or models: they read the files (or `World.tables`) like any customer data.
-Same seed, same bytes: every draw comes from `numpy.random.default_rng(seed)` and its spawned
-children, in a fixed order.
+A world is the nine contract tables plus the truth the tables are noisy views of: each account's
+hidden daily health and the exact daily churn and expansion hazards the generator drew from (so
+`oracle_probability` is the true event probability given the hidden path), and the shocks (champion
+left, outage, usage cut, budget cut, new use case) with their dates. This module orchestrates the
+other `features.synth` modules and does the file I/O; the behaviour lives in them. It knows nothing
+of features or models: they read the files (or `World.tables`) like any customer data. Same seed,
+same bytes: every draw comes from `numpy.random.default_rng(seed)` and its spawned children, in a
+fixed order.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The knobs of the synthetic SaaS world: one frozen profile per customer segment plus the shock and
 signal constants, declared once.
 
-This module owns numbers and the one shape of churn risk in health (no randomness, no
-frames). The generator's modules read them; the
-tests check outcomes (churn ranges per segment, row volumes), not these values. Rates are per day
-unless the name says otherwise; health is the latent z-scale (0 is a typical account, higher is
-healthier, about one unit of spread across accounts).
+This module owns numbers and the one shape of churn risk in health (no randomness, no frames).
+The generator's modules read them; the tests check outcomes (churn ranges per segment, row
+volumes), not these values. Rates are per day unless the name says otherwise; health is the
+latent z-scale (0 is a typical account, higher is healthier, about one unit of spread across
+accounts).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ class SegmentProfile:
     """Log-odds of cancelling at a monthly period end for a typical account."""
     midterm_hazard: float
     """Daily churn hazard inside an annual contract (early termination) for a typical account.
-    On the demo world (seed 7) 55 % of annual-plan churn falls on a contract end, and the rest
-    is early termination (46 % before RENEWAL_BETA rose in 2026-12)."""
+    With `renewal_logit` it sets how annual-plan churn divides between non-renewals at a
+    contract end and early terminations."""
     expansion_hazard: float
     """Daily expansion hazard of a typical account."""
     health_sensitivity: float
@@ -133,10 +133,10 @@ The renewal is where health decides. A customer that has paid for a year rarely 
 contract because it is unhappy; it says no at the renewal review. So this slope is well above
 MIDTERM_BETA: health weighs far more on an account whose renewal falls inside a horizon than
 on one whose contract runs on. That interaction is real in B2B SaaS, and a linear score cannot
-represent it. Until 2026-12 this slope was 2.4, close to the mid-term 1.8. That made the churn
-log-odds nearly additive in health, and logistic regression came close to the best possible
-model (issue 4). The segments' renewal_logit values were lowered by 0.3 at the same time, so
-churn volumes stay about the same (docs/experiments/README.md)."""
+represent it: with a slope close to MIDTERM_BETA the churn log-odds would be nearly additive in
+health, and logistic regression would come close to the best possible model. The segments'
+`renewal_logit` values go with this slope, so churn volumes stay within the ranges the tests
+check."""
 MONTHLY_BETA = 1.9
 MIDTERM_BETA = 1.8
 SAFE_HEALTH = 0.8

@@ -1,12 +1,12 @@
 """The voice-of-customer tables of the synthetic world: tickets, surveys and touchpoints, each a
 noisy view of the hidden health.
 
-Unhealthy accounts open more tickets, more urgent and more often escalated, with worse sentiment
-and CSAT; outages bring bursts of urgent tickets. NPS waves come about quarterly and unhealthy
-accounts answer less and lower. CSMs touch their accounts by segment and tier; customers respond
-less when unhealthy or when their champion has left, and QBRs get skipped. Nothing here changes
-the account's fate: it only reads `synth_latent`'s state. Whole-period draws are vectorised over
-the (day, account) grid.
+Unhealthy accounts open more tickets, more urgent and more often escalated, with worse sentiment and
+CSAT; outages bring bursts of urgent tickets. NPS waves come about quarterly and unhealthy accounts
+answer less and lower. CSMs touch their accounts by segment and tier; customers respond less when
+unhealthy or when their champion has left, and QBRs get skipped. Nothing here changes the account's
+fate: it only reads `features.synth.latent`'s state. Whole-period draws are vectorised over the
+(day, account) grid.
 """
 
 from __future__ import annotations

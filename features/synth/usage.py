@@ -1,12 +1,12 @@
 """Product usage of the synthetic world: `usage_events` at the grain (account, user, day, event)
 with a quantity, as a noisy view of the hidden health.
 
-Every licensed seat is a user slot with its own propensity (power users, occasional users). On
-each day a slot is active with a probability that rises with the account's health, falls at
-weekends and holidays, ramps up during onboarding and drops after a usage cut; an active user
-touches one to three product features, healthier accounts reaching further into the catalogue.
-It must not decide anything about the account (churn, seats): it reads `synth_latent`'s state.
-The loop runs over days; each day is vectorised over all user slots.
+Every licensed seat is a user slot with its own propensity (power users, occasional users). On each
+day a slot is active with a probability that rises with the account's health, falls at weekends and
+holidays, ramps up during onboarding and drops after a usage cut; an active user touches one to
+three product features, healthier accounts reaching further into the catalogue. It must not decide
+anything about the account (churn, seats): it reads `features.synth.latent`'s state. The loop runs
+over days; each day is vectorised over all user slots.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The rules-based health score: pure functions from a features frame to scores with reasons.
 
 Public API (others call these names): `load_rules`, `score_frame`, `health_summary`, `Rules`.
-Training uses `score` as the baseline a model must beat; the batch command and the service call
-the same `score_frame`. Nothing here imports BentoML, a store or a warehouse at import time.
+Training uses `score` as the baseline a model must beat; the one scoring pipeline
+(`scoring.pipeline`) calls the same `score_frame`. Nothing here imports BentoML, a store or a
+warehouse at import time.
 """
 
 from __future__ import annotations

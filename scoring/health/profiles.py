@@ -467,7 +467,7 @@ def resolve_profiles(frame: pd.DataFrame, rules: Rules) -> np.ndarray:
 def _text_in(col: pd.Series, allowed: list[str]) -> np.ndarray:
     """Per row: the value, as text, is one of `allowed` (missing never is). A categorical
     column of texts (what build_features gives) is compared once per category, not per row:
-    converting the column to text cost more than the rest of a one-row score."""
+    converting the column to text costs more than the rest of a one-row score."""
     if isinstance(col.dtype, pd.CategoricalDtype) and isinstance(col.cat.categories.dtype,
                                                                   pd.StringDtype):
         known = _known_levels(tuple(col.cat.categories), tuple(allowed))
@@ -479,7 +479,7 @@ def _text_in(col: pd.Series, allowed: list[str]) -> np.ndarray:
 @functools.lru_cache(maxsize=1024)
 def _known_levels(levels: tuple[str, ...], allowed: tuple[str, ...]) -> np.ndarray:
     """Per category level, whether it is allowed, then False for the missing code: the same
-    few levels come back on every one-account call (pandas' isin cost ~0.3 ms a column)."""
+    few levels come back on every one-account call (pandas' isin is costly per column)."""
     wanted = set(allowed)
     out = np.array([level in wanted for level in levels] + [False], dtype=bool)
     out.setflags(write=False)

@@ -2,7 +2,7 @@
 
 Owns matching a frame of previous scores to the current rows and the dead-band rule. Previous
 scores come either from the store or from recomputing the score on features as of T-N with the
-same pure function (`scoring.batch.previous_scores` does both); this module does not care
+same pure function (`scoring.pipeline.score_accounts` does both); this module does not care
 which, so both paths give the same trend. Pure.
 """
 

@@ -2,8 +2,8 @@
 
 Owns the one place where HealthScore's words live (flags, factors, interpretations, missing
 data) and a formatter that shows a missing number as "n/a", a 0/1 flag as no/yes (`yesno`)
-and a percent change as +12% (`pct`). A later issue
-shares it with model explanations. No scoring logic here.
+and a percent change as +12% (`pct`). Model explanations share it (`serving.explain_words`),
+so one signal reads the same in both. No scoring logic here.
 """
 
 from __future__ import annotations
