@@ -64,7 +64,14 @@ def serve(
     typer.echo(f"HealthScore API on http://{host}:{port}/v1 (OpenAPI: /v1/docs)")
     sys.stdout.flush()  # exec drops whatever is still buffered
     sys.stderr.flush()
-    os.execvpe(cmd[0], cmd, service_env(config))
+    env = service_env(config)
+    # BentoML fixes these when the service class is declared, before any settings are built:
+    # pass the values of the settings (file included) as the variables the class reads.
+    for name in ("workers", "request_timeout_seconds", "tracing"):
+        env.setdefault(f"HEALTHSCORE_SERVING__{name.upper()}",
+                       str(getattr(settings.serving, name)).lower()
+                       if name == "tracing" else str(getattr(settings.serving, name)))
+    os.execvpe(cmd[0], cmd, env)
 
 
 @keys_app.command("create")

@@ -18,7 +18,7 @@ carries a world's noise. Six generator seeds (1-5 and 7) give a mean lead
 over logistic regression of +.023 AUC and +.49 lift. The seeds win 12, 11, 10, 10, 12 and 12
 of the 12 comparisons. Before 2026-12-02 the generator's renewals were barely more
 health-driven than mid-term churn, and seed 7 won 8 of 12 here (the mean lead was +.013 AUC).
-See `features.synth.params.RENEWAL_BETA` and docs/experiments/README.md.
+See `features.synth.params.RENEWAL_BETA`.
 """
 
 from datetime import date
