@@ -209,7 +209,7 @@ def score_accounts(
     scores = score_frame(cur, connected, rules, previous)
     report("scoring", 1.0)
 
-    frame = _assemble(accounts, status, scores, cur, when)
+    frame = _assemble(accounts, status, scores, cur, when, rules)
     probabilities = _probabilities(frame, scorer, report)
     return ScoredFrame(when.date(), connected, frame["scores"], frame["features"], probabilities)
 
@@ -266,13 +266,14 @@ def _stored_previous(history: ScoreHistory | None, when: pd.Timestamp, ids: list
 
 
 def _assemble(accounts: pd.DataFrame, status: np.ndarray, scores: pd.DataFrame,
-              feats: pd.DataFrame, when: pd.Timestamp) -> dict[str, pd.DataFrame]:
+              feats: pd.DataFrame, when: pd.Timestamp, rules: Rules
+              ) -> dict[str, pd.DataFrame]:
     """Scores and features of every account asked, not-started ones as empty rows."""
     ids = accounts["account_id"].tolist()
     scores = scores.set_index("account_id", drop=False).reindex(ids)
     scores["account_id"] = ids
     scores["as_of"] = np.datetime64(when.to_datetime64(), "us")
-    scores["config_version"] = scores["config_version"].ffill().bfill()
+    scores["config_version"] = rules.config_version
     for col in ("missing", "flags"):
         scores[col] = [v if isinstance(v, list) else [] for v in scores[col]]
     scores["account_status"] = status

@@ -212,7 +212,7 @@ class ServiceState:
                 and portfolio.scores["config_version"].iat[0] == self.rules.config_version)
 
     def account(self, account_id: str, as_of: date | None = None,
-                activity: Mapping[str, list[dict[str, Any]]] | None = None, *,
+                activity: Mapping[Any, list[dict[str, Any]]] | None = None, *,
                 fresh: bool = False) -> ScoredAccount:
         """One account scored by the pipeline as of `as_of` (None: the warehouse's today, or
         for a payload the day after its latest activity), with its status."""
@@ -253,7 +253,7 @@ class ServiceState:
         return out
 
     def _from_payload(self, account_id: str, as_of: date | None,
-                      activity: Mapping[str, list[dict[str, Any]]]) -> ScoredAccount:
+                      activity: Mapping[Any, list[dict[str, Any]]]) -> ScoredAccount:
         con, _latest = load_payload(account_id, activity)
         try:
             account = score_accounts(con, [account_id], as_of, self.scorer).at(0)
