@@ -2,12 +2,12 @@
 
 A terminal table has to fit the screen and a log has to stay readable; neither is where one
 looks up every bad row or feeds another program. `<warehouse stem>.problems.csv` (for
-`data/warehouse.duckdb`: `data/warehouse.problems.csv`) holds one line per example of every
-problem, with the columns of `FIELDS` (the fields of `features.contract.validate.Problem` and of its
-examples): `count` is how many rows the problem has in all; `row` and `value` are empty for
-problems about a whole file or table. A problem carries its first `ingest.max_examples`
-examples, so those are the lines it gets (raise the setting to list more); a problem without
-examples still gets one line.
+`data/warehouse.duckdb`: `data/warehouse.problems.csv`) holds one line per bad row of every
+problem, with the columns of `FIELDS` (the fields of `features.contract.validate.Problem` and of
+its rows): `count` is how many rows the problem has in all; `row` and `value` are empty for
+problems about a whole file or table. Every row is listed up to `ingest.problems_file_rows` per
+problem (a last line says how many more there are); a problem without rows still gets one
+line. The printed report shows only the first `ingest.max_examples` of them.
 
 Every ingest that ends in a report (loaded or refused) rewrites the file; one that stops with
 an error instead (a missing folder, a mapping that cannot run) leaves it as it was. An ingest
@@ -42,10 +42,15 @@ def problem_records(problems: Iterable[Problem]) -> list[dict[str, str | int | N
     for p in problems:
         head = {"table": p.table, "column": p.column, "problem": p.problem,
                 "action": p.action, "count": p.count}
-        if not p.examples:
+        listed = p.rows or p.examples
+        if not listed:
             records.append({**head, "file": None, "row": None, "value": None})
-        for e in p.examples:
+        for e in listed:
             records.append({**head, "file": e.file, "row": e.row, "value": e.value})
+        if p.rows and p.count > len(p.rows) and p.rows[0].row is not None:
+            records.append({**head, "file": None, "row": None,
+                            "value": f"... {p.count - len(p.rows)} more rows not listed "
+                                     "(ingest.problems_file_rows)"})
     return records
 
 

@@ -25,3 +25,6 @@ class IngestConfig(Section):
     """Name of the accounts custom attribute checked against churn_events ("" for none)."""
     max_examples: int = Field(default=5, ge=0)
     """Examples shown per problem in a validation report."""
+    problems_file_rows: int = Field(default=100_000, ge=0)
+    """Rows listed per problem in the problems file beside the warehouse (every row up to this
+    many; the file says how many more a problem has)."""

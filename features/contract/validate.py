@@ -74,6 +74,9 @@ class Problem:
     action: Action
     count: int
     examples: list[Example] = field(default_factory=list)
+    rows: list[Example] = field(default_factory=list, repr=False, compare=False)
+    """Every row of the problem, up to `ingest.problems_file_rows` (the problems file lists them;
+    the report shows `examples`)."""
 
     @property
     def fatal(self) -> bool:
@@ -232,8 +235,9 @@ def infer_attribute(raw: pd.Series) -> pd.Series:
 class _Collector:
     """Accumulates problems for one validation run."""
 
-    def __init__(self, max_examples: int) -> None:
+    def __init__(self, max_examples: int, file_rows: int) -> None:
         self.max_examples = max_examples
+        self.file_rows = max(file_rows, max_examples)
         self.problems: list[Problem] = []
 
     def add(self, table: str, column: str, problem: str, action: Action, frame: pd.DataFrame,
@@ -245,24 +249,28 @@ class _Collector:
         count = int(mask.sum())
         if count == 0:
             return 0
-        idx = np.flatnonzero(mask)[: self.max_examples]
+        idx = np.flatnonzero(mask)[: self.file_rows]
         shown: np.ndarray | None
         if describe is not None:
             shown = np.asarray(describe(idx), dtype=object)
         else:
             shown = None if values is None else _as_text(values.iloc[idx]).to_numpy()
-        examples = [
-            Example(file=str(frame[FILE_COL].iloc[i]), row=int(frame[ROW_COL].iloc[i]),
+        files = frame[FILE_COL].to_numpy()[idx]
+        lines = frame[ROW_COL].to_numpy()[idx]
+        rows = [
+            Example(file=str(files[k]), row=int(lines[k]),
                     value=None if shown is None or pd.isna(shown[k]) else str(shown[k]))
-            for k, i in enumerate(idx)
+            for k in range(len(idx))
         ]
-        self.problems.append(Problem(table, column, problem, action, count, examples))
+        self.problems.append(Problem(table, column, problem, action, count,
+                                     rows[: self.max_examples], rows))
         return count
 
     def add_whole(self, table: str, column: str, problem: str, action: Action,
                   files: Iterable[str], value: str | None = None) -> None:
-        examples = [Example(f, None, value) for f in list(files)[: self.max_examples]]
-        self.problems.append(Problem(table, column, problem, action, 1, examples))
+        every = [Example(f, None, value) for f in files]
+        self.problems.append(Problem(table, column, problem, action, 1,
+                                     every[: self.max_examples], every))
 
 
 def _with_provenance(table: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -366,15 +374,14 @@ def _drop_duplicates(name: str, frame: pd.DataFrame, typed: pd.DataFrame, keys: 
 
 def _describe_duplicates(frame: pd.DataFrame, source: pd.DataFrame, key: list[str],
                          positions: np.ndarray) -> list[str]:
-    """"<key> (first on row N)" for a few duplicate rows, so a reader finds both rows."""
-    out = []
-    for i in positions:
-        value = source[key].iloc[i]
-        same = (source[key] == value).all(axis=1).to_numpy()
-        first = int(frame[ROW_COL].iloc[int(np.argmax(same))])
-        text = " | ".join(str(_as_text(source[c].iloc[[i]]).iloc[0]) for c in key)
-        out.append(f"{text} (first on row {first})")
-    return out
+    """"<key> (first on row N)" for the duplicate rows at `positions`, so a reader finds both
+    rows (one grouping of the keys, however many rows are described)."""
+    groups = source.groupby(key, dropna=False, sort=False).ngroup().to_numpy()
+    first = pd.Series(np.arange(len(source))).groupby(groups).transform("min").to_numpy()
+    lines = frame[ROW_COL].to_numpy()
+    texts = [_as_text(source[c].iloc[positions]).astype(str).to_numpy() for c in key]
+    return [" | ".join(str(col[k]) for col in texts) + f" (first on row {int(lines[first[i]])})"
+            for k, i in enumerate(positions)]
 
 
 def validate_tables(frames: dict[str, pd.DataFrame], cfg: IngestConfig,
@@ -386,7 +393,7 @@ def validate_tables(frames: dict[str, pd.DataFrame], cfg: IngestConfig,
     typed frames (rows removed by a `drop` policy are gone) and the report; when the report is
     fatal the frames must not be loaded.
     """
-    out = _Collector(cfg.max_examples)
+    out = _Collector(cfg.max_examples, cfg.problems_file_rows)
     now_ts = _naive_utc(now or datetime.now(UTC))
     report = ValidationReport()
     typed_tables: dict[str, pd.DataFrame] = {}

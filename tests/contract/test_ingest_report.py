@@ -139,3 +139,20 @@ def test_a_narrow_terminal_folds_cells_instead_of_cutting_them():
         "(action: refused, table: tickets)",
         "... 6 more rows in column priority: not one of low, normal, high, urgent "
         "(action: refused, table: tickets)"]
+
+
+def test_the_problems_file_lists_every_bad_row_not_only_the_shown_examples(tmp_path, wh):
+    tables = good_tables()
+    usage = tables["usage_events"]
+    usage["quantity"] = -1  # every row of the file is refused
+    folder = write_folder(tmp_path / "neg", tables, parquet=())
+    cfg = IngestConfig(max_examples=2, problems_file_rows=4)
+    with pytest.raises(IngestRefused) as refused:
+        ingest_folder(folder, wh, cfg, now=NOW)
+    [negative] = [p for p in refused.value.report.problems if p.column == "quantity"]
+    assert negative.count == len(usage) and len(negative.examples) == 2
+    with refused.value.report.problems_file.open(newline="", encoding="utf-8") as f:
+        lines = [r for r in csv.DictReader(f) if r["column"] == "quantity"]
+    assert [r["row"] for r in lines[:4]] == ["2", "3", "4", "5"]
+    assert lines[-1]["value"] == f"... {len(usage) - 4} more rows not listed " \
+                                 "(ingest.problems_file_rows)"
