@@ -165,12 +165,13 @@ def metrics(state: ServiceState, account: ScoredAccount, profile: Any) -> list[s
 
 
 def prediction(state: ServiceState, account: ScoredAccount) -> schemas.Prediction:
-    """Probabilities at 30/60/90 days and the score projected along its recent trend."""
+    """Probabilities at 30/60/90 days and the score projected along its recent trend (neither
+    for an account that is not active)."""
     row = account.score
     score, prev = number(row["score"]), number(row.get("previous_score"))
     trajectory: dict[str, float | None] = {}
     for h in (30, 60, 90):
-        if score is None:
+        if score is None or not account.active:  # a churned account's score goes nowhere
             trajectory[f"{h}d"] = None
         else:
             # The recent trend, halved every 30 days: a trend does not run on forever.

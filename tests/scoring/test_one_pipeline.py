@@ -124,7 +124,7 @@ def test_a_churned_account_gets_its_status_and_no_probability(client, config, wo
     pred = client.post("/v1/predict", json={"accountId": account}).json()
     assert pred["accountStatus"] == "churned"
     assert pred["probabilities"] == {} and pred["churnRisk"] is None and not pred["available"]
-    assert "churned on" in pred["note"]
+    assert "churned on" in pred["note"] and set(pred["trajectory"].values()) == {None}
     calc = client.post("/v1/calculate", json={"accountId": account}).json()
     assert calc["accountStatus"] == "churned" and calc["status"] == "churned"
     assert calc["probabilities"] == {} and "churned on" in calc["probabilitiesNote"]
