@@ -1,12 +1,14 @@
-"""Bench: the service engine's analyze of a warehouse account at an as-of date it has not
-precomputed (the cold path: two feature rows built from the warehouse snapshot, rules score
-with trend, six calibrated models, TreeSHAP factors), in-process, no HTTP.
+"""Bench: the service's analyze (`serving.scores.analyze` on a `ServiceState`) of a warehouse
+account at an as-of date it has not precomputed (the cold path: two feature rows built from the
+warehouse snapshot, rules score with trend, six calibrated models, TreeSHAP factors),
+in-process, no HTTP.
 
 The service precomputes every account as of the data date at start-up, so a request for that
 date is a lookup (bench_service measures it over HTTP); any other date, e.g. a CSM looking back
-ten days, takes this path once per (account, date), then the engine's feature cache answers.
-Here the cache is off (`feature_cache_size=0`) so every call is cold. No target of its own: it
-shows what the cold path costs next to bench_explain's 50 ms target for `serving.explain`.
+ten days, takes this path once per (account, date), then the state's account cache answers.
+Here the cache is off (`feature_cache_size=0`, and each call is a different account) so every
+call is cold. No target of its own: it shows what the cold path costs next to bench_explain's
+50 ms target for `serving.explain`.
 
     .venv/bin/python bench/bench_engine_cold.py [--small]
 """

@@ -61,7 +61,8 @@ def read_only(con: Any, path: Path) -> Any:
 
 
 def train(con: Any, as_of: pd.Timestamp, feature_cfg: Any, out: Path) -> dict[str, Any]:
-    """Six small models on monthly as-of dates before `as_of` (as tests/explain_fixtures.py)."""
+    """Six small models on monthly as-of dates before `as_of` (as
+    tests/support/explain_fixtures.py)."""
     from features.registry import FEATURE_SET_VERSION
     from scoring.bundle import load_bundles, save_bundle
     from training.datasets import as_of_dates, build_training_set

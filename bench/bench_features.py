@@ -1,6 +1,6 @@
 """Bench: point-in-time features for every active account at 12 monthly as-of dates.
 
-Target (issue 2): 10,000 accounts x 730 days, all active accounts at 12 monthly dates, in under
+Target: 10,000 accounts x 730 days, all active accounts at 12 monthly dates, in under
 60 s and 4 GB peak memory on 2 cores. Beside it, a plain pandas groupby of three of the same
 features (active_users_30d, events_30d, tickets_90d) on the same entities as the baseline, which
 must give the same values, and a single-account build (the online path).

@@ -1,6 +1,6 @@
 """Bench: the synthetic world generator, end to end (generate, then write parquet).
 
-Target (issue 2): 10,000 accounts x 730 days in under 2 minutes on 2 cores, written to parquet,
+Target: 10,000 accounts x 730 days in under 2 minutes on 2 cores, written to parquet,
 with 15-25 million usage rows. Prints a rich table with the time of each generation stage (from
 the progress callback), the write, the rows of each table and the peak memory (ru_maxrss).
 

@@ -1,6 +1,6 @@
 """Bench: validated ingestion of a generated world, Parquet and CSV, and of RavenStack.
 
-No target is set for ingest in issue 2; this measures where the time and memory go so the
+Ingest has no target of its own; this measures where the time and memory go so the
 demo (1,500 accounts x 730 days) and the 10,000-account feature bench stay practical: seconds,
 rows per second and the peak memory of the ingest itself.
 

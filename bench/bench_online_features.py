@@ -1,6 +1,6 @@
 """Bench: `build_features` for ONE account at ONE date (the online path of the service).
 
-Target (issue 5 budget): a one-account, one-date build in about 10-15 ms median on an idle 2-core
+Target: a one-account, one-date build in about 10-15 ms median on an idle 2-core
 machine, on a warehouse of 1,500 accounts x 730 days and on the 10,000-account one, with the same
 values as the batch build. Each warehouse is ingested through `features.contract.ingest` (so tables
 are stored in (account_id, time) order, as in production) and kept in bench/out/ as

@@ -1,6 +1,6 @@
 """Load test of the HealthScore service: a real `bentoml serve` process on loopback, driven by a
-separate client process, beside the in-process floor (the same engine call without HTTP) and
-beside `mlflow models serve` answering the same churn model.
+separate client process, beside the in-process floor (the same `serving.scores` call without
+HTTP) and beside `mlflow models serve` answering the same churn model.
 
 For `predict`, `calculate` and `analyze` (and MLflow's `/invocations`): one client (latency)
 and 50 concurrent clients for 60 s (throughput, p50/p99, errors), with the service's resident
@@ -174,8 +174,8 @@ def _python_clients(url: str, bodies: Path, clients: int, seconds: float, procs:
 # --- the server side ------------------------------------------------------------------------------
 
 def _prepare(folder: Path) -> list[str]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from service_fixtures import build_warehouse, train_bundles  # the tests' world builder
+    sys.path.insert(0, str(ROOT))
+    from tests.support.service_fixtures import build_warehouse, train_bundles  # the tests' world
 
     tables = build_warehouse(folder / "warehouse.duckdb")
     train_bundles(folder / "warehouse.duckdb", folder / "models")
@@ -456,11 +456,11 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         for why in r["samples"]:
             console.print(f"error sample, {r['endpoint']} x{r['clients']}: {why}")
-    console.print("floor p50: the same call in-process (engine, no HTTP, no auth; for MLflow "
-                  "the booster's predict of one row, one thread). HealthScore's predict of a "
-                  "warehouse account reads the probabilities precomputed at start-up; MLflow "
-                  f"runs the booster per request. Load average now: {os.getloadavg()[0]:.1f} on "
-                  f"{os.cpu_count()} cores.")
+    console.print("floor p50: the same call in-process (serving.scores, no HTTP, no auth; for "
+                  "MLflow the booster's predict of one row, one thread). HealthScore's predict "
+                  "of a warehouse account reads the probabilities precomputed at start-up; "
+                  "MLflow runs the booster per request. Load average now: "
+                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
 
 
 if __name__ == "__main__":
