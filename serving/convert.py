@@ -21,6 +21,13 @@ def number(value: Any) -> float | None:
     return None if math.isnan(out) else out
 
 
+def text(value: Any) -> str | None:
+    """A string, or None for a missing value (NaN, None)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(value)
+
+
 def day(value: Any) -> date:
     return pd.Timestamp(value).date()
 

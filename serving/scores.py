@@ -21,7 +21,7 @@ from scoring.health import composite, health_summary
 from scoring.health.summary import factor_table
 from scoring.pipeline import ScoredAccount, longest_label
 from serving import schemas
-from serving.convert import alert_out, day, number, override_out
+from serving.convert import alert_out, day, number, override_out, text
 from serving.events import record_scores
 from serving.explain import explain_account
 from serving.ops_store import active_override, open_alerts
@@ -111,7 +111,7 @@ def health_score(state: ServiceState, account: ScoredAccount) -> schemas.HealthS
         override = active_override(session, account.account_id)
         alerts = [alert_out(a) for a in open_alerts(session, account.account_id)]
     auto = number(row["score"])
-    grade, band, colour, status = row["grade"], row["band"], row["colour"], row["status"]
+    grade, band, colour, status = (text(row[c]) for c in ("grade", "band", "colour", "status"))
     score = auto
     if override is not None:
         score = float(override.score)
@@ -127,7 +127,7 @@ def health_score(state: ServiceState, account: ScoredAccount) -> schemas.HealthS
         id=account.account_id, customer=account.name, accountStatus=account.status,
         score=score, automaticScore=auto,
         override=override_out(override) if override else None,
-        grade=grade, status=status, band=band, colour=colour, trend=row.get("trend"),
+        grade=grade, status=status, band=band, colour=colour, trend=text(row.get("trend")),
         metrics=metrics(state, account, profile),
         weights={d: profile.weight(d) for d in profile.dimensions},
         dimensions=schemas.Dimensions(**{d: number(row.get(f"dim_{d}")) for d in DIMENSIONS}),
@@ -136,7 +136,7 @@ def health_score(state: ServiceState, account: ScoredAccount) -> schemas.HealthS
         lastActive=last, daysSinceActive=days, alerts=alerts,
         calculated=datetime.now(UTC), previousScore=number(row.get("previous_score")),
         metadata={"asOf": str(account.as_of), "configVersion": row["config_version"],
-                  "profile": row["profile"], "coverage": number(row.get("coverage")),
+                  "profile": text(row["profile"]), "coverage": number(row.get("coverage")),
                   "missing": list(row.get("missing") or []),
                   "flags": list(row.get("flags") or []),
                   "source": account.source,

@@ -147,3 +147,10 @@ def test_an_account_before_it_started_is_told_so(client, world_root):
                                             "asOf": str(created.date())}).json()
     assert pred["accountStatus"] == "not-started" and pred["probabilities"] == {}
     assert "created on" in pred["note"]
+    calc = client.post("/v1/calculate", json={"accountId": account,
+                                              "asOf": str(created.date())}).json()
+    assert calc["accountStatus"] == "not-started" and calc["score"] is None
+    assert calc["grade"] is None and calc["metrics"] == []
+    analysis = client.post("/v1/analyze", json={"accountId": account,
+                                                "asOf": str(created.date())}).json()
+    assert analysis["explanation"] is None
