@@ -187,14 +187,15 @@ def prediction(state: ServiceState, account: ScoredAccount) -> schemas.Predictio
 
 
 def _peers(state: ServiceState, account: ScoredAccount, warehouse: bool) -> PeerTable | None:
-    """The peer table of the account's date: today's portfolio, or that date's (cached)."""
+    """The peer table of the account's date: today's portfolio (kept per snapshot and rules
+    version; a payload account is compared with it too), or that date's (cached)."""
     portfolio = state.portfolio
-    if not warehouse:
-        return peers_of(portfolio) if portfolio is not None else None
-    if portfolio is not None and portfolio.as_of == account.as_of:
+    if portfolio is not None and (not warehouse or portfolio.as_of == account.as_of):
         return state.derive(  # type: ignore[no-any-return]
             ("peers", state.snapshot.generation, state.rules.config_version),
             lambda: peers_of(portfolio))
+    if not warehouse:
+        return None
     return load_peer_table(state.snapshot.connection(), account.as_of, state.scorer)
 
 
