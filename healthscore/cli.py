@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from features import cli as features_cli
+from scoring import predict_cli
 from serving import commands as score_commands
 from serving import explain_cli, serve_cli
 from training import cli as training_cli
@@ -38,6 +39,6 @@ def main(
     ctx.obj = load_settings(config)
 
 
-for _commands in (features_cli, training_cli, validate_cli, score_commands, serve_cli,
-                  explain_cli):
+for _commands in (features_cli, training_cli, validate_cli, score_commands, predict_cli,
+                  serve_cli, explain_cli):
     _commands.register(app)

@@ -154,3 +154,59 @@ def test_an_account_before_it_started_is_told_so(client, world_root):
     analysis = client.post("/v1/analyze", json={"accountId": account,
                                                 "asOf": str(created.date())}).json()
     assert analysis["explanation"] is None
+
+
+def predict_file(config, tmp_path, *args: str):
+    import pandas as pd
+
+    out = tmp_path / "predictions.parquet"
+    cli(config, "predict", "--out", str(out), *args)
+    return pd.read_parquet(out).set_index("account_id")
+
+
+def test_predict_writes_every_active_account_with_the_apis_numbers(client, config, tmp_path,
+                                                                  daily, store_url,
+                                                                  warehouse_today):
+    import re
+
+    table = predict_file(config, tmp_path)
+    portfolio = int(re.search(r"\((\d+) accounts", daily).group(1))
+    assert len(table) == portfolio and set(table.index) <= set(stored_scores(store_url).index)
+    assert set(table["account_status"]) == {"active"}
+    assert set(table["as_of"].dt.date) == {warehouse_today}
+    labels = [f"{t}_{h}d" for t in ("churn", "expansion") for h in (30, 60, 90)]
+    assert list(table.columns[-7:]) == [*labels, "probabilities_note"]
+    for account in sorted(table.index)[:3]:
+        pred = client.post("/v1/predict", json={"accountId": account}).json()
+        calc = client.post("/v1/calculate", json={"accountId": account}).json()
+        row = table.loc[account]
+        assert row["score"] == pytest.approx(calc["automaticScore"])
+        assert row["band"] == calc["band"]
+        assert row[labels].to_dict() == pytest.approx(pred["probabilities"], abs=1e-9)
+
+
+def test_predict_at_a_past_date_matches_the_api_at_that_date(client, config, tmp_path,
+                                                             warehouse_today):
+    from datetime import timedelta
+
+    when = warehouse_today - timedelta(days=40)
+    table = predict_file(config, tmp_path, "--as-of", str(when))
+    account = sorted(table.index)[0]
+    pred = client.post("/v1/predict", json={"accountId": account, "asOf": str(when)}).json()
+    assert pred["asOf"] == str(when)
+    assert table.loc[account, pred["probabilities"].keys()].to_dict() == pytest.approx(
+        pred["probabilities"], abs=1e-9)
+
+
+def test_predict_writes_csv_to_standard_output_and_refuses_other_formats(config, tmp_path):
+    import io
+
+    import pandas as pd
+
+    got = CliRunner().invoke(app, ["--config", str(config), "predict"])
+    assert got.exit_code == 0, got.output
+    text = got.stdout[got.stdout.index("account_id,"):]
+    assert len(pd.read_csv(io.StringIO(text))) > 0
+    bad = CliRunner().invoke(app, ["--config", str(config), "predict", "--out",
+                                   str(tmp_path / "p.xlsx")])
+    assert bad.exit_code == 2 and ".parquet or .csv" in bad.output
