@@ -6,6 +6,9 @@ is what the routes call, audited in the same transaction as the change.
 
 from __future__ import annotations
 
+import threading
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving import schemas
@@ -15,10 +18,21 @@ from serving.errors import Conflict, NotFound
 from serving.ops_store import Alert, audit, list_alerts
 from serving.state import ServiceState
 
+_RAISING = threading.Lock()
+"""Looking for an identical open alert and creating one is one step within a worker."""
+
 
 def raise_alert(state: ServiceState, req: schemas.AlertRequest, actor: str) -> schemas.AlertOut:
+    """A manual alert; one identical to an open manual alert of the account (same severity and
+    message) is that alert, not a second one: a client's retry never raises twice."""
     state.known(req.accountId)
-    with Session(state.db, expire_on_commit=False) as session, session.begin():
+    with _RAISING, Session(state.db, expire_on_commit=False) as session, session.begin():
+        same = session.scalars(select(Alert).where(
+            Alert.account_id == req.accountId, Alert.rule == "manual", Alert.status == "open",
+            Alert.severity == req.severity, Alert.message == req.message)
+            .order_by(Alert.id)).first()
+        if same is not None:
+            return alert_out(same)
         alert = create_alert(session, req.accountId, "manual", req.severity, req.message,
                              actor)
         audit(session, actor, "alert.created", req.accountId, {"alertId": alert.id})

@@ -39,6 +39,16 @@ class ServingConfig(Section):
     alert_drop_points: float = Field(10.0, gt=0)
     alert_churn_probability: float = Field(0.5, gt=0, le=1)
     alert_cooldown_hours: float = Field(24.0, ge=0)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    """Largest request body accepted; a larger one gets 413 before it is read (a declared
+    Content-Length over the limit is refused at once, a streamed body when it passes it)."""
+    rate_limit: str | None = None
+    """Requests each API key may make, in the `limits` package's notation (`"20/second"`,
+    `"100/second;3000/minute"`); over it a request gets 429 with `Retry-After`. Counted per
+    worker process. None (the default, and the demo's): no limit."""
+    idempotency_hours: float = Field(24.0, gt=0)
+    """How long a POST's `Idempotency-Key` and its stored response are kept: a client retrying
+    within this time gets the first answer again instead of a second change."""
     webhook_max_attempts: int = Field(6, ge=1)
     webhook_backoff_seconds: float = Field(2.0, ge=0)
     webhook_timeout_seconds: float = Field(5.0, gt=0)

@@ -35,6 +35,7 @@ from serving.alerts import AlertRules
 from serving.auth import KeyChecker, ensure_admin_key
 from serving.errors import NotFound, PayloadError, Unavailable
 from serving.events import DeliveryPolicy, DeliveryWorker, EventRules
+from serving.guards import RateLimiter
 from serving.ops_store import ConfigVersion, active_config, add_config
 from serving.payload import load_payload
 from serving.snapshot import WarehouseSnapshot, WarehouseUnavailable
@@ -54,6 +55,7 @@ class ServiceState:
         self.store = open_store(url, **_engine_kw(url))
         self.db = self.store.engine
         self.keys = KeyChecker(self.db, ttl=cfg.key_cache_seconds)
+        self.rate = RateLimiter(cfg.rate_limit)
         self.event_rules = EventRules(change_points=cfg.score_change_points,
                                       risk_points=cfg.risk_increase_points)
         self.alert_rules = AlertRules(drop_points=cfg.alert_drop_points,

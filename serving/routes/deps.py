@@ -1,7 +1,8 @@
 """What every route depends on: the service state and the caller's key with its role.
 
 A route declares `State` for the loaded state, and `Reader`, `Writer` or `Admin` for the role it
-needs; a missing or wrong key is refused (401/403) before the handler runs.
+needs; a missing or wrong key is refused (401/403), and a key over its rate (429), before the
+handler runs.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ def needs(role: Role, action: str) -> Callable[..., Awaitable[Principal]]:
                     ) -> Principal:
         presented = key or (bearer.credentials if bearer is not None else None)
         # A cached key is a dict look-up; the store is read at most once per key_cache_seconds.
-        return (await state_of(request)).keys.require(presented, role, action)
+        state = await state_of(request)
+        who = state.keys.require(presented, role, action)
+        state.rate.check(who.key_id)
+        return who
 
     return check
 
@@ -51,4 +55,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.Problem, "description": "No or an invalid API key."},
     403: {"model": schemas.Problem, "description": "The key's role may not do this."},
     404: {"model": schemas.Problem, "description": "Unknown account or object."},
+    422: {"model": schemas.Problem, "description": "A refused field, query parameter or "
+          "header, each named in `errors`."},
+    429: {"model": schemas.Problem, "description": "The key is over its rate limit; see "
+          "`Retry-After`."},
 }

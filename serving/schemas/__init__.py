@@ -336,5 +336,21 @@ class KeyOut(_Out):
     key: str | None = Field(None, description="The key itself: shown once, at creation.")
 
 
+class FieldProblem(_Out):
+    loc: list[str | int] = Field(description="Where the refused value is: body, query, path "
+                                 "or header, then the field's path.")
+    field: str = Field(description="`loc`, dotted.")
+    msg: str
+    type: str
+    input: Any = None
+
+
 class Problem(_Out):
-    detail: Any
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldProblem] | None = Field(None, description="422 only: each refused field.")

@@ -141,7 +141,7 @@ def test_an_unknown_account_is_404(client):
 def test_a_malformed_payload_is_422_naming_the_field(client, body, field):
     r = client.post("/v1/calculate", json=body)
     assert r.status_code == 422
-    assert any(field in map(str, e["loc"]) for e in r.json()["detail"]), r.text
+    assert any(field in map(str, e["loc"]) for e in r.json()["errors"]), r.text
 
 
 def test_an_unknown_account_is_scored_from_its_raw_activity_like_the_warehouse_would(
@@ -163,10 +163,10 @@ def test_a_bad_activity_row_is_422_naming_table_row_and_column_and_writes_nothin
     payload["usage_events"][3]["ts"] = "not a time"
     r = client.post("/v1/calculate", json={"accountId": "NEWCO-15", "activity": payload})
     assert r.status_code == 422
-    assert r.json()["detail"][0]["loc"] == ["body", "activity", "usage_events", 3, "ts"]
+    assert r.json()["errors"][0]["loc"] == ["body", "activity", "usage_events", 3, "ts"]
     del payload["usage_events"][3]["ts"]
     r = client.post("/v1/calculate", json={"accountId": "NEWCO-15", "activity": payload})
-    assert r.json()["detail"][0]["loc"] == ["body", "activity", "usage_events", 3, "ts"]
+    assert r.json()["errors"][0]["loc"] == ["body", "activity", "usage_events", 3, "ts"]
     assert stored(state, "NEWCO-15") == [] and events_of(state, "NEWCO-15") == []
 
 
@@ -233,10 +233,10 @@ def test_an_override_in_the_past_or_out_of_range_is_refused(client):
     past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     r = client.post("/v1/update", json={"accountId": "A00021", "score": 50, "reason": "why not",
                                         "author": "x", "expiresAt": past})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "expiresAt"]
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "expiresAt"]
     r = client.post("/v1/update", json={"accountId": "A00021", "score": 101, "reason": "why",
                                         "author": "x", "expiresAt": "2099-01-01T00:00:00Z"})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "score"]
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "score"]
 
 
 # --- alerts ---------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def test_a_served_api_answers_and_delivers_webhooks_across_a_restart(world_root,
             assert c.get("/v1/accounts/A00070/summary").text.startswith("## Health")
             assert c.post("/v1/calculate", json={"accountId": "ZZZ"}).status_code == 404
             bad = c.post("/v1/calculate", json={"accountId": 5})
-            assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == [
+            assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == [
                 "body", "accountId"]
             assert c.get("/v1/scores", headers={"X-API-Key": ""}).status_code == 401
             reader = c.post("/v1/keys", json={"name": "r", "role": "reader"}).json()["key"]
