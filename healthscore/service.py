@@ -19,7 +19,6 @@ from typing import Any
 import bentoml
 
 from serving.app import app as api_app
-from serving.app import configure
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,6 @@ class HealthScoreService:
         self.settings = load_settings()
         self.state = ServiceState(self.settings)
         api_app.state.service = self.state
-        configure(api_app, self.settings.serving)
         # Everything loaded so far (libraries, models, the precomputed portfolio) lives as long
         # as the worker. A full collection walks all of it with the event loop stopped, a pause
         # that sets the p99 under load (bench/RESULTS.md). Frozen objects are never scanned.

@@ -5,22 +5,22 @@ body is read), the text guard and the check of query parameters (422 naming the 
 `serving.guards`), `Idempotency-Key` replay of writes (`serving.idempotency`), the problem
 details every error is answered with (`serving.problems`), and the routes of each resource
 (`serving.routes`). The state is `app.state.service`, set by the service at start-up (tests may
-set it directly); `configure` applies the serving settings the middleware reads.
+set it directly); the middleware reads its settings from there.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request
+from starlette.routing import Match
 
 from serving import problems
 from serving.auth import HEADER
-from serving.guards import TextGuard, known_query
+from serving.errors import NotFound
+from serving.guards import BodyLimit, TextGuard, known_query
 from serving.idempotency import IdempotencyMiddleware
 from serving.routes import admin, alerts, changes, reports, scores
-from serving.settings import ServingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +36,26 @@ app = FastAPI(
     "an RFC 9457 problem (`application/problem+json`); a 422 names each refused field. A POST "
     "that changes something may carry an `Idempotency-Key` header: a retry with the same key "
     "and body gets the first answer again instead of making the change twice.",
-    max_body_size=ServingConfig().max_body_bytes,
     dependencies=[Depends(known_query)],
 )
 app.add_middleware(IdempotencyMiddleware)
 app.add_middleware(TextGuard)
+app.add_middleware(BodyLimit)
 for _routes in (scores, reports, changes, alerts, admin):
     app.include_router(_routes.router)
 problems.install(app)
 
 
-def configure(fastapi_app: FastAPI, cfg: Any) -> None:
-    """Apply the serving settings the app's middleware reads (the body limit is part of the
-    middleware stack, which FastAPI builds at the first request: rebuilt here)."""
-    fastapi_app.max_body_size = cfg.max_body_bytes
-    fastapi_app.middleware_stack = None
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+
+
+@app.api_route("/{path:path}", methods=list(_METHODS), include_in_schema=False)
+async def _nowhere(request: Request, path: str) -> None:
+    """Any other path under `/v1`: a 405 where the path exists for other methods, else a 404,
+    both as problems (BentoML's own 404 for an unmatched mount path is plain text)."""
+    others = [r for r in app.router.routes if getattr(r, "endpoint", None) is not _nowhere]
+    allowed = [m for m in _METHODS
+               if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in others)]
+    if allowed:
+        raise HTTPException(405, "Method Not Allowed", headers={"Allow": ", ".join(allowed)})
+    raise NotFound(f"no such path: {request.url.path}")

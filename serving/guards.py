@@ -8,6 +8,8 @@ not know, and callers over their rate.
 - **Unknown query parameters.** `?limit=-1` on a route whose page size is `pageSize` used to
   answer the default page as if asked; `known_query` refuses a parameter the route does not
   declare with a 422 naming it and the ones it does.
+- **Size.** `BodyLimit` refuses a body over `serving.max_body_bytes` with 413, before reading
+  it when its length is declared.
 - **Rate.** `RateLimiter` counts each API key's requests in a moving window (the `limits`
   package, in memory, per worker process) and refuses the excess with 429 and `Retry-After`.
 """
@@ -22,7 +24,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import HTTPException, Request
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.settings import ServingConfig
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -66,6 +71,56 @@ def unpaired_surrogate(value: Any, loc: list[str | int]) -> list[str | int] | No
         if found is not None:
             return found
     return None
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"the request body is larger than the "
+                                                 f"{limit} bytes this service accepts")
+
+
+def _body_limit(scope: Scope) -> int:
+    state = getattr(scope["app"].state, "service", None)
+    return int(state.settings.serving.max_body_bytes) if state is not None else \
+        ServingConfig().max_body_bytes
+
+
+class BodyLimit:
+    """ASGI middleware: a declared Content-Length over `serving.max_body_bytes` is answered 413
+    before a byte of the body is read; a streamed body is cut off (413) as it passes the limit.
+
+    Starlette's RequestBodyLimitMiddleware does the same but replaces whatever the app answers
+    with a plain-text 413 once the declared length is over; this one lets the answer be a
+    problem like every other error."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = _body_limit(scope)
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            from starlette.requests import Request
+
+            from serving.problems import problem
+
+            await problem(Request(scope), 413, BodyTooLarge(limit).detail)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 class TextGuard:
@@ -121,8 +176,8 @@ async def known_query(request: Request) -> None:
         return
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
-    if dependant is None:
-        return
+    if dependant is None or not getattr(route, "include_in_schema", True):
+        return  # not an operation of the API (the catch-all 404)
     names = _QUERY_NAMES.get(id(route))
     if names is None:
         names = _QUERY_NAMES[id(route)] = frozenset(_declared(dependant))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fastapi import HTTPException
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import (
     DateTime,
@@ -129,7 +130,12 @@ class IdempotencyMiddleware:
             await _refuse(scope, receive, send, 422, f"Idempotency-Key must be 1 to "
                           f"{MAX_KEY_LENGTH} ASCII characters")
             return
-        body, messages = await _read(receive)
+        try:
+            body, messages = await _read(receive)
+        except HTTPException as exc:  # the body limit or the text guard refused the body
+            loc = getattr(exc, "loc", None)
+            await _refuse(scope, receive, send, exc.status_code, str(exc.detail), loc=loc)
+            return
         fingerprint = hashlib.sha256(b"\0".join([
             scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""),
             body])).hexdigest()
@@ -199,11 +205,13 @@ async def _replay(send: Send, got: Claim) -> None:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str,
-                  headers: dict[str, str] | None = None) -> None:
+                  headers: dict[str, str] | None = None,
+                  loc: list[str | int] | None = None) -> None:
     from starlette.requests import Request
 
     from serving.problems import field_error, problem
 
-    errors = [field_error(["header", "Idempotency-Key"], detail)] if status == 422 else None
+    errors = [field_error(loc or ["header", "Idempotency-Key"], detail)] \
+        if status == 422 else None
     response = problem(Request(scope, receive), status, detail, errors=errors, headers=headers)
     await response(scope, receive, send)

@@ -98,6 +98,21 @@ def event_uids(store_url: str, account_id: str) -> set[str]:
     return out
 
 
+def assert_hostile_input_is_refused(served: Served) -> None:
+    """Over real HTTP: a 50 MB body is refused from its headers alone (413, with the body never
+    sent), a lone surrogate is a 422 problem, and both leave the server answering."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/calculate HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 52428800\r\n"
+                     b"X-API-Key: " + ADMIN_KEY.encode() + b"\r\n\r\n{")
+        head = sock.recv(4096).decode("latin-1")
+    assert head.startswith("HTTP/1.1 413") and "application/problem+json" in head, head
+    lone = served.client.post("/v1/calculate", content=b'{"accountId": "\\ud800"}',
+                              headers={"content-type": "application/json"})
+    assert lone.status_code == 422 and lone.json()["errors"][0]["loc"] == ["body", "accountId"]
+    assert served.client.get("/v1/health").status_code == 200
+
+
 def test_a_served_api_answers_and_delivers_webhooks_across_a_restart(world_root, tmp_path):
     store_url = f"sqlite:///{tmp_path / 'served.db'}"
     with Receiver() as rec:
@@ -118,6 +133,7 @@ def test_a_served_api_answers_and_delivers_webhooks_across_a_restart(world_root,
             assert c.post("/v1/setWeights", json={"weights": {"support": 30}},
                           headers={"X-API-Key": reader}).status_code == 403
             assert c.get("/v1/openapi.json").status_code == 200
+            assert_hostile_input_is_refused(first)
 
             hook = c.post("/v1/webhooks", json={"url": rec.url}).json()
             c.post("/v1/calculate", json={"accountId": "A00071"})
