@@ -27,20 +27,11 @@ from fastapi import HTTPException, Request
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.errors import InvalidInput
 from serving.settings import ServingConfig
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATES = re.compile("[\ud800-\udfff]")
-
-
-class InvalidInput(HTTPException):
-    """A 422 found before FastAPI's own validation (FastAPI lets an HTTPException raised while
-    it reads the body through, where any other error would become a 400)."""
-
-    def __init__(self, loc: list[str | int], msg: str) -> None:
-        super().__init__(status_code=422, detail=msg)
-        self.loc = loc
-        self.msg = msg
 
 
 class RateLimited(HTTPException):

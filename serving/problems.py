@@ -24,8 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.auth import HEADER, AccessDenied
-from serving.errors import Conflict, NotFound, PayloadError, Unavailable
-from serving.guards import InvalidInput
+from serving.errors import Conflict, InvalidInput, NotFound, PayloadError, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +101,9 @@ def _problem_document(app: FastAPI) -> Callable[[], dict[str, Any]]:
             for operations in doc.get("paths", {}).values():
                 for operation in operations.values():
                     for code, response in operation.get("responses", {}).items():
-                        content = response.get("content", {})
-                        if code[0] in "45" and "application/json" in content:
-                            content[MEDIA_TYPE] = content.pop("application/json")
-                            schema = content[MEDIA_TYPE].get("schema", {})
-                            if schema.get("$ref", "").endswith("/HTTPValidationError"):
-                                schema["$ref"] = "#/components/schemas/Problem"
+                        if code[0] in "45":
+                            response["content"] = {MEDIA_TYPE: {"schema": {
+                                "$ref": "#/components/schemas/Problem"}}}
             app.openapi_schema = doc
         return app.openapi_schema
 

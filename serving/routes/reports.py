@@ -46,7 +46,9 @@ MEDIA = {"csv": "text/csv", "json": "application/json",
          "parquet": "application/vnd.apache.parquet"}
 
 
-@router.get("/exportScores", responses=ERRORS)
+@router.get("/exportScores", response_class=StreamingResponse, responses={
+    **ERRORS, 200: {"description": "The scores, as the format asked.",
+                    "content": {media: {} for media in MEDIA.values()}}})
 def export_scores(state: State, _who: Reader,
                   format: Literal["csv", "json", "parquet"] = "csv",  # noqa: A002
                   start: date | None = None, end: date | None = None) -> StreamingResponse:
