@@ -39,6 +39,7 @@ from serving.ops_store import ConfigVersion, active_config, add_config
 from serving.payload import load_payload
 from serving.snapshot import WarehouseSnapshot, WarehouseUnavailable
 from serving.store import HealthScoreRecord, open_store
+from serving.webhook_targets import AllowList
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +87,11 @@ class ServiceState:
                                           Path(snapshot_dir or self._tmp.name),
                                           check_every=cfg.warehouse_check_seconds)
         self._refresh(force=True)
+        self.webhook_allow = AllowList.parse(cfg.webhook_allow_hosts)
         self.worker = DeliveryWorker(self.db, DeliveryPolicy(
             max_attempts=cfg.webhook_max_attempts, backoff=cfg.webhook_backoff_seconds,
-            timeout=cfg.webhook_timeout_seconds), poll=cfg.delivery_poll_seconds)
+            timeout=cfg.webhook_timeout_seconds, lease=cfg.webhook_lease_seconds),
+            poll=cfg.delivery_poll_seconds, allow=self.webhook_allow)
         if start_worker:
             self.worker.start()
 
