@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from serving.auth import HEADER, AccessDenied
 from serving.errors import Conflict, NotFound, PayloadError, Unavailable
 from serving.routes import admin, alerts, changes, reports, scores
+from serving.store_outage import OUTAGE_ERRORS, store_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ app = FastAPI(
 )
 for _routes in (scores, reports, changes, alerts, admin):
     app.include_router(_routes.router)
+for _outage in OUTAGE_ERRORS:  # the store out of reach: 503 + Retry-After, never a hang or 500
+    app.add_exception_handler(_outage, store_unavailable)
 
 
 @app.exception_handler(AccessDenied)

@@ -39,6 +39,7 @@ from serving.ops_store import ConfigVersion, active_config, add_config
 from serving.payload import load_payload
 from serving.snapshot import WarehouseSnapshot, WarehouseUnavailable
 from serving.store import HealthScoreRecord, open_store
+from serving.store_outage import engine_options
 from serving.webhook_targets import AllowList
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class ServiceState:
         self.settings = settings
         cfg = settings.serving
         url = settings.paths.store_url
-        self.store = open_store(url, **_engine_kw(url))
+        self.store = open_store(url, **engine_options(url))
         self.db = self.store.engine
         self.keys = KeyChecker(self.db, ttl=cfg.key_cache_seconds)
         self.event_rules = EventRules(change_points=cfg.score_change_points,
@@ -274,10 +275,3 @@ class ServiceState:
             if conn.execute(select(HealthScoreRecord.account_id).where(
                     HealthScoreRecord.account_id == account_id).limit(1)).first() is None:
                 raise NotFound(f"account {account_id!r} is neither in the warehouse nor scored")
-
-
-def _engine_kw(url: str) -> dict[str, Any]:
-    if url.startswith("sqlite"):
-        # Concurrent writers wait for the lock instead of failing at once.
-        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}

@@ -47,10 +47,11 @@ def served_env(root: Path, store_url: str, home: Path) -> dict[str, str]:
 
 class Served:
     def __init__(self, root: Path, store_url: str, home: Path, log: Path,
-                 cmd: list[str] | None = None, port: int | None = None) -> None:
+                 cmd: list[str] | None = None, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = served_env(root, store_url, home)
+        env = {**served_env(root, store_url, home), **(env or {})}
         # The checkout's packages, not whichever copy is installed, in every process.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         self.log = open(log, "ab")  # noqa: SIM115
