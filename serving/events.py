@@ -311,8 +311,9 @@ class DeliveryWorker:
     def _attempt(self, delivery_id: int) -> None:
         with Session(self.engine) as session:
             delivery = session.get(Delivery, delivery_id)
-            if delivery is None or delivery.status != "pending":
-                return
+            if delivery is None or delivery.status != "pending" \
+                    or delivery.lease_owner != self.owner:
+                return  # done, or its lease ran out and another worker claimed it
             event = session.get(Event, delivery.event_id)
             hook = session.get(Webhook, delivery.webhook_id)
             if event is None or hook is None:

@@ -88,7 +88,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
         pass
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (OSError, UnicodeError, ValueError) as exc:  # gaierror is an OSError
         raise TargetRefused(f"host {host!r} does not resolve ({exc})") from None
     out: list[IPAddress] = []
     for info in infos:
@@ -119,12 +119,15 @@ def check(url: str, allow: AllowList) -> list[IPAddress]:
     """The addresses of `url`'s host, all checked; TargetRefused naming the first bad one."""
     try:
         parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
+        host, port = parsed.host, parsed.port  # both decode (IDNA), so both may fail
+    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
         raise TargetRefused(f"not a valid URL ({exc})") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    if parsed.scheme not in ("http", "https") or not host:
         raise TargetRefused("must be an http:// or https:// URL with a host")
-    host = parsed.host.lower().rstrip(".")
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    host = host.lower().rstrip(".")
+    port = port or (443 if parsed.scheme == "https" else 80)
+    if not 0 < port < 65536:
+        raise TargetRefused(f"port {port} is not a TCP port")
     addresses = resolve(host, port)
     if host in allow.hosts:
         return addresses

@@ -87,9 +87,13 @@ def test_pin_connects_to_the_checked_address_and_keeps_the_host(monkeypatch):
     assert target.extensions == {"sni_hostname": "hooks.example"}
 
 
-def test_a_non_http_url_is_refused():
-    with pytest.raises(TargetRefused, match="http"):
-        check("ftp://93.184.216.34/x", NOWHERE)
+@pytest.mark.parametrize("url, why", [
+    ("ftp://93.184.216.34/x", "http"), ("http://xn--/", "not a valid URL"),
+    ("http://[::1/", "not a valid URL"), ("http://:80/", "with a host"),
+    ("http://93.184.216.34:99999/", "not a TCP port"), ("http://a..b/", "does not resolve")])
+def test_a_malformed_or_non_http_url_is_refused_not_an_error(url, why):
+    with pytest.raises(TargetRefused, match=why):
+        check(url, NOWHERE)
 
 
 # --- registration through the API -----------------------------------------------------------------
