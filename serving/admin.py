@@ -1,7 +1,8 @@
 """The admin resource: webhook receivers and API keys.
 
 A webhook's signing secret and a key are shown once, at creation; only a key's hash is stored.
-Every change is audited.
+A webhook URL whose host is not public (loopback, private, link-local, metadata, ...) is refused
+unless allow-listed (serving.webhook_targets). Every change is audited.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from serving.errors import NotFound, PayloadError
 from serving.events import EVENT_TYPES
 from serving.ops_store import ApiKey, Webhook, audit, deliveries_of, utcnow
 from serving.state import ServiceState
+from serving.webhook_targets import TargetRefused
+from serving.webhook_targets import check as check_target
 
 
 def add_webhook(state: ServiceState, req: schemas.WebhookRequest, actor: str) -> schemas.WebhookOut:
@@ -25,6 +28,10 @@ def add_webhook(state: ServiceState, req: schemas.WebhookRequest, actor: str) ->
     if bad:
         raise PayloadError(["body", "eventTypes"],
                            f"unknown event type(s) {bad}; known: {list(EVENT_TYPES)}")
+    try:
+        check_target(req.url, state.webhook_allow)
+    except TargetRefused as exc:
+        raise PayloadError(["body", "url"], f"webhook URL refused: {exc}") from None
     secret = req.secret or secrets.token_hex(32)
     with Session(state.db, expire_on_commit=False) as session, session.begin():
         hook = Webhook(url=req.url, secret=secret, event_types=list(req.eventTypes),

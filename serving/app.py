@@ -21,6 +21,7 @@ from serving.errors import NotFound
 from serving.guards import BodyLimit, TextGuard, known_query
 from serving.idempotency import IdempotencyMiddleware
 from serving.routes import admin, alerts, changes, reports, scores
+from serving.store_outage import OUTAGE_ERRORS, store_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ app.add_middleware(BodyLimit)
 for _routes in (scores, reports, changes, alerts, admin):
     app.include_router(_routes.router)
 problems.install(app)
+for _outage in OUTAGE_ERRORS:  # the store out of reach: 503 + Retry-After, never a hang or 500
+    app.add_exception_handler(_outage, store_unavailable)
 
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")

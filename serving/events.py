@@ -16,6 +16,11 @@ Owns
   A delivery row is unique per (webhook, event) and is marked delivered in the same statement
   that ends its lease, so a restart resumes pending work and never re-sends a delivered one;
   the event id travels in `X-HealthScore-Event-Id` for receivers that dedupe themselves.
+  Delivery is at least once: a worker killed between the receiver's answer and that statement
+  sends the event again, with the same id, once its lease expires. Before each attempt the
+  target is checked again (serving.webhook_targets: DNS may have changed since registration)
+  and the request goes to the checked address; redirects are not followed (a 3xx is a failed
+  attempt, retried like any other).
 It computes no scores and decides no alert rule (serving.alerts).
 """
 
@@ -51,6 +56,7 @@ from serving.ops_store import (
     utcnow,
     write_score_rows,
 )
+from serving.webhook_targets import AllowList, TargetRefused, pin
 
 logger = logging.getLogger(__name__)
 
@@ -238,12 +244,16 @@ class DeliveryWorker:
     """Delivers due webhook deliveries from the outbox in a background thread."""
 
     def __init__(self, engine: Engine, policy: DeliveryPolicy | None = None,
-                 poll: float = 0.5, client: httpx.Client | None = None) -> None:
+                 poll: float = 0.5, client: httpx.Client | None = None,
+                 allow: AllowList | None = None) -> None:
         self.engine = engine
         self.policy = policy or DeliveryPolicy()
         self.poll = poll
+        self.allow = allow or AllowList()
+        """Targets reachable despite being non-public (serving.webhook_allow_hosts)."""
         self.owner = uuid.uuid4().hex
-        self.client = client or httpx.Client(timeout=self.policy.timeout)
+        self.client = client or httpx.Client(timeout=self.policy.timeout,
+                                             follow_redirects=False)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -267,14 +277,23 @@ class DeliveryWorker:
         self.client.close()
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
                 sent = self.run_once()
-            except Exception:  # keep the worker alive; the lease expires and work is retried
-                logger.exception("webhook delivery pass failed")
+                if failures:
+                    logger.info("webhook delivery resumed after %d failed passes", failures)
+                failures = 0
+            except Exception as exc:  # keep the worker alive; the lease expires, work is retried
+                failures += 1
+                if failures == 1:
+                    logger.exception("webhook delivery pass failed; retrying with back-off")
+                else:
+                    logger.debug("webhook delivery pass %d failed: %s", failures, exc)
                 sent = 0
             if not sent:
-                self._wake.wait(self.poll)
+                # The store down: wait longer each failed pass (at most 30 polls), not spin.
+                self._wake.wait(self.poll * min(30, 2 ** min(failures, 5)))
                 self._wake.clear()
 
     def run_once(self, now: datetime | None = None) -> int:
@@ -292,8 +311,9 @@ class DeliveryWorker:
     def _attempt(self, delivery_id: int) -> None:
         with Session(self.engine) as session:
             delivery = session.get(Delivery, delivery_id)
-            if delivery is None or delivery.status != "pending":
-                return
+            if delivery is None or delivery.status != "pending" \
+                    or delivery.lease_owner != self.owner:
+                return  # done, or its lease ran out and another worker claimed it
             event = session.get(Event, delivery.event_id)
             hook = session.get(Webhook, delivery.webhook_id)
             if event is None or hook is None:
@@ -309,10 +329,16 @@ class DeliveryWorker:
         status: int | None = None
         error: str | None = None
         try:
-            resp = self.client.post(url, content=body, headers=headers)
+            target = pin(url, self.allow)
+            resp = self.client.post(target.url, content=body,
+                                    headers={**headers, "Host": target.host_header},
+                                    extensions=target.extensions)
             status = resp.status_code
             if not 200 <= status < 300:
-                error = f"HTTP {status}"
+                error = f"HTTP {status}" + (" (redirects are not followed)"
+                                            if resp.is_redirect else "")
+        except TargetRefused as exc:
+            error = f"target refused: {exc}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         now = utcnow()

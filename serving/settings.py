@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import ipaddress
+
+from pydantic import Field, SecretStr, field_validator
 
 from features.settings import Section
 
@@ -53,3 +55,31 @@ class ServingConfig(Section):
     webhook_backoff_seconds: float = Field(2.0, ge=0)
     webhook_timeout_seconds: float = Field(5.0, gt=0)
     delivery_poll_seconds: float = Field(0.5, gt=0)
+    webhook_allow_hosts: tuple[str, ...] = ()
+    """Host names, addresses or CIDR blocks a webhook may reach although they are loopback,
+    private, link-local or otherwise not public (serving.webhook_targets), e.g.
+    `HEALTHSCORE_SERVING__WEBHOOK_ALLOW_HOSTS='["127.0.0.1", "10.1.0.0/16"]'`. Empty: webhooks
+    reach public hosts only."""
+    webhook_lease_seconds: float = Field(60.0, gt=0)
+    """A claimed delivery becomes another worker's to retry after this long: what a worker
+    killed mid-delivery delays its claims by."""
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _allow_entries(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in v:
+            text = entry.strip().strip("[]")
+            if _network(text):
+                continue
+            if not text or any(c.isspace() or c in "/:@" for c in text):
+                raise ValueError(f"webhook_allow_hosts: {entry!r} is neither a host name nor "
+                                 "an address or CIDR block")
+        return v
+
+
+def _network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True

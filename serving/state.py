@@ -40,6 +40,8 @@ from serving.ops_store import ConfigVersion, active_config, add_config
 from serving.payload import load_payload
 from serving.snapshot import WarehouseSnapshot, WarehouseUnavailable
 from serving.store import HealthScoreRecord, open_store
+from serving.store_outage import engine_options
+from serving.webhook_targets import AllowList
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ class ServiceState:
         self.settings = settings
         cfg = settings.serving
         url = settings.paths.store_url
-        self.store = open_store(url, **_engine_kw(url))
+        self.store = open_store(url, **engine_options(url))
         self.db = self.store.engine
         self.keys = KeyChecker(self.db, ttl=cfg.key_cache_seconds)
         self.rate = RateLimiter(cfg.rate_limit)
@@ -88,9 +90,11 @@ class ServiceState:
                                           Path(snapshot_dir or self._tmp.name),
                                           check_every=cfg.warehouse_check_seconds)
         self._refresh(force=True)
+        self.webhook_allow = AllowList.parse(cfg.webhook_allow_hosts)
         self.worker = DeliveryWorker(self.db, DeliveryPolicy(
             max_attempts=cfg.webhook_max_attempts, backoff=cfg.webhook_backoff_seconds,
-            timeout=cfg.webhook_timeout_seconds), poll=cfg.delivery_poll_seconds)
+            timeout=cfg.webhook_timeout_seconds, lease=cfg.webhook_lease_seconds),
+            poll=cfg.delivery_poll_seconds, allow=self.webhook_allow)
         if start_worker:
             self.worker.start()
 
@@ -273,10 +277,3 @@ class ServiceState:
             if conn.execute(select(HealthScoreRecord.account_id).where(
                     HealthScoreRecord.account_id == account_id).limit(1)).first() is None:
                 raise NotFound(f"account {account_id!r} is neither in the warehouse nor scored")
-
-
-def _engine_kw(url: str) -> dict[str, Any]:
-    if url.startswith("sqlite"):
-        # Concurrent writers wait for the lock instead of failing at once.
-        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}

@@ -40,7 +40,7 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
 T = TypeVar("T")
 _MEMOS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[str, object]] = (
     weakref.WeakKeyDictionary())
-_MEMOS_LOCK = threading.Lock()
+_MEMOS_LOCK = threading.RLock()
 
 
 def catalog_read(con: duckdb.DuckDBPyConnection, key: str, read: Callable[[], T]) -> T:
@@ -56,7 +56,11 @@ def catalog_read(con: duckdb.DuckDBPyConnection, key: str, read: Callable[[], T]
     if not memo["read_only"]:
         return read()
     if key not in memo:
-        memo[key] = read()
+        # The first read runs on the caller's connection, which the service's request threads
+        # share: DuckDB refuses a second call on a busy connection instead of waiting.
+        with _MEMOS_LOCK:
+            if key not in memo:
+                memo[key] = read()
     return memo[key]  # type: ignore[return-value]
 
 
@@ -75,12 +79,10 @@ def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
 def _memo(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
     with _MEMOS_LOCK:
         memo = _MEMOS.get(con)
-    if memo is None:
-        rows = con.execute("select readonly from duckdb_databases() "
-                           "where database_name = current_database()").fetchall()
-        memo = {"read_only": bool(rows and rows[0][0])}
-        with _MEMOS_LOCK:
-            memo = _MEMOS.setdefault(con, memo)
+        if memo is None:  # asked under the lock: the connection may be shared (see above)
+            rows = con.execute("select readonly from duckdb_databases() "
+                               "where database_name = current_database()").fetchall()
+            memo = _MEMOS.setdefault(con, {"read_only": bool(rows and rows[0][0])})
     return memo
 
 

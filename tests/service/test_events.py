@@ -27,7 +27,10 @@ from serving.events import (
 )
 from serving.ops_store import Delivery, Event, Webhook, add_event
 from serving.store import HealthScoreRecord, open_store
-from tests.support.service_fixtures import Receiver
+from serving.webhook_targets import AllowList
+from tests.support.service_fixtures import LOCAL_RECEIVERS, Receiver
+
+LOCAL = AllowList.parse(LOCAL_RECEIVERS)
 
 RULES = EventRules(change_points=5, risk_points=10)
 CUTS = {"default": (61.0, 31.0)}
@@ -204,7 +207,7 @@ def test_events_are_delivered_signed_to_every_subscriber_of_their_type(store):
         hook(store, a.url, secret="a" * 32)
         hook(store, b.url, types=["Alert.created"], secret="b" * 32)
         uids = emit(store, 3) + emit(store, 1, "Alert.created")
-        worker = DeliveryWorker(store.engine, DeliveryPolicy(backoff=0))
+        worker = DeliveryWorker(store.engine, DeliveryPolicy(backoff=0), allow=LOCAL)
         drain(worker)
         worker.stop()
     assert sorted(a.event_ids()) == sorted(uids)
@@ -223,7 +226,8 @@ def test_failures_are_retried_with_backoff_until_delivered(store):
     with Receiver(fail_first=2) as rec:
         hook(store, rec.url)
         [uid] = emit(store, 1)
-        worker = DeliveryWorker(store.engine, DeliveryPolicy(backoff=30, max_attempts=5))
+        worker = DeliveryWorker(store.engine, DeliveryPolicy(backoff=30, max_attempts=5),
+                                allow=LOCAL)
         worker.run_once()
         with Session(store.engine) as s:
             d = s.scalars(select(Delivery)).one()
@@ -241,7 +245,8 @@ def test_a_delivery_that_keeps_failing_is_dead_lettered_and_can_be_replayed(stor
     with Receiver(fail_always=True) as rec:
         hook(store, rec.url)
         emit(store, 1)
-        worker = DeliveryWorker(store.engine, DeliveryPolicy(backoff=0, max_attempts=3))
+        worker = DeliveryWorker(store.engine, DeliveryPolicy(backoff=0, max_attempts=3),
+                                allow=LOCAL)
         drain(worker)
         assert count(store, Delivery, Delivery.status == "dead", Delivery.attempts == 3) == 1
         with Session(store.engine) as s:
@@ -257,13 +262,15 @@ def test_no_event_is_lost_or_delivered_twice_across_worker_restarts(store):
     with Receiver() as rec:
         hook(store, rec.url)
         uids = emit(store, 30)
-        first = DeliveryWorker(store.engine, DeliveryPolicy(backoff=0, batch=5))
+        first = DeliveryWorker(store.engine, DeliveryPolicy(backoff=0, batch=5), allow=LOCAL)
         first.run_once()  # one batch, then the "process" stops
         first.stop()
         assert 0 < len(rec.event_ids()) < 30
         # Two workers after the restart (e.g. two service workers) share the rest.
-        second = DeliveryWorker(store.engine, DeliveryPolicy(backoff=0, batch=5), poll=0.01)
-        third = DeliveryWorker(store.engine, DeliveryPolicy(backoff=0, batch=5), poll=0.01)
+        second = DeliveryWorker(store.engine, DeliveryPolicy(backoff=0, batch=5), allow=LOCAL,
+                                poll=0.01)
+        third = DeliveryWorker(store.engine, DeliveryPolicy(backoff=0, batch=5), allow=LOCAL,
+                                poll=0.01)
         second.start()
         third.start()
         end = time.monotonic() + 15

@@ -5,6 +5,7 @@ exactly once, and `healthscore serve` stopped by one SIGTERM with nothing left b
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from serving.ops_store import Event
 from serving.serve_cli import serve_command, service_env
-from tests.support.service_fixtures import ADMIN_KEY, Receiver, free_port
+from tests.support.service_fixtures import ADMIN_KEY, LOCAL_RECEIVERS, Receiver, free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,16 +40,18 @@ def served_env(root: Path, store_url: str, home: Path) -> dict[str, str]:
                 "HEALTHSCORE_SERVING__ADMIN_KEY": ADMIN_KEY,
                 "HEALTHSCORE_SERVING__DELIVERY_POLL_SECONDS": "0.1",
                 "HEALTHSCORE_SERVING__WEBHOOK_BACKOFF_SECONDS": "0.2",
-                "HEALTHSCORE_SERVING__WEBHOOK_MAX_ATTEMPTS": "1000"})
+                "HEALTHSCORE_SERVING__WEBHOOK_MAX_ATTEMPTS": "1000",
+                "HEALTHSCORE_SERVING__WEBHOOK_ALLOW_HOSTS": json.dumps(LOCAL_RECEIVERS)})
     return env
 
 
 class Served:
     def __init__(self, root: Path, store_url: str, home: Path, log: Path,
-                 cmd: list[str] | None = None, port: int | None = None) -> None:
+                 cmd: list[str] | None = None, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = served_env(root, store_url, home)
+        env = {**served_env(root, store_url, home), **(env or {})}
         # The checkout's packages, not whichever copy is installed, in every process.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         self.log = open(log, "ab")  # noqa: SIM115

@@ -8,6 +8,7 @@ module does not depend on the ingest command.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import date
 from pathlib import Path
@@ -77,11 +78,14 @@ def settings_for(root: Path, store_url: str, **serving: Any) -> Any:
                "models_dir": str(root / "models")},
         serving={"admin_key": ADMIN_KEY, "warehouse_check_seconds": 0.0,
                  "key_cache_seconds": 0.0, "delivery_poll_seconds": 0.05,
-                 "webhook_backoff_seconds": 0.05, **serving},
+                 "webhook_backoff_seconds": 0.05, "webhook_allow_hosts": LOCAL_RECEIVERS,
+                 **serving},
     )
 
 
 ADMIN_KEY = "hs_test_admin_key_0123456789abcdef"
+LOCAL_RECEIVERS = ["127.0.0.1"]
+"""Where the tests' webhook receivers listen: allow-listed, as loopback is refused otherwise."""
 
 
 def clean_env() -> None:
@@ -145,6 +149,7 @@ def service_client(root: Path, store_url: str, **serving: Any) -> Iterator[Any]:
            "HEALTHSCORE_SERVING__KEY_CACHE_SECONDS": "0",
            "HEALTHSCORE_SERVING__DELIVERY_POLL_SECONDS": "0.05",
            "HEALTHSCORE_SERVING__WEBHOOK_BACKOFF_SECONDS": "0.05",
+           "HEALTHSCORE_SERVING__WEBHOOK_ALLOW_HOSTS": json.dumps(LOCAL_RECEIVERS),
            **{f"HEALTHSCORE_SERVING__{k.upper()}": str(v) for k, v in serving.items()}}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
