@@ -49,6 +49,12 @@ def _range(col: Column) -> str:
     return ""
 
 
+def _default(col: Column) -> str:
+    if col.default_from is not None:
+        return f"the row's `{col.default_from}`"
+    return "" if col.default is None else repr(col.default)
+
+
 def _table_section(t: Table) -> list[str]:
     facts = ["**required**" if t.required else "optional (absent: not connected)"]
     if t.key:
@@ -69,7 +75,7 @@ def _table_section(t: Table) -> list[str]:
             f"`{c.name}`", c.type, "yes" if c.required else "no",
             "yes" if c.nullable else "no",
             ", ".join(c.allowed) if c.allowed else "", _range(c),
-            "" if c.default is None else repr(c.default), c.description + future)) + " |")
+            _default(c), c.description + future)) + " |")
     return lines + [""]
 
 
@@ -166,7 +172,8 @@ def render() -> str:
         "## Mapping a customer export",
         "",
         "`healthscore ingest DIR --mapping FILE.yaml` reads the export's own files. The YAML "
-        "names the `sources` (files relative to DIR, globs allowed) and, per contract table, "
+        "names the `sources` (files relative to DIR, `../exports/x.csv` or absolute paths reach "
+        "outside it; globs allowed) and, per contract table, "
         "where each column comes from: a source column or a DuckDB SQL expression over the "
         "source rows (alias `src`), e.g. `coalesce(closed_at, NULL)` or "
         "`CASE WHEN ... END`. Tables the mapping leaves out are not connected. The mapping is "
