@@ -52,6 +52,10 @@ Missing semantics (the rules score treats missing as missing, not 0)
 - tenure_days is NaN for an account created on or after as_of (not yet a customer).
 - Optional contract columns absent from a table read as their contract default (quantity 1,
   escalated/reopened/executive false) or unknown (csat, sentiment, responded, auto_renew).
+- Usage without user ids (usage_events.user_id absent, or empty in every row): the features
+  counting users (active_users_*, active_user_ratio_30d, logins_*) are NaN, not a constant;
+  the other usage features are unchanged. A row without a user id counts as usage, not as a
+  user.
 """
 
 from __future__ import annotations
@@ -206,11 +210,14 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table) -> ir.Table:
     restriction have no previous day, which is right: they are before every window.
     """
     e0 = ent.mutate(as_day=ent.as_of.date())
+    # Without user ids (the column absent: build.py also leaves out one with no value at all)
+    # the features counting users are missing; a row without a user still counts as usage.
+    has_users = "user_id" in usage.columns
     u = usage.select(
         "account_id",
-        "user_id",
         "event",
         "ts",
+        user_id=_optional(usage, "user_id", "string"),
         quantity=_optional(usage, "quantity", "float64", 1.0),
         day=usage.ts.date(),
     )
@@ -233,17 +240,18 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table) -> ir.Table:
             ibis.window(group_by=["account_id", "user_id"], order_by="day")
         )
     )
-    j = joined(user_days, USAGE_LOOKBACK_DAYS, ["events", "last_ts", "prev_day"])
+    j = joined(user_days, USAGE_LOOKBACK_DAYS, ["user_id", "events", "last_ts", "prev_day"])
     a, d, prev = j.as_day, j.day, j.prev_day
     in7, in30 = d >= a - days(7), d >= a - days(30)
     before30 = (d >= a - days(60)) & (d < a - days(30))
+    known = j.user_id.notnull()
     users = j.group_by([ENTITY_KEY]).aggregate(
-        active_users_7d=_count(d, _first_in(d, prev, a - days(7))),
-        active_users_30d=_count(d, _first_in(d, prev, a - days(30))),
-        active_users_90d=_count(d, _first_in(d, prev, a - days(USAGE_LOOKBACK_DAYS))),
+        active_users_7d=_count(d, _first_in(d, prev, a - days(7)) & known),
+        active_users_30d=_count(d, _first_in(d, prev, a - days(30)) & known),
+        active_users_90d=_count(d, _first_in(d, prev, a - days(USAGE_LOOKBACK_DAYS)) & known),
         # One row per user-day: counting rows counts distinct user-days (logins).
-        logins_30d=_count(d, in30),
-        logins_prev=_count(d, before30),
+        logins_30d=_count(d, in30 & known),
+        logins_prev=_count(d, before30 & known),
         events_7d=j.events.sum(where=in7),
         events_30d=j.events.sum(where=in30),
         events_prev=j.events.sum(where=before30),
@@ -273,16 +281,20 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table) -> ir.Table:
     for agg in (users, active_days, used, seats):
         e = attach(e, agg)
     seats_den = e.contracted_seats.nullif(0)
+
+    def per_user(value: ir.Value) -> ir.Value:
+        return value if has_users else ibis.null("float64")
+
     return e.select(
         ENTITY_KEY,
         "account_id",
         "as_of",
-        active_users_7d=_zero(e.active_users_7d),
-        active_users_30d=_zero(e.active_users_30d),
-        active_users_90d=_zero(e.active_users_90d),
-        active_user_ratio_30d=_zero(e.active_users_30d) / seats_den,
-        logins_30d=_zero(e.logins_30d),
-        logins_pct_change_30d=_pct_change(_zero(e.logins_30d), _zero(e.logins_prev)),
+        active_users_7d=per_user(_zero(e.active_users_7d)),
+        active_users_30d=per_user(_zero(e.active_users_30d)),
+        active_users_90d=per_user(_zero(e.active_users_90d)),
+        active_user_ratio_30d=per_user(_zero(e.active_users_30d) / seats_den),
+        logins_30d=per_user(_zero(e.logins_30d)),
+        logins_pct_change_30d=per_user(_pct_change(_zero(e.logins_30d), _zero(e.logins_prev))),
         active_days_30d=_zero(e.active_days_30d),
         days_since_last_activity=_days_between(e.as_of, e.last_ts),
         events_7d=_zero(e.events_7d),

@@ -149,6 +149,48 @@ def test_optional_columns_absent_from_a_table_read_as_their_defaults():
     assert math.isnan(out["ticket_csat_90d"]) and math.isnan(out["auto_renew"])
 
 
+USER_FEATURES = ("active_users_7d", "active_users_30d", "active_users_90d",
+                 "active_user_ratio_30d", "logins_30d", "logins_pct_change_30d")
+
+
+@pytest.mark.parametrize("how", ["absent", "all empty"])
+@pytest.mark.parametrize("cfg", [CFG, FeatureConfig(online_max_entities=0)],
+                         ids=["online", "batch"])
+def test_usage_without_user_ids_has_missing_user_features_and_the_other_usage_features(
+        how, cfg):
+    tables = hand_tables()
+    usage = tables["usage_events"]
+    tables["usage_events"] = usage.drop(columns="user_id") if how == "absent" else \
+        usage.assign(user_id=pd.Series([None] * len(usage), dtype="str"))
+    out = build_features(warehouse(tables), entities(("a", T), ("b", T)), cfg)
+    for name in USER_FEATURES:
+        assert out[name].isna().all(), name
+    a = out.iloc[0]
+    for name in ("events_7d", "events_30d", "events_90d", "events_per_seat_30d",
+                 "events_pct_change_30d", "active_days_30d", "days_since_last_activity",
+                 "features_used_30d", "features_used_90d", "features_used_change_30d"):
+        assert a[name] == pytest.approx(EXPECTED_A[name]), name
+    assert out.iloc[1]["events_30d"] == 0
+
+
+def test_a_usage_row_without_a_user_counts_as_usage_but_not_as_a_user():
+    tables = hand_tables()
+    usage = tables["usage_events"].copy()
+    usage.loc[usage["user_id"] == "u2", "user_id"] = None
+    tables["usage_events"] = usage
+    a = build_features(warehouse(tables), entities(("a", T)), CFG).iloc[0]
+    assert a["active_users_30d"] == 1 and a["logins_30d"] == 1
+    assert a["events_30d"] == EXPECTED_A["events_30d"]
+
+
+def test_features_never_read_the_subscription_status():
+    tables = hand_tables()
+    tables["subscriptions"] = tables["subscriptions"].drop(columns="status")
+    ents = entities(("a", T), ("b", T))
+    pd.testing.assert_frame_equal(build_features(warehouse(tables), ents, CFG),
+                                  build_features(warehouse(hand_tables()), ents, CFG))
+
+
 def test_days_since_reaches_back_beyond_the_longest_window(con):
     # Before any 2024 row: the last activity is u3 on 2023-06-01, 183 days before 2023-12-01.
     out = build_features(con, entities(("a", "2023-12-01")), CFG).iloc[0]
