@@ -19,11 +19,14 @@ Time rules (point in time)
 - `as_of` is a date at midnight; a window of N days is `[as_of - N days, as_of)`. A row dated
   exactly at `as_of` is in the future. "The 30 days before" is `[as_of - 60d, as_of - 30d)`.
 - Point-in-time states (open_tickets, overdue_invoices, arr, subscription_seats,
-  days_to_renewal, auto_renew) use only rows whose time column is `< as_of`; a later-dated value
-  of such a row (resolved_at, paid_at) that is `>= as_of` is not yet known: a ticket resolved at
-  or after `as_of` is open at `as_of`, an invoice paid at or after `as_of` is unpaid.
+  days_to_renewal, contract_term_days, auto_renew) use only rows whose time column is
+  `< as_of`; a later-dated value of such a row (resolved_at, paid_at) that is `>= as_of` is not
+  yet known: a ticket resolved at or after `as_of` is open at `as_of`, an invoice paid at or
+  after `as_of` is unpaid.
 - A subscription is active at t when `start_date < t` and (`end_date` is empty or `>= t`). Its
-  end date is known when the contract starts, so days_to_renewal may read an end date `>= as_of`.
+  end date is known when the contract starts, so days_to_renewal and contract_term_days (days
+  from start to end of the active subscription that ends first, the one days_to_renewal counts
+  down to) may read an end date `>= as_of`. Both are NaN without an active dated subscription.
 - Undated state columns are read only once they can be known: a ticket's CSAT only once the
   ticket is resolved before `as_of` (CSAT is asked at resolution); an invoice's `failed` status
   only once the invoice is due before `as_of` (the payment attempt happens by the due date).
@@ -467,7 +470,15 @@ def subscription_features(ent: ir.Table, subscriptions: ir.Table) -> ir.Table:
         next_end=j.end_date.min(where=active),
         auto_renew=j.auto_renew.cast("int8").max(where=active),
     )
-    e = attach(ent, agg)
+    # The term of the contract that renews next (the one days_to_renewal counts down to);
+    # several ending that day: the longest.
+    nxt = agg.select(ENTITY_KEY, "next_end")
+    jt = j.join(nxt, j[ENTITY_KEY] == nxt[ENTITY_KEY]).select(
+        j[ENTITY_KEY], j.as_of, j.start_date, j.end_date, nxt.next_end)
+    renewing = _active(jt.start_date, jt.end_date, jt.as_of) & (jt.end_date == jt.next_end)
+    terms = jt.group_by(ENTITY_KEY).aggregate(
+        contract_term_days=_days_between(jt.end_date, jt.start_date).max(where=renewing))
+    e = attach(attach(ent, agg), terms)
     arr = _zero(e.arr_now)
     return e.select(
         ENTITY_KEY,
@@ -475,6 +486,7 @@ def subscription_features(ent: ir.Table, subscriptions: ir.Table) -> ir.Table:
         arr_pct_change_90d=_pct_change(arr, _zero(e.arr_before)),
         subscription_seats=ibis.ifelse(_zero(e.n_active) == 0, 0.0, e.seats_now),
         days_to_renewal=_days_between(e.next_end, e.as_of),
+        contract_term_days=e.contract_term_days,
         auto_renew=e.auto_renew.cast("float64"),
     )
 

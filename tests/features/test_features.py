@@ -49,6 +49,8 @@ EXPECTED_A = {
     # active at T: s2 1200 + s3 300; 90 days earlier: s2 1200 + s5 500
     "arr": 1500.0, "arr_pct_change_90d": 100 * (1500 - 1700) / 1700,
     "subscription_seats": 20, "days_to_renewal": 274, "auto_renew": 1.0,
+    # s2 ends first (s3 is open-ended, s4 starts at T): 2024-01-01 .. 2024-12-31
+    "contract_term_days": 365,
     # i1 failed and due; i2 failed but not due yet. Overdue: i1, i3 (paid at T), i5
     "failed_payments_90d": 1, "overdue_invoices": 3,
     "touchpoints_30d": 1, "touchpoints_90d": 4, "exec_touches_90d": 2,
@@ -107,7 +109,7 @@ def test_an_account_with_no_activity_has_zero_counts_and_missing_everything_else
                  "tickets_pct_change_30d", "arr_pct_change_90d", "median_resolution_hours_90d",
                  "ticket_csat_90d", "nps_last", "nps_avg_365d", "csat_avg_90d",
                  "days_since_last_ticket", "days_since_last_survey", "days_to_renewal",
-                 "auto_renew", "response_rate_90d", "days_since_last_touch",
+                 "contract_term_days", "auto_renew", "response_rate_90d", "days_since_last_touch",
                  # no seats anywhere: a ratio per seat is unknown, not 0
                  "active_user_ratio_30d", "events_per_seat_30d"):
         assert math.isnan(b[name]), name
@@ -592,7 +594,8 @@ def test_features_command_writes_the_frame_and_a_summary(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "engagement" in result.output and "missing" in result.output
-    assert "2 rows x 56 columns" in _flat(result.output)
+    # account_id, as_of, every registered feature and the three custom attributes
+    assert f"2 rows x {2 + len(FEATURES) + 3} columns" in _flat(result.output)
     written = pd.read_parquet(out)
     assert list(written["account_id"]) == ["a", "b"]  # c is not a customer yet
     assert written.loc[0, "events_30d"] == 4
