@@ -18,6 +18,10 @@ are counted as "first day of the key in the window" rows (see `usage_features`).
 Time rules (point in time)
 - `as_of` is a date at midnight; a window of N days is `[as_of - N days, as_of)`. A row dated
   exactly at `as_of` is in the future. "The 30 days before" is `[as_of - 60d, as_of - 30d)`.
+- Who is a customer at `as_of` is decided by `features/entities.py` (`status_at`): an account
+  is active when created on or before the as-of day and not churned on or before it. The one
+  value of the as-of day a feature reads is that the account exists: tenure_days is 0 for an
+  account created that day.
 - Point-in-time states (open_tickets, overdue_invoices, arr, subscription_seats,
   days_to_renewal, contract_term_days, auto_renew) use only rows whose time column is
   `< as_of`; a later-dated value of such a row (resolved_at, paid_at) that is `>= as_of` is not
@@ -52,7 +56,8 @@ Missing semantics (the rules score treats missing as missing, not 0)
   exist and none is known to, NaN without an active subscription or when unknown.
 - subscription_seats = 0 without an active subscription; NaN when active subscriptions exist
   but none states its seats.
-- tenure_days is NaN for an account created on or after as_of (not yet a customer).
+- tenure_days is 0 for an account created on the as-of day and NaN for one created after it
+  (not yet a customer, `features/entities.py`).
 - Optional contract columns absent from a table read as their contract default (quantity 1,
   escalated/reopened/executive false) or unknown (csat, sentiment, responded, auto_renew).
 - Usage without user ids (usage_events.user_id absent, or empty in every row): the features
@@ -562,8 +567,10 @@ def profile_features(ent: ir.Table, accounts: ir.Table, attribute_prefix: str) -
     return e.select(
         ENTITY_KEY,
         "_known",
+        # A customer from its signup day on (features/entities.py): 0 on that day.
         tenure_days=ibis.ifelse(
-            e.created_at < e.as_of, _days_between(e.as_of, e.created_at), ibis.null("int64")
+            e.created_at < e.as_of + days(1), _days_between(e.as_of, e.created_at),
+            ibis.null("int64"),
         ),
         seats=e.seats,
         segment=e.segment,

@@ -240,7 +240,7 @@ def validation_dates(con: Any, frequency: str = "MS", warmup_days: int = 90,
     observable, at the given pandas frequency (monthly by default)."""
     from features.contract.tables import table
     from features.contract.warehouse import connected_tables
-    from training.labels import data_end
+    from training.labels import last_labelled_date
 
     connected = connected_tables(con)
     if start is None:
@@ -252,7 +252,7 @@ def validation_dates(con: Any, frequency: str = "MS", warmup_days: int = 90,
             raise ValueError("the warehouse has no activity table with rows: nothing to validate")
         start = min(firsts).normalize() + pd.Timedelta(days=warmup_days)
     if end is None:
-        end = data_end(con) - pd.Timedelta(days=horizon)
+        end = last_labelled_date(con, horizon)
     dates = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq=frequency)
     return list(dates)
 

@@ -133,6 +133,17 @@ def render() -> str:
         "- A customer export with other names or shapes is connected with a column mapping "
         "(`--mapping FILE`, see below) instead of being edited.",
         "",
+        "## Who is a customer when",
+        "",
+        "Dates decide it, never a status column. An account is **active** at an as-of date "
+        "when it started on or before that day (`accounts.created_at` falls on it or earlier) "
+        "and has not churned on or before it (its first `churn_events.churned_at`). So an "
+        "account is scored from its signup day on (with a tenure of 0 days that day), and one "
+        "whose churn is dated on the as-of day is `churned` that day: not scored as active, "
+        "and not a churn label to learn from. Features as of a date read only rows dated "
+        "strictly before it (`features.entities.status_at` holds the rule; scoring, training "
+        "and the service all use it).",
+        "",
         "## Validation",
         "",
         "Every problem is reported with the file, the row as you find it in the file (for CSV "

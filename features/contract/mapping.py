@@ -1,13 +1,13 @@
 """Column mappings: how a customer's own export becomes the contract tables, declared in YAML.
 
-A mapping names its source files (relative to the data folder or absolute, glob allowed) and, for each
-contract table it connects, where each contract column comes from: a source column or a DuckDB
-SQL expression evaluated over the source rows (`coalesce(closed_at, NULL)`, `CASE WHEN ... END`,
-a window function for a derived table, a scalar subquery over another source). Value maps
-translate codes (`priority: {P1: urgent}`), defaults fill columns the export lacks, `where`
-filters source rows, `qualify` filters on window functions, `join` brings in columns of another
-source and `key` declares extra uniqueness checks. The file is validated with pydantic before
-anything runs; errors name the YAML key.
+A mapping names its source files (relative to the data folder or absolute, glob allowed) and, for
+each contract table it connects, where each contract column comes from: a source column or a DuckDB
+SQL expression evaluated over the source rows (`coalesce(closed_at, NULL)`, `CASE WHEN ... END`, a
+window function for a derived table, a scalar subquery over another source). Value maps translate
+codes (`priority: {P1: urgent}`), defaults fill columns the export lacks, `where` filters source
+rows, `qualify` filters on window functions, `join` brings in columns of another source and `key`
+declares extra uniqueness checks. The file is validated with pydantic before anything runs; errors
+name the YAML key.
 
 The expressions are SQL fragments run by DuckDB over views of the source files: no Python is
 evaluated, and every query is checked to be one SELECT. Constants (value maps, defaults) are bound

@@ -107,7 +107,8 @@ class Band(_Strict):
 
 class StatusCuts(_Strict):
     """Status from the rounded score: healthy >= healthy_min, at-risk >= at_risk_min, else
-    critical. `churned` overrides all of them when the account churned before as_of."""
+    critical. `churned` overrides all of them when the account churned on or before the as-of
+    day."""
 
     healthy_min: float = Field(ge=0, le=100)
     at_risk_min: float = Field(ge=0, le=100)

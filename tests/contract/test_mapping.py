@@ -210,7 +210,8 @@ def test_a_bad_row_in_a_file_outside_the_data_folder_names_that_file(tmp_path):
     outside.mkdir()
     (folder / "tickets_2024_01.csv").rename(outside / "tickets_2024_01.csv")
     (folder / "tickets_2024_02.csv").unlink()
-    (outside / "tickets_2024_01.csv").write_text("cust,opened,prio,id\r\n0042,2024-13-01,P1,01-0\r\n")
+    (outside / "tickets_2024_01.csv").write_text(
+        "cust,opened,prio,id\r\n0042,2024-13-01,P1,01-0\r\n")
     mapping = parse_mapping(_with("sources.tix", "../exports/tickets_2024_*.csv"))
 
     with pytest.raises(IngestRefused) as info:

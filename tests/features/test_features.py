@@ -120,6 +120,11 @@ def test_an_account_created_after_as_of_has_no_tenure(frame):
     assert math.isnan(row(frame, "c")["tenure_days"])
 
 
+def test_an_account_created_on_the_as_of_day_has_a_tenure_of_zero(con):
+    out = build_features(con, entities(("c", "2024-06-01"), ("c", "2024-06-02")), CFG)
+    assert out["tenure_days"].tolist() == [0, 1]
+
+
 def test_a_table_that_is_not_connected_gives_missing_features_not_zeros():
     tables = {k: v for k, v in hand_tables().items() if k in ("accounts", "usage_events")}
     out = build_features(warehouse(tables), entities(("a", T)), CFG)
@@ -507,6 +512,23 @@ def test_accounts_are_required():
 
 
 # --- entities ---------------------------------------------------------------------------------
+def test_an_account_is_active_from_its_signup_day_until_the_day_before_it_churns():
+    from features.entities import ACTIVE, CHURNED, NOT_STARTED, status_at
+
+    day = pd.Timestamp("2024-05-10").to_datetime64()
+    created = pd.to_datetime(["2024-05-10 09:30", "2024-05-11 00:00", "2024-01-01 00:00",
+                              "2024-01-01 00:00", "2024-01-01 00:00"]).to_numpy()
+    churned = pd.to_datetime([None, None, "2024-05-10 00:00", "2024-05-10 23:00",
+                              "2024-05-11 00:00"]).to_numpy()
+    assert status_at(created, churned, day).tolist() == [
+        ACTIVE,       # signed up on the as-of day
+        NOT_STARTED,  # the day after
+        CHURNED,      # churned on the as-of day, at any hour
+        CHURNED,
+        ACTIVE,       # churns the day after: still a customer
+    ]
+
+
 def test_entities_are_the_accounts_created_before_and_not_churned_before_each_date():
     tables = hand_tables()
     tables["churn_events"] = pd.DataFrame(
@@ -514,14 +536,14 @@ def test_entities_are_the_accounts_created_before_and_not_churned_before_each_da
          "reason": [None]}
     )
     con = warehouse(tables)
-    out = build_entities(con, ["2024-03-02", "2024-03-03", "2024-05-10", "2024-05-11",
-                               "2024-07-01"])
+    out = build_entities(con, ["2024-03-01", "2024-03-02", "2024-05-09", "2024-05-10",
+                               "2024-06-01"])
     got = {(a, str(t.date())) for a, t in zip(out["account_id"], out["as_of"], strict=True)}
     assert got == {
-        ("a", "2024-03-02"), ("a", "2024-03-03"), ("b", "2024-03-03"),   # b created Mar 2
-        ("a", "2024-05-10"), ("b", "2024-05-10"),                        # churn at May 10 is
-        ("a", "2024-05-11"),                                             # after the as-of start
-        ("a", "2024-07-01"), ("c", "2024-07-01"),
+        ("a", "2024-03-01"), ("a", "2024-03-02"), ("b", "2024-03-02"),   # b created Mar 2
+        ("a", "2024-05-09"), ("b", "2024-05-09"),                        # b churns May 10:
+        ("a", "2024-05-10"),                                             # not active that day
+        ("a", "2024-06-01"), ("c", "2024-06-01"),                        # c created Jun 1
     }
     assert list(out.columns) == ["account_id", "as_of"]
     assert out["as_of"].is_monotonic_increasing

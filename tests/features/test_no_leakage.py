@@ -33,7 +33,10 @@ def known_before(tables: dict[str, pd.DataFrame], t: pd.Timestamp, seed: int = 0
     rng = np.random.default_rng(seed)
     out = {}
     for name, frame in tables.items():
-        frame = frame[frame[TIME_COLUMN[name]] < t].copy()
+        # Who is a customer at t is known through the as-of day (features/entities.py); the
+        # features see only rows strictly before t.
+        cut = t + pd.Timedelta(days=1) if name in ("accounts", "churn_events") else t
+        frame = frame[frame[TIME_COLUMN[name]] < cut].copy()
         later = {"tickets": ["resolved_at"], "invoices": ["paid_at"],
                  "subscriptions": ["end_date"] if alter_end_dates else []}.get(name, [])
         for col in later:
