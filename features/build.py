@@ -236,6 +236,8 @@ class _Batch(_Runner):
         self.cursor = con.cursor()
         self.backend = ibis.duckdb.from_connection(self.cursor)
         self.cfg = cfg
+        self.columns = {t: {c for c, _ in cols} for t, cols in
+                        catalog_read(con, "shape", lambda: shape_of(self.cursor))}
 
     def run(self, name: str, build: Build, keys: pd.DataFrame) -> Part:
         ent = ibis.memtable(keys)
@@ -244,8 +246,11 @@ class _Batch(_Runner):
         as_of_range = (keys["as_of"].min(), keys["as_of"].max())
 
         def source(table: str, older: bool = False) -> ir.Table:
+            raw = self.backend.table(table)
+            # The columns the shape leaves out (see shape_of) are read as absent.
+            raw = raw.select(*[c for c in raw.columns if c in self.columns[table]])
             return d.restrict(
-                self.backend.table(table), ent, ids,
+                raw, ent, ids,
                 literal_max=self.cfg.literal_account_filter_max,
                 time_column=contract_table(table).time_column,
                 lookback_days=lookback.get(table), before_lookback=older,
@@ -345,7 +350,8 @@ def held_rows(con: duckdb.DuckDBPyConnection) -> AccountRows | None:
 
 
 def shape_of(con: duckdb.DuckDBPyConnection) -> Shape:
-    """The contract tables present and their columns' types: all a compiled query depends on."""
+    """The contract tables present and their columns' types: all a compiled query depends on.
+    A usage_events.user_id with no value at all is left out, as if the column were absent."""
     rows = con.execute(
         "select table_name, column_name, data_type from duckdb_columns() "
         "where database_name = current_database() and schema_name = 'main' "
@@ -356,6 +362,13 @@ def shape_of(con: duckdb.DuckDBPyConnection) -> Shape:
     for table, column, dtype in rows:
         if table in known:
             tables.setdefault(table, []).append((column, dtype))
+    usage = tables.get("usage_events", [])
+    if any(c == "user_id" for c, _ in usage) and not con.execute(
+            "select count(*) from (select 1 from usage_events where user_id is not null "
+            "limit 1)").fetchall()[0][0]:
+        # Usage without a single user id is usage without users: the definitions read the
+        # column as absent, so the features counting users are missing, not constant.
+        tables["usage_events"] = [(c, t) for c, t in usage if c != "user_id"]
     return tuple((t, tuple(cols)) for t, cols in sorted(tables.items()))
 
 

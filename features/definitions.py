@@ -18,12 +18,19 @@ are counted as "first day of the key in the window" rows (see `usage_features`).
 Time rules (point in time)
 - `as_of` is a date at midnight; a window of N days is `[as_of - N days, as_of)`. A row dated
   exactly at `as_of` is in the future. "The 30 days before" is `[as_of - 60d, as_of - 30d)`.
+- Who is a customer at `as_of` is decided by `features/entities.py` (`status_at`): an account
+  is active when created on or before the as-of day and not churned on or before it. The one
+  value of the as-of day a feature reads is that the account exists: tenure_days is 0 for an
+  account created that day.
 - Point-in-time states (open_tickets, overdue_invoices, arr, subscription_seats,
-  days_to_renewal, auto_renew) use only rows whose time column is `< as_of`; a later-dated value
-  of such a row (resolved_at, paid_at) that is `>= as_of` is not yet known: a ticket resolved at
-  or after `as_of` is open at `as_of`, an invoice paid at or after `as_of` is unpaid.
+  days_to_renewal, contract_term_days, auto_renew) use only rows whose time column is
+  `< as_of`; a later-dated value of such a row (resolved_at, paid_at) that is `>= as_of` is not
+  yet known: a ticket resolved at or after `as_of` is open at `as_of`, an invoice paid at or
+  after `as_of` is unpaid.
 - A subscription is active at t when `start_date < t` and (`end_date` is empty or `>= t`). Its
-  end date is known when the contract starts, so days_to_renewal may read an end date `>= as_of`.
+  end date is known when the contract starts, so days_to_renewal and contract_term_days (days
+  from start to end of the active subscription that ends first, the one days_to_renewal counts
+  down to) may read an end date `>= as_of`. Both are NaN without an active dated subscription.
 - Undated state columns are read only once they can be known: a ticket's CSAT only once the
   ticket is resolved before `as_of` (CSAT is asked at resolution); an invoice's `failed` status
   only once the invoice is due before `as_of` (the payment attempt happens by the due date).
@@ -49,9 +56,14 @@ Missing semantics (the rules score treats missing as missing, not 0)
   exist and none is known to, NaN without an active subscription or when unknown.
 - subscription_seats = 0 without an active subscription; NaN when active subscriptions exist
   but none states its seats.
-- tenure_days is NaN for an account created on or after as_of (not yet a customer).
+- tenure_days is 0 for an account created on the as-of day and NaN for one created after it
+  (not yet a customer, `features/entities.py`).
 - Optional contract columns absent from a table read as their contract default (quantity 1,
   escalated/reopened/executive false) or unknown (csat, sentiment, responded, auto_renew).
+- Usage without user ids (usage_events.user_id absent, or empty in every row): the features
+  counting users (active_users_*, active_user_ratio_30d, logins_*) are NaN, not a constant;
+  the other usage features are unchanged. A row without a user id counts as usage, not as a
+  user.
 """
 
 from __future__ import annotations
@@ -206,11 +218,14 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table) -> ir.Table:
     restriction have no previous day, which is right: they are before every window.
     """
     e0 = ent.mutate(as_day=ent.as_of.date())
+    # Without user ids (the column absent: build.py also leaves out one with no value at all)
+    # the features counting users are missing; a row without a user still counts as usage.
+    has_users = "user_id" in usage.columns
     u = usage.select(
         "account_id",
-        "user_id",
         "event",
         "ts",
+        user_id=_optional(usage, "user_id", "string"),
         quantity=_optional(usage, "quantity", "float64", 1.0),
         day=usage.ts.date(),
     )
@@ -233,17 +248,18 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table) -> ir.Table:
             ibis.window(group_by=["account_id", "user_id"], order_by="day")
         )
     )
-    j = joined(user_days, USAGE_LOOKBACK_DAYS, ["events", "last_ts", "prev_day"])
+    j = joined(user_days, USAGE_LOOKBACK_DAYS, ["user_id", "events", "last_ts", "prev_day"])
     a, d, prev = j.as_day, j.day, j.prev_day
     in7, in30 = d >= a - days(7), d >= a - days(30)
     before30 = (d >= a - days(60)) & (d < a - days(30))
+    known = j.user_id.notnull()
     users = j.group_by([ENTITY_KEY]).aggregate(
-        active_users_7d=_count(d, _first_in(d, prev, a - days(7))),
-        active_users_30d=_count(d, _first_in(d, prev, a - days(30))),
-        active_users_90d=_count(d, _first_in(d, prev, a - days(USAGE_LOOKBACK_DAYS))),
+        active_users_7d=_count(d, _first_in(d, prev, a - days(7)) & known),
+        active_users_30d=_count(d, _first_in(d, prev, a - days(30)) & known),
+        active_users_90d=_count(d, _first_in(d, prev, a - days(USAGE_LOOKBACK_DAYS)) & known),
         # One row per user-day: counting rows counts distinct user-days (logins).
-        logins_30d=_count(d, in30),
-        logins_prev=_count(d, before30),
+        logins_30d=_count(d, in30 & known),
+        logins_prev=_count(d, before30 & known),
         events_7d=j.events.sum(where=in7),
         events_30d=j.events.sum(where=in30),
         events_prev=j.events.sum(where=before30),
@@ -273,16 +289,20 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table) -> ir.Table:
     for agg in (users, active_days, used, seats):
         e = attach(e, agg)
     seats_den = e.contracted_seats.nullif(0)
+
+    def per_user(value: ir.Value) -> ir.Value:
+        return value if has_users else ibis.null("float64")
+
     return e.select(
         ENTITY_KEY,
         "account_id",
         "as_of",
-        active_users_7d=_zero(e.active_users_7d),
-        active_users_30d=_zero(e.active_users_30d),
-        active_users_90d=_zero(e.active_users_90d),
-        active_user_ratio_30d=_zero(e.active_users_30d) / seats_den,
-        logins_30d=_zero(e.logins_30d),
-        logins_pct_change_30d=_pct_change(_zero(e.logins_30d), _zero(e.logins_prev)),
+        active_users_7d=per_user(_zero(e.active_users_7d)),
+        active_users_30d=per_user(_zero(e.active_users_30d)),
+        active_users_90d=per_user(_zero(e.active_users_90d)),
+        active_user_ratio_30d=per_user(_zero(e.active_users_30d) / seats_den),
+        logins_30d=per_user(_zero(e.logins_30d)),
+        logins_pct_change_30d=per_user(_pct_change(_zero(e.logins_30d), _zero(e.logins_prev))),
         active_days_30d=_zero(e.active_days_30d),
         days_since_last_activity=_days_between(e.as_of, e.last_ts),
         events_7d=_zero(e.events_7d),
@@ -455,7 +475,15 @@ def subscription_features(ent: ir.Table, subscriptions: ir.Table) -> ir.Table:
         next_end=j.end_date.min(where=active),
         auto_renew=j.auto_renew.cast("int8").max(where=active),
     )
-    e = attach(ent, agg)
+    # The term of the contract that renews next (the one days_to_renewal counts down to);
+    # several ending that day: the longest.
+    nxt = agg.select(ENTITY_KEY, "next_end")
+    jt = j.join(nxt, j[ENTITY_KEY] == nxt[ENTITY_KEY]).select(
+        j[ENTITY_KEY], j.as_of, j.start_date, j.end_date, nxt.next_end)
+    renewing = _active(jt.start_date, jt.end_date, jt.as_of) & (jt.end_date == jt.next_end)
+    terms = jt.group_by(ENTITY_KEY).aggregate(
+        contract_term_days=_days_between(jt.end_date, jt.start_date).max(where=renewing))
+    e = attach(attach(ent, agg), terms)
     arr = _zero(e.arr_now)
     return e.select(
         ENTITY_KEY,
@@ -463,6 +491,7 @@ def subscription_features(ent: ir.Table, subscriptions: ir.Table) -> ir.Table:
         arr_pct_change_90d=_pct_change(arr, _zero(e.arr_before)),
         subscription_seats=ibis.ifelse(_zero(e.n_active) == 0, 0.0, e.seats_now),
         days_to_renewal=_days_between(e.next_end, e.as_of),
+        contract_term_days=e.contract_term_days,
         auto_renew=e.auto_renew.cast("float64"),
     )
 
@@ -538,8 +567,10 @@ def profile_features(ent: ir.Table, accounts: ir.Table, attribute_prefix: str) -
     return e.select(
         ENTITY_KEY,
         "_known",
+        # A customer from its signup day on (features/entities.py): 0 on that day.
         tenure_days=ibis.ifelse(
-            e.created_at < e.as_of, _days_between(e.as_of, e.created_at), ibis.null("int64")
+            e.created_at < e.as_of + days(1), _days_between(e.as_of, e.created_at),
+            ibis.null("int64"),
         ),
         seats=e.seats,
         segment=e.segment,

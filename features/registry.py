@@ -155,6 +155,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
        "Seats of the subscriptions active at the as-of date"),
     _f("days_to_renewal", "commercial", "days_until", SUBSCRIPTIONS, True, "days",
        "Days until the earliest end date of an active subscription"),
+    _f("contract_term_days", "commercial", "amount", SUBSCRIPTIONS, None, "days",
+       "Term of the active subscription that ends first: days from its start to its end"),
     _f("auto_renew", "commercial", "flag", SUBSCRIPTIONS, True, "yes/no",
        "An active subscription renews automatically"),
     _f("failed_payments_90d", "commercial", "count", INVOICES, False, "invoices",

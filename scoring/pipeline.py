@@ -6,8 +6,11 @@ to how a score is made is made once. One call, for a source (the warehouse, or a
 an in-memory DuckDB of the same shape), some accounts and one as-of date:
 
 1. the as-of date: the one given, else `features.contract.warehouse.today` of the source;
-2. each account's status as of that date: `active`, `churned` (a churn event before it) or
-   `not-started` (created on or after it); an unknown account is an `UnknownAccount` error;
+2. each account's status as of that date (`features.entities.status_at`, the rule training's
+   entities and labels follow too): `active` (created on or before the as-of day and not
+   churned on or before it), `churned` (a churn event on or before the as-of day: an account
+   that churns that day is not scored as active) or `not-started` (created after it); an
+   unknown account is an `UnknownAccount` error;
 3. point-in-time features at the date and, for the trend, at the date minus `rules.trend_days`,
    in one `build_features` call (one feature function for every path);
 4. the previous score for the trend, for accounts that were customers N days earlier: from the
@@ -34,13 +37,12 @@ import pandas as pd
 
 from features.build import build_features
 from features.contract.warehouse import connected_tables, today
+from features.entities import ACTIVE, CHURNED, NOT_STARTED, status_at
 from features.settings import FeatureConfig
 from scoring.health.profiles import Rules
 from scoring.health.scoring import SCORE_COLUMNS, score_frame
 from scoring.model_set import ModelSet
 
-ACTIVE, CHURNED, NOT_STARTED = "active", "churned", "not-started"
-STATUSES = (ACTIVE, CHURNED, NOT_STARTED)
 LABEL = re.compile(r"^(churn|expansion)_(\d+)d$")
 
 Progress = Callable[[str, float], None]
@@ -243,14 +245,9 @@ def _accounts(source: duckdb.DuckDBPyConnection, account_ids: Sequence[str] | No
 
 
 def _status(accounts: pd.DataFrame, when: pd.Timestamp) -> np.ndarray:
-    """Each account's status at the start of `when` (the same rule as `build_entities`)."""
-    created = accounts["created_at"].to_numpy()
-    churned = accounts["churned_at"].to_numpy()
-    t = np.datetime64(when.to_datetime64(), "us")
-    out = np.full(len(accounts), ACTIVE, dtype=object)
-    out[churned < t] = CHURNED  # NaT compares False
-    out[~(created < t)] = NOT_STARTED
-    return out
+    """Each account's status at `when`: the one rule of `features.entities.status_at`."""
+    return status_at(accounts["created_at"].to_numpy(), accounts["churned_at"].to_numpy(),
+                     np.datetime64(when.to_datetime64(), "us"))
 
 
 def _stored_previous(history: ScoreHistory | None, when: pd.Timestamp, ids: list[str],
@@ -315,6 +312,6 @@ def _inactive_note(row: pd.Series) -> str:
     as_of = pd.Timestamp(row["as_of"]).date()
     if row["account_status"] == CHURNED:
         return (f"no probabilities: the account churned on "
-                f"{pd.Timestamp(row['churned_at']):%Y-%m-%d}, before {as_of}")
+                f"{pd.Timestamp(row['churned_at']):%Y-%m-%d}, not after {as_of}")
     return (f"no probabilities: the account was created on "
-            f"{pd.Timestamp(row['created_at']):%Y-%m-%d}, not before {as_of}")
+            f"{pd.Timestamp(row['created_at']):%Y-%m-%d}, after {as_of}")

@@ -326,7 +326,7 @@ def explain_account(
     if account.status == NOT_STARTED:
         created = pd.Timestamp(account.score["created_at"])
         raise AnalysisError(f"account {account.account_id!r} was created on {created:%Y-%m-%d}, "
-                            f"not before the as-of date {account.as_of}: nothing to explain")
+                            f"after the as-of date {account.as_of}: nothing to explain")
     analysis = analyze_features(account.features, account.connected, rules,
                                 bundles if account.active else None, peers=peers, cfg=cfg,
                                 scored=account.score, name=account.name, wording=wording,

@@ -22,7 +22,7 @@ from features.contract.tables import TABLES
 from features.contract.warehouse import connected_tables
 from features.registry import ENTITY_COLUMNS, FEATURE_NAMES, FEATURES
 from features.settings import FeatureConfig
-from training.labels import build_labels, data_end, label_names
+from training.labels import build_labels, data_end, label_names, last_labelled_date
 from training.splits import in_window
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,7 @@ def as_of_dates(
     """
     first = pd.Timestamp(start) if start is not None else \
         data_start(con) + pd.Timedelta(days=MAX_FEATURE_WINDOW_DAYS)
-    last = pd.Timestamp(end) if end is not None else \
-        data_end(con) - pd.Timedelta(days=min(horizons))
+    last = pd.Timestamp(end) if end is not None else last_labelled_date(con, min(horizons))
     if last < first:
         raise ValueError(f"as-of range is empty: {first.date()} .. {last.date()}")
     dates = list(pd.date_range(first, last, freq=frequency))

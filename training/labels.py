@@ -1,15 +1,17 @@
 """Churn and expansion labels for (account_id, as_of) entity rows.
 
-`churn_{h}d` is 1 when the account churns within the h days that follow the as-of instant, and
-`expansion_{h}d` when it expands. The as-of instant sits just before midnight of `as_of`: features
-see rows dated strictly before `as_of`, labels see rows dated in `[as_of, as_of + h days)`. With
-timestamps this is the spec's `(as_of, as_of + h]`; with day-granular data (most exports) it makes
-a churn dated on the as-of day count as future, which it is. Nothing is dated in both.
+`churn_{h}d` is 1 when the account churns within the h days that follow the as-of day, and
+`expansion_{h}d` when it expands: rows dated in `[as_of + 1 day, as_of + 1 day + h days)`.
+Only an account active at the as-of date has a future to label (`features.entities.status_at`,
+the rule scoring and the training entities follow): one that churned on or before the as-of
+day, the as-of day itself included, or that is created after it, gets no label (NaN). So a churn
+dated on the as-of day is neither an easy positive nor a label at all: the account is not a
+customer being scored that day. Features see rows dated strictly before `as_of`; the as-of day
+itself decides only the status. Nothing is dated in both.
 
 Censoring: a window that runs past the end of the observed data gets no label (NaN), never 0: we
-do not know yet. Accounts already churned at `as_of` get NaN too (callers exclude them earlier via
-`features.entities.build_entities`). Expansion labels are NaN when `expansion_events` is not
-connected. This module knows nothing of models.
+do not know yet. Expansion labels are NaN when `expansion_events` is not connected. This module
+knows nothing of models.
 """
 
 from __future__ import annotations
@@ -21,6 +23,17 @@ import numpy as np
 import pandas as pd
 
 from features.contract.warehouse import connected_tables, data_end
+from features.entities import is_active, load_account_dates
+
+HORIZON_START = np.timedelta64(1, "D")
+"""A horizon starts the day after the as-of day (the as-of day itself decides the status)."""
+
+
+def last_labelled_date(con: duckdb.DuckDBPyConnection, horizon: int,
+                       end: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The last as-of date whose `horizon`-day window ends within the observed data."""
+    end = data_end(con) if end is None else pd.Timestamp(end)
+    return end - pd.Timedelta(HORIZON_START) - pd.Timedelta(days=horizon)
 
 
 def label_names(horizons: Sequence[int]) -> list[str]:
@@ -40,28 +53,41 @@ def build_labels(
     ids = ents["account_id"].astype(str).to_numpy()
     connected = connected_tables(con)
 
-    churn_at = _first_event_after(con, "churn_events", "churned_at", ids, as_of, connected)
-    churned_before = _churned_before(con, ids, as_of, connected)
+    start = as_of + HORIZON_START
+    churn_at = _first_event_after(con, "churn_events", "churned_at", ids, start, connected)
+    active = _active(con, ids, as_of)
     expand_at = (
-        _first_event_after(con, "expansion_events", "ts", ids, as_of, connected)
+        _first_event_after(con, "expansion_events", "ts", ids, start, connected)
         if "expansion_events" in connected
         else None
     )
 
     out = ents.copy()
+    last = np.datetime64(end.to_datetime64())
     for h in horizons:
-        horizon_end = as_of + np.timedelta64(h, "D")
-        observed = (horizon_end <= np.datetime64(end.to_datetime64())) & ~churned_before
+        horizon_end = start + np.timedelta64(h, "D")
+        observed = (horizon_end <= last) & active
         churn = (churn_at < horizon_end).astype(float)
         out[f"churn_{h}d"] = np.where(observed, churn, np.nan)
     for h in horizons:
         if expand_at is None:
             out[f"expansion_{h}d"] = np.nan
             continue
-        horizon_end = as_of + np.timedelta64(h, "D")
-        observed = (horizon_end <= np.datetime64(end.to_datetime64())) & ~churned_before
+        horizon_end = start + np.timedelta64(h, "D")
+        observed = (horizon_end <= last) & active
         out[f"expansion_{h}d"] = np.where(observed, (expand_at < horizon_end).astype(float), np.nan)
     return out
+
+
+def _active(con: duckdb.DuckDBPyConnection, ids: np.ndarray, as_of: np.ndarray) -> np.ndarray:
+    """Per entity row: the account is active at its as-of date (unknown ids are not)."""
+    if len(ids) == 0:
+        return np.zeros(0, dtype=bool)
+    accounts = load_account_dates(con, sorted(set(ids.tolist()))).set_index("account_id")
+    known = np.isin(ids, accounts.index.to_numpy())
+    rows = accounts.reindex(ids)
+    return known & is_active(rows["created_at"].to_numpy(), rows["churned_at"].to_numpy(),
+                             as_of)
 
 
 def _query_with_entities(
@@ -90,7 +116,8 @@ def _first_event_after(
     as_of: np.ndarray,
     connected: frozenset[str],
 ) -> np.ndarray:
-    """Per entity row, the first event at or after as_of (NaT-like max when none)."""
+    """Per entity row, the first event at or after `as_of` (the horizon's start; a far-future
+    date when none)."""
     never = np.full(len(ids), np.datetime64("2262-01-01"), dtype="datetime64[ns]")
     if table not in connected or len(ids) == 0:
         return never
@@ -107,20 +134,3 @@ def _first_event_after(
     out[rows["row"].to_numpy()] = pd.to_datetime(rows["first_at"]).to_numpy("datetime64[ns]")
     return out
 
-
-def _churned_before(
-    con: duckdb.DuckDBPyConnection, ids: np.ndarray, as_of: np.ndarray, connected: frozenset[str]
-) -> np.ndarray:
-    """Per entity row: the account churned strictly before as_of (it has no future to label)."""
-    if "churn_events" not in connected or len(ids) == 0:
-        return np.zeros(len(ids), dtype=bool)
-    rows = _query_with_entities(
-        con, ids, as_of,
-        """
-        select distinct e.row from ents e join churn_events c
-          on c.account_id = e.account_id and c.churned_at < e.as_of
-        """,
-    )
-    out = np.zeros(len(ids), dtype=bool)
-    out[rows["row"].to_numpy()] = True
-    return out

@@ -7,7 +7,10 @@ ROC AUC of the composite and each dimension for churn within each horizon (a low
 a higher risk), top-decile lift, the churn rate per band, and suggested dimension weights fitted to
 outcomes (logistic regression on the negated dimension scores with non-negative coefficients,
 missing dimensions imputed by the composite) with their AUC gain over the current weights on a later
-window. It never changes the rules file: the weights are a suggestion for a person.
+window. Only dimensions with data are weighed: one whose features are missing in every scored row
+(its source tables not connected, or never filled) gets no suggested weight, and the result says
+which were left out and why. It never changes the rules file: the weights are a suggestion for a
+person.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import pandas as pd
 from scipy.optimize import minimize
 from sklearn.metrics import roc_auc_score
 
+from features.registry import DIMENSION_SOURCES
 from scoring.health.composite import score_composite
-from scoring.health.profiles import SCORED_DIMENSIONS, Rules
+from scoring.health.profiles import REGISTRY_DIMENSION, SCORED_DIMENSIONS, Rules
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ class SuggestedWeights:
     eval_rows: int
     auc_current: float
     auc_suggested: float
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Dimensions given no weight because they have no data, with the reason."""
 
     @property
     def gain(self) -> float:
@@ -63,6 +69,8 @@ class ScoreValidation:
     bands: list[dict[str, Any]] = field(default_factory=list)
     """Per band: rows and churn rate within each horizon."""
     suggested: SuggestedWeights | None = None
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Dimensions without data in any scored row, left out of the suggested weights: why."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -143,16 +151,35 @@ def evaluate_scores(
             "bands": bands}
 
 
-def _design(scored: pd.DataFrame) -> np.ndarray:
+def dimensions_with_data(scored: pd.DataFrame, connected: frozenset[str] | None = None
+                         ) -> tuple[list[str], dict[str, str]]:
+    """The scored dimensions that have data in some row, and why each other one was left out
+    (weighing a dimension that is missing everywhere would only fit noise)."""
+    kept: list[str] = []
+    left_out: dict[str, str] = {}
+    for dim in SCORED_DIMENSIONS:
+        if scored[f"dim_{dim}"].notna().any():
+            kept.append(dim)
+            continue
+        sources = DIMENSION_SOURCES[REGISTRY_DIMENSION[dim]]
+        if connected is not None and not any(t in connected for t in sources):
+            left_out[dim] = f"no data: {' and '.join(sources)} not connected"
+        else:
+            left_out[dim] = "no data: its features are missing in every scored row"
+    return kept, left_out
+
+
+def _design(scored: pd.DataFrame, dims_used: Sequence[str] = SCORED_DIMENSIONS) -> np.ndarray:
     """Negated dimension scores on 0-1, missing ones imputed by the row's composite."""
-    dims = scored[[f"dim_{d}" for d in SCORED_DIMENSIONS]].to_numpy(dtype=float)
+    dims = scored[[f"dim_{d}" for d in dims_used]].to_numpy(dtype=float)
     comp = scored["score"].to_numpy(dtype=float)[:, None]
     filled = np.where(np.isnan(dims), comp, dims)
     return -filled / 100.0
 
 
-def fit_weights(scored: pd.DataFrame, y: np.ndarray, l2: float = 1e-3) -> dict[str, float]:
-    """Non-negative logistic-regression weights of the dimensions (summing to 100).
+def fit_weights(scored: pd.DataFrame, y: np.ndarray, l2: float = 1e-3,
+                dims: Sequence[str] = SCORED_DIMENSIONS) -> dict[str, float]:
+    """Non-negative logistic-regression weights of the dimensions `dims` (summing to 100).
 
     Churn ~ intercept + sum_k c_k * (-dim_k / 100) with c_k >= 0 (scipy L-BFGS-B with bounds), so
     each weight says how much a healthier dimension lowers the odds of churn. All-zero fits fall
@@ -160,7 +187,7 @@ def fit_weights(scored: pd.DataFrame, y: np.ndarray, l2: float = 1e-3) -> dict[s
     """
     y = np.asarray(y, dtype=float)
     keep = ~np.isnan(y) & scored["score"].notna().to_numpy()
-    x = _design(scored)[keep]
+    x = _design(scored, dims)[keep]
     y = y[keep]
     if len(np.unique(y)) < 2:
         raise ValueError("cannot fit weights: the fitting window has only one outcome")
@@ -182,7 +209,7 @@ def fit_weights(scored: pd.DataFrame, y: np.ndarray, l2: float = 1e-3) -> dict[s
     if coef.sum() <= 0:
         coef = np.ones(k)
     weights = coef / coef.sum() * 100.0
-    return {d: round(float(w), 1) for d, w in zip(SCORED_DIMENSIONS, weights, strict=True)}
+    return {d: round(float(w), 1) for d, w in zip(dims, weights, strict=True)}
 
 
 def rescore(scored: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
@@ -195,13 +222,18 @@ def rescore(scored: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
 
 
 def suggest_weights(
-    scored: pd.DataFrame, labels: pd.DataFrame, rules: Rules, horizon: int, fit_share: float
+    scored: pd.DataFrame, labels: pd.DataFrame, rules: Rules, horizon: int, fit_share: float,
+    connected: frozenset[str] | None = None,
 ) -> SuggestedWeights | None:
     """Fit weights on the earlier as-of dates, compare AUCs on the later ones.
 
     The fitting dates end `horizon` days before the first evaluation date, so no fitting label
-    looks into the evaluation window.
+    looks into the evaluation window. Only the dimensions with data are weighed
+    (`dimensions_with_data`; `connected` names the connected tables for the reasons).
     """
+    dims, left_out = dimensions_with_data(scored, connected)
+    if not dims:
+        return None
     dates = np.sort(pd.to_datetime(scored["as_of"]).unique())
     if len(dates) < 3:
         return None
@@ -215,22 +247,26 @@ def suggest_weights(
     fit = np.isin(as_of, fit_dates)
     ev = np.isin(as_of, eval_dates) & ~np.isnan(y)
     try:
-        weights = fit_weights(scored[fit], y[fit])
+        weights = fit_weights(scored[fit], y[fit], dims=dims)
     except ValueError as exc:
         logger.warning("no suggested weights: %s", exc)
         return None
-    current = {d: float(w) for d, w in rules.default.weights.items()}
+    # The current weights as they act on this data: a dimension without data gives its weight
+    # to the others.
+    current = {d: float(w) for d, w in rules.default.weights.items() if d in dims}
+    total = sum(current.values()) or 1.0
     held = scored[ev]
     return SuggestedWeights(
         horizon=horizon,
         weights=weights,
-        current={d: round(100 * w / sum(current.values()), 1) for d, w in current.items()},
+        current={d: round(100 * w / total, 1) for d, w in current.items()},
         fit_dates=[str(pd.Timestamp(d).date()) for d in fit_dates],
         eval_dates=[str(pd.Timestamp(d).date()) for d in eval_dates],
         eval_rows=int(ev.sum()),
         # The current composite as scored (segment profiles included) against the suggestion.
         auc_current=auc_lower_is_riskier(y[ev], held["score"].to_numpy()),
         auc_suggested=auc_lower_is_riskier(y[ev], rescore(held, weights)),
+        left_out=left_out,
     )
 
 
@@ -240,7 +276,7 @@ def validation_dates(con: Any, frequency: str = "MS", warmup_days: int = 90,
     observable, at the given pandas frequency (monthly by default)."""
     from features.contract.tables import table
     from features.contract.warehouse import connected_tables
-    from training.labels import data_end
+    from training.labels import last_labelled_date
 
     connected = connected_tables(con)
     if start is None:
@@ -252,7 +288,7 @@ def validation_dates(con: Any, frequency: str = "MS", warmup_days: int = 90,
             raise ValueError("the warehouse has no activity table with rows: nothing to validate")
         start = min(firsts).normalize() + pd.Timedelta(days=warmup_days)
     if end is None:
-        end = data_end(con) - pd.Timedelta(days=horizon)
+        end = last_labelled_date(con, horizon)
     dates = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq=frequency)
     return list(dates)
 
@@ -291,9 +327,11 @@ def validate_score(
         raise RuntimeError("labels and features rows are out of step")
     metrics = evaluate_scores(scored, labels, horizons)
     report("weights", 0.0)
-    suggested = suggest_weights(scored, labels, rules, max(horizons), fit_share)
+    connected = frames[0].connected
+    suggested = suggest_weights(scored, labels, rules, max(horizons), fit_share, connected)
     report("weights", 1.0)
     return ScoreValidation(
+        left_out=dimensions_with_data(scored, connected)[1],
         dates=[str(pd.Timestamp(d).date()) for d in dates],
         rows=len(scored),
         horizons=list(horizons),

@@ -96,6 +96,8 @@ def _print_validation(result: Any) -> None:
         console.print(f"{b['band']}: {_fmt(b[f'churn_{hs[-1]}d'], '.0%')} churned within "
                       f"{hs[-1]} days")
 
+    for dim, why in result.left_out.items():
+        console.print(f"Left out of the suggested weights: {dim} ({why}).")
     s = result.suggested
     if s is None:
         console.print("No suggested weights: too few as-of dates or outcomes to fit them.")

@@ -49,6 +49,12 @@ def _range(col: Column) -> str:
     return ""
 
 
+def _default(col: Column) -> str:
+    if col.default_from is not None:
+        return f"the row's `{col.default_from}`"
+    return "" if col.default is None else repr(col.default)
+
+
 def _table_section(t: Table) -> list[str]:
     facts = ["**required**" if t.required else "optional (absent: not connected)"]
     if t.key:
@@ -69,7 +75,7 @@ def _table_section(t: Table) -> list[str]:
             f"`{c.name}`", c.type, "yes" if c.required else "no",
             "yes" if c.nullable else "no",
             ", ".join(c.allowed) if c.allowed else "", _range(c),
-            "" if c.default is None else repr(c.default), c.description + future)) + " |")
+            _default(c), c.description + future)) + " |")
     return lines + [""]
 
 
@@ -127,6 +133,17 @@ def render() -> str:
         "- A customer export with other names or shapes is connected with a column mapping "
         "(`--mapping FILE`, see below) instead of being edited.",
         "",
+        "## Who is a customer when",
+        "",
+        "Dates decide it, never a status column. An account is **active** at an as-of date "
+        "when it started on or before that day (`accounts.created_at` falls on it or earlier) "
+        "and has not churned on or before it (its first `churn_events.churned_at`). So an "
+        "account is scored from its signup day on (with a tenure of 0 days that day), and one "
+        "whose churn is dated on the as-of day is `churned` that day: not scored as active, "
+        "and not a churn label to learn from. Features as of a date read only rows dated "
+        "strictly before it (`features.entities.status_at` holds the rule; scoring, training "
+        "and the service all use it).",
+        "",
         "## Validation",
         "",
         "Every problem is reported with the file, the row as you find it in the file (for CSV "
@@ -166,7 +183,8 @@ def render() -> str:
         "## Mapping a customer export",
         "",
         "`healthscore ingest DIR --mapping FILE.yaml` reads the export's own files. The YAML "
-        "names the `sources` (files relative to DIR, globs allowed) and, per contract table, "
+        "names the `sources` (files relative to DIR, `../exports/x.csv` or absolute paths reach "
+        "outside it; globs allowed) and, per contract table, "
         "where each column comes from: a source column or a DuckDB SQL expression over the "
         "source rows (alias `src`), e.g. `coalesce(closed_at, NULL)` or "
         "`CASE WHEN ... END`. Tables the mapping leaves out are not connected. The mapping is "

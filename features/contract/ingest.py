@@ -16,6 +16,7 @@ and never decides what a valid value is.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import time
@@ -140,7 +141,9 @@ def _resolve_sources(mapping: Mapping, data_dir: Path) -> tuple[dict[str, list[P
     files: dict[str, list[Path]] = {}
     problems: list[Problem] = []
     for name, spec in mapping.sources.items():
-        matches = sorted(p for p in data_dir.glob(spec.file) if p.is_file())
+        # Relative to the data folder, or absolute; a file may live outside the folder.
+        pattern = str(data_dir / Path(spec.file).expanduser())
+        matches = sorted(p for p in map(Path, glob.glob(pattern)) if p.is_file())
         if not matches:
             problems.append(Problem(name, "", f"no file matches {spec.file!r}", "refused", 1,
                                     [Example(spec.file, None, None)]))

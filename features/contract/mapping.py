@@ -1,13 +1,13 @@
 """Column mappings: how a customer's own export becomes the contract tables, declared in YAML.
 
-A mapping names its source files (relative to the data folder, glob allowed) and, for each
-contract table it connects, where each contract column comes from: a source column or a DuckDB
-SQL expression evaluated over the source rows (`coalesce(closed_at, NULL)`, `CASE WHEN ... END`,
-a window function for a derived table, a scalar subquery over another source). Value maps
-translate codes (`priority: {P1: urgent}`), defaults fill columns the export lacks, `where`
-filters source rows, `qualify` filters on window functions, `join` brings in columns of another
-source and `key` declares extra uniqueness checks. The file is validated with pydantic before
-anything runs; errors name the YAML key.
+A mapping names its source files (relative to the data folder or absolute, glob allowed) and, for
+each contract table it connects, where each contract column comes from: a source column or a DuckDB
+SQL expression evaluated over the source rows (`coalesce(closed_at, NULL)`, `CASE WHEN ... END`, a
+window function for a derived table, a scalar subquery over another source). Value maps translate
+codes (`priority: {P1: urgent}`), defaults fill columns the export lacks, `where` filters source
+rows, `qualify` filters on window functions, `join` brings in columns of another source and `key`
+declares extra uniqueness checks. The file is validated with pydantic before anything runs; errors
+name the YAML key.
 
 The expressions are SQL fragments run by DuckDB over views of the source files: no Python is
 evaluated, and every query is checked to be one SELECT. Constants (value maps, defaults) are bound
@@ -53,7 +53,8 @@ class _Model(BaseModel):
 
 class SourceSpec(_Model):
     file: str
-    """Path relative to the data folder; a glob (`exports/usage_*.csv`) reads every match."""
+    """Path of the file, relative to the data folder (`../exports/events.csv` reaches outside
+    it) or absolute; a glob (`exports/usage_*.csv`) reads every match."""
     types: dict[str, str] = Field(default_factory=dict)
     """DuckDB types forcing how CSV columns are read, e.g. `{account_id: VARCHAR}` to keep the
     leading zeros of ids the type sniffer would take for numbers."""
@@ -64,11 +65,9 @@ class SourceSpec(_Model):
 
     @field_validator("file")
     @classmethod
-    def _relative(cls, v: str) -> str:
+    def _not_empty(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("empty file name")
-        if Path(v).is_absolute() or ".." in Path(v).parts:
-            raise ValueError(f"{v!r}: give a path inside the data folder (relative, no '..')")
         return v
 
 

@@ -1,8 +1,9 @@
 """Reading input files (CSV or Parquet) into DuckDB, each row tagged with where it came from.
 
 A source is one or more files (a glob) exposed as a DuckDB view with its own columns plus
-`__file` (path relative to the data folder) and `__row` (the row as a person finds it: for CSV
-the physical line number in the file, header on line 1; for Parquet the 1-based row index). Every
+`__file` (path relative to the data folder, absolute for a file outside it) and `__row` (the
+row as a person finds it: for CSV the physical line number in the file, header on line 1; for
+Parquet the 1-based row index). Every
 later problem report points at a row through these two columns.
 
 This module does file I/O only: it never interprets columns (that is `features.contract.mapping`)
@@ -48,10 +49,11 @@ def file_format(path: Path) -> str | None:
 
 
 def relative(path: Path, base: Path) -> str:
+    """The path relative to the data folder, or absolute for a file outside it."""
     try:
         return path.resolve().relative_to(base.resolve()).as_posix()
     except ValueError:
-        return str(path)
+        return path.resolve().as_posix()
 
 
 # --- CSV line numbers ------------------------------------------------------------------------

@@ -26,6 +26,9 @@ class Column:
     max: float | None = None
     default: object | None = None
     """Value used when an optional column is absent from the file."""
+    default_from: str | None = None
+    """Column of the same row whose value is used when this one is absent or its cell empty
+    (an account without a display name is shown by its id)."""
     description: str = ""
 
 
@@ -71,7 +74,8 @@ TABLES: tuple[Table, ...] = (
         extra_columns_allowed=True,
         columns=(
             _c("account_id", "string", "Stable identifier of the account."),
-            _c("name", "string", "Display name."),
+            _c("name", "string", "Display name.", required=False, nullable=True,
+               default_from="account_id"),
             _c("segment", "string", "Customer segment, e.g. enterprise, mid-market, smb."),
             _c("industry", "string", "Industry.", nullable=True),
             _c("region", "string", "Sales region.", nullable=True),
@@ -95,7 +99,9 @@ TABLES: tuple[Table, ...] = (
                nullable=True),
             _c("arr", "float", "ARR of this subscription.", min=0),
             _c("seats", "int", "Seats of this subscription.", nullable=True, min=0),
-            _c("status", "string", "Status.", allowed=("active", "cancelled", "expired", "trial")),
+            _c("status", "string", "Status as of the export (features never read it: activity is "
+               "decided by dates).", required=False, nullable=True,
+               allowed=("active", "cancelled", "expired", "trial")),
             _c("auto_renew", "bool", "Renews automatically.", required=False, nullable=True),
         ),
     ),
@@ -106,7 +112,9 @@ TABLES: tuple[Table, ...] = (
         time_column="ts",
         columns=(
             _c("account_id", "string", "Account of the user."),
-            _c("user_id", "string", "User who acted."),
+            _c("user_id", "string", "User who acted. Without it (absent, or every cell empty) "
+               "the features counting distinct users are missing, not constant.",
+               required=False, nullable=True),
             _c("ts", "timestamp", "When it happened."),
             _c("event", "string", "Feature key, e.g. `report.export`."),
             _c("quantity", "float", "How many times (default 1).", required=False, min=0,

@@ -331,6 +331,10 @@ def _check_columns(spec: Table, raw: pd.DataFrame, typed: pd.DataFrame, now: pd.
         if col.type in ("date", "timestamp") and (name, col.name) not in FUTURE_ALLOWED:
             out.add(name, col.name, f"in the future (after {now:%Y-%m-%d %H:%M} UTC)",
                     "refused", raw, (values > now).fillna(False), raw[col.name])
+    for col in spec.columns:
+        if col.default_from is not None:
+            # Absent, or an empty cell: the value of the same row's `default_from` column.
+            typed[col.name] = typed[col.name].fillna(typed[col.default_from])
 
 
 _EMPTY_DTYPES = {"string": "str", "int": "Int64", "float": "float64", "bool": "boolean",

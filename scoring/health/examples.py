@@ -28,7 +28,7 @@ HEALTHY: dict[str, Any] = {
     "nps_last": 9, "nps_avg_365d": 9, "csat_avg_90d": 4.6, "survey_responses_90d": 2,
     "days_since_last_survey": 40,
     "arr": 60000, "arr_pct_change_90d": 10.0, "subscription_seats": 50, "days_to_renewal": 200,
-    "auto_renew": 1, "failed_payments_90d": 0, "overdue_invoices": 0,
+    "contract_term_days": 365, "auto_renew": 1, "failed_payments_90d": 0, "overdue_invoices": 0,
     "touchpoints_30d": 3, "touchpoints_90d": 8, "exec_touches_90d": 2,
     "days_since_last_exec_touch": 20, "days_since_last_touch": 5, "response_rate_90d": 0.9,
     "tenure_days": 800, "seats": 50, "segment": "mid-market", "industry": "software",

@@ -19,6 +19,7 @@ from scoring.health.profiles import FLAG_CODES, Profile
 from scoring.health.wording import Wording, fill
 
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+DAYS_PER_MONTH = 365.25 / 12
 
 # The numbers each flag shows as evidence (feature names), in display order.
 EVIDENCE: dict[str, tuple[str, ...]] = {
@@ -26,7 +27,7 @@ EVIDENCE: dict[str, tuple[str, ...]] = {
     "support_spike": ("tickets_30d", "tickets_pct_change_30d", "urgent_tickets_90d"),
     "nps_detractor": ("nps_last", "nps_avg_365d"),
     "payment_issue": ("failed_payments_90d", "overdue_invoices"),
-    "renewal_soon": ("days_to_renewal", "auto_renew"),
+    "renewal_soon": ("days_to_renewal", "contract_term_days", "auto_renew"),
     "no_exec_touch": ("days_since_last_exec_touch", "exec_touches_90d"),
     "escalation": ("escalations_90d", "open_tickets"),
 }
@@ -50,6 +51,9 @@ def _conditions(profile: Profile, v: Values, connected: frozenset[str]) -> dict[
             & ~(tenure < f.no_exec_touch.days_at_least)
         )
         renewal = v("days_to_renewal")
+        # Months as calendar months on average: 28-31 days round to 1, 181-184 to 6.
+        term_months = np.round(v("contract_term_days") / DAYS_PER_MONTH)
+        renews_by_itself = v("auto_renew") != 0  # NaN (unknown) is not "does not renew"
         return {
             "usage_drop": (v("logins_pct_change_30d") < drop) | (v("events_pct_change_30d") < drop),
             "support_spike": (v("tickets_30d") >= f.support_spike.tickets_30d_at_least)
@@ -58,7 +62,8 @@ def _conditions(profile: Profile, v: Values, connected: frozenset[str]) -> dict[
             "nps_detractor": v("nps_last") <= f.nps_detractor.nps_at_most,
             "payment_issue": (v("failed_payments_90d") >= f.payment_issue.failed_payments_at_least)
             | (v("overdue_invoices") >= f.payment_issue.overdue_invoices_at_least),
-            "renewal_soon": (renewal >= 0) & (renewal <= f.renewal_soon.days_at_most),
+            "renewal_soon": (renewal >= 0) & (renewal <= f.renewal_soon.days_at_most)
+            & ((term_months >= f.renewal_soon.min_term_months) | ~renews_by_itself),
             "no_exec_touch": (exec_days >= f.no_exec_touch.days_at_least) | never,
             "escalation": v("escalations_90d") >= f.escalation.escalations_at_least,
         }

@@ -107,7 +107,8 @@ class Band(_Strict):
 
 class StatusCuts(_Strict):
     """Status from the rounded score: healthy >= healthy_min, at-risk >= at_risk_min, else
-    critical. `churned` overrides all of them when the account churned before as_of."""
+    critical. `churned` overrides all of them when the account churned on or before the as-of
+    day."""
 
     healthy_min: float = Field(ge=0, le=100)
     at_risk_min: float = Field(ge=0, le=100)
@@ -148,7 +149,13 @@ class PaymentIssueFlag(_Flag):
 
 
 class RenewalSoonFlag(_Flag):
+    """A renewal in the customer-success sense: the contract ending within `days_at_most` is
+    a decision to win, which a contract that renews itself every month is not."""
+
     days_at_most: float
+    min_term_months: float = Field(ge=0)
+    """Only contracts of at least this term (in months, rounded) count; one that does not
+    auto-renew counts whatever its term (someone has to decide to renew it)."""
 
 
 class NoExecTouchFlag(_Flag):

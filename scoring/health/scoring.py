@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.entities import has_churned
 from features.registry import datetimes
 from scoring.health import composite
 from scoring.health.dimensions import score_dimensions
@@ -30,14 +31,12 @@ SCORE_COLUMNS: tuple[str, ...] = (
 
 
 def _churned(features: pd.DataFrame) -> np.ndarray:
-    """Churned before as_of, when the frame carries `churned_at` (optional column)."""
+    """Churned on or before the as-of day (`features.entities`, the one rule of who is a
+    customer when), when the frame carries `churned_at` (optional column)."""
     if "churned_at" not in features.columns:
         return np.zeros(len(features), dtype=bool)
-    churned_at = datetimes(features["churned_at"]).to_numpy()
-    as_of = datetimes(features["as_of"]).to_numpy()
-    # Same instant as features: the as-of instant is the start of the as_of day. (NaT is
-    # never before anything.)
-    return np.asarray(churned_at < as_of, dtype=bool)
+    return has_churned(datetimes(features["churned_at"]).to_numpy(),
+                       datetimes(features["as_of"]).to_numpy())
 
 
 def score_frame(

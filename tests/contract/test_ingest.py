@@ -216,15 +216,46 @@ def test_values_outside_allowed_set_range_or_emptiness_are_refused(tmp_path, wh)
     tables = good_tables()
     tables["tickets"].loc[0, "priority"] = "P1"
     tables["tickets"].loc[1, "csat"] = 9
-    tables["accounts"].loc[2, "name"] = "  "
+    tables["accounts"].loc[2, "segment"] = "  "
     refused = _refusal(write_folder(tmp_path / "f", tables), wh)
     fatal = {(p.table, p.column, p.problem, p.examples[0].row) for p in refused.report.problems
              if p.fatal}
     assert fatal == {
         ("tickets", "priority", "not one of low, normal, high, urgent", 2),
         ("tickets", "csat", "above maximum 5", 3),
-        ("accounts", "name", "empty value", 4),
+        ("accounts", "segment", "empty value", 4),
     }
+
+
+def test_an_account_without_a_name_is_named_by_its_id(tmp_path, wh):
+    tables = good_tables()
+    tables["accounts"].loc[1, "name"] = " "
+    ingest_folder(write_folder(tmp_path / "f", tables), wh, CFG, now=NOW)
+    con = connect(wh, read_only=True)
+    assert con.execute("select name from accounts order by account_id").fetchall() == [
+        ("Acme",), ("A2",), ("Initech",)]
+    con.close()
+
+    tables["accounts"] = tables["accounts"].drop(columns="name")
+    ingest_folder(write_folder(tmp_path / "g", tables), wh, CFG, now=NOW)
+    con = connect(wh, read_only=True)
+    assert con.execute("select name from accounts order by account_id").fetchall() == [
+        ("A1",), ("A2",), ("A3",)]
+    con.close()
+
+
+def test_subscriptions_without_a_status_and_usage_without_users_load(tmp_path, wh):
+    tables = good_tables()
+    tables["subscriptions"] = tables["subscriptions"].drop(columns="status")
+    tables["usage_events"] = tables["usage_events"].drop(columns="user_id")
+    report = ingest_folder(write_folder(tmp_path / "f", tables), wh, CFG, now=NOW)
+    assert report.loaded and not report.refused
+    con = connect(wh, read_only=True)
+    assert con.execute("select count(*) from subscriptions where status is null"
+                       ).fetchall() == [(3,)]
+    assert con.execute("select count(*) from usage_events where user_id is null"
+                       ).fetchall() == [(5,)]
+    con.close()
 
 
 def test_timestamps_in_the_future_are_refused_but_contract_ends_may_lie_ahead(tmp_path, wh):

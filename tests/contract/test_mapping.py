@@ -183,6 +183,55 @@ def test_a_file_the_mapping_does_not_use_is_reported_not_fatal(tmp_path):
     assert p.examples[0].file == "readme.txt"
 
 
+def test_mapping_sources_may_name_files_outside_the_data_folder(tmp_path):
+    folder = _export(tmp_path / "export")
+    outside = tmp_path / "exports"
+    outside.mkdir()
+    for f in folder.glob("tickets_*.csv"):
+        f.rename(outside / f.name)
+    crm = tmp_path / "crm" / "crm.csv"
+    crm.parent.mkdir()
+    (folder / "crm.csv").rename(crm)
+    mapping = _with("sources.tix", "../exports/tickets_2024_*.csv")
+    mapping["sources"]["crm"]["file"] = str(crm)
+
+    report = ingest_folder(folder, tmp_path / "wh.duckdb", IngestConfig(),
+                           mapping=parse_mapping(mapping), now=NOW)
+
+    assert report.row_counts() == {"accounts": 2, "tickets": 3}
+    assert report.tables["accounts"].files == (crm.resolve().as_posix(),)
+    # The unused-file check is about the data folder: nothing in it is left unread.
+    assert not [p for p in report.problems if p.action == "ignored"]
+
+
+def test_a_bad_row_in_a_file_outside_the_data_folder_names_that_file(tmp_path):
+    folder = _export(tmp_path / "export")
+    outside = tmp_path / "exports"
+    outside.mkdir()
+    (folder / "tickets_2024_01.csv").rename(outside / "tickets_2024_01.csv")
+    (folder / "tickets_2024_02.csv").unlink()
+    (outside / "tickets_2024_01.csv").write_text(
+        "cust,opened,prio,id\r\n0042,2024-13-01,P1,01-0\r\n")
+    mapping = parse_mapping(_with("sources.tix", "../exports/tickets_2024_*.csv"))
+
+    with pytest.raises(IngestRefused) as info:
+        ingest_folder(folder, tmp_path / "wh.duckdb", IngestConfig(), mapping=mapping, now=NOW)
+
+    (p,) = [p for p in info.value.report.problems if p.fatal]
+    assert (p.table, p.column) == ("tickets", "created_at")
+    assert p.examples[0].file == (outside / "tickets_2024_01.csv").resolve().as_posix()
+    assert p.examples[0].row == 2
+
+
+def test_a_missing_file_outside_the_data_folder_is_named(tmp_path):
+    folder = _export(tmp_path / "export")
+    mapping = parse_mapping(_with("sources.tix", "../nowhere/tickets.csv"))
+    with pytest.raises(IngestRefused) as info:
+        ingest_folder(folder, tmp_path / "wh.duckdb", IngestConfig(), mapping=mapping, now=NOW)
+    (p,) = [p for p in info.value.report.problems if p.fatal]
+    assert "../nowhere/tickets.csv" in p.problem
+
+
 # --- the mapping file itself -------------------------------------------------------------------
 def _with(path: str, value) -> dict:
     """EXPORT_MAPPING with one key (dotted path) replaced."""
@@ -203,7 +252,7 @@ def _with(path: str, value) -> dict:
     ("tables.tickets.attributes", {"x": "y"}, "tables.tickets.attributes: only accounts"),
     ("tables.tickets.colums", {}, "tables.tickets.colums: Extra inputs are not permitted"),
     ("tables.tickts", {"source": "tix"}, "tables.tickts: not a contract table"),
-    ("sources.crm.file", "../crm.csv", "sources.crm.file: "),
+    ("sources.crm.file", " ", "sources.crm.file: empty file name"),
     ("tables.tickets.values.priority", ["P1"], "tables.tickets.values.priority"),
 ])
 def test_an_invalid_mapping_is_refused_naming_the_yaml_key(path, value, message):

@@ -49,6 +49,8 @@ EXPECTED_A = {
     # active at T: s2 1200 + s3 300; 90 days earlier: s2 1200 + s5 500
     "arr": 1500.0, "arr_pct_change_90d": 100 * (1500 - 1700) / 1700,
     "subscription_seats": 20, "days_to_renewal": 274, "auto_renew": 1.0,
+    # s2 ends first (s3 is open-ended, s4 starts at T): 2024-01-01 .. 2024-12-31
+    "contract_term_days": 365,
     # i1 failed and due; i2 failed but not due yet. Overdue: i1, i3 (paid at T), i5
     "failed_payments_90d": 1, "overdue_invoices": 3,
     "touchpoints_30d": 1, "touchpoints_90d": 4, "exec_touches_90d": 2,
@@ -107,7 +109,7 @@ def test_an_account_with_no_activity_has_zero_counts_and_missing_everything_else
                  "tickets_pct_change_30d", "arr_pct_change_90d", "median_resolution_hours_90d",
                  "ticket_csat_90d", "nps_last", "nps_avg_365d", "csat_avg_90d",
                  "days_since_last_ticket", "days_since_last_survey", "days_to_renewal",
-                 "auto_renew", "response_rate_90d", "days_since_last_touch",
+                 "contract_term_days", "auto_renew", "response_rate_90d", "days_since_last_touch",
                  # no seats anywhere: a ratio per seat is unknown, not 0
                  "active_user_ratio_30d", "events_per_seat_30d"):
         assert math.isnan(b[name]), name
@@ -116,6 +118,11 @@ def test_an_account_with_no_activity_has_zero_counts_and_missing_everything_else
 
 def test_an_account_created_after_as_of_has_no_tenure(frame):
     assert math.isnan(row(frame, "c")["tenure_days"])
+
+
+def test_an_account_created_on_the_as_of_day_has_a_tenure_of_zero(con):
+    out = build_features(con, entities(("c", "2024-06-01"), ("c", "2024-06-02")), CFG)
+    assert out["tenure_days"].tolist() == [0, 1]
 
 
 def test_a_table_that_is_not_connected_gives_missing_features_not_zeros():
@@ -147,6 +154,48 @@ def test_optional_columns_absent_from_a_table_read_as_their_defaults():
     assert out["events_30d"] == 3  # three events in 30 days, each counted once
     assert out["escalations_90d"] == 0
     assert math.isnan(out["ticket_csat_90d"]) and math.isnan(out["auto_renew"])
+
+
+USER_FEATURES = ("active_users_7d", "active_users_30d", "active_users_90d",
+                 "active_user_ratio_30d", "logins_30d", "logins_pct_change_30d")
+
+
+@pytest.mark.parametrize("how", ["absent", "all empty"])
+@pytest.mark.parametrize("cfg", [CFG, FeatureConfig(online_max_entities=0)],
+                         ids=["online", "batch"])
+def test_usage_without_user_ids_has_missing_user_features_and_the_other_usage_features(
+        how, cfg):
+    tables = hand_tables()
+    usage = tables["usage_events"]
+    tables["usage_events"] = usage.drop(columns="user_id") if how == "absent" else \
+        usage.assign(user_id=pd.Series([None] * len(usage), dtype="str"))
+    out = build_features(warehouse(tables), entities(("a", T), ("b", T)), cfg)
+    for name in USER_FEATURES:
+        assert out[name].isna().all(), name
+    a = out.iloc[0]
+    for name in ("events_7d", "events_30d", "events_90d", "events_per_seat_30d",
+                 "events_pct_change_30d", "active_days_30d", "days_since_last_activity",
+                 "features_used_30d", "features_used_90d", "features_used_change_30d"):
+        assert a[name] == pytest.approx(EXPECTED_A[name]), name
+    assert out.iloc[1]["events_30d"] == 0
+
+
+def test_a_usage_row_without_a_user_counts_as_usage_but_not_as_a_user():
+    tables = hand_tables()
+    usage = tables["usage_events"].copy()
+    usage.loc[usage["user_id"] == "u2", "user_id"] = None
+    tables["usage_events"] = usage
+    a = build_features(warehouse(tables), entities(("a", T)), CFG).iloc[0]
+    assert a["active_users_30d"] == 1 and a["logins_30d"] == 1
+    assert a["events_30d"] == EXPECTED_A["events_30d"]
+
+
+def test_features_never_read_the_subscription_status():
+    tables = hand_tables()
+    tables["subscriptions"] = tables["subscriptions"].drop(columns="status")
+    ents = entities(("a", T), ("b", T))
+    pd.testing.assert_frame_equal(build_features(warehouse(tables), ents, CFG),
+                                  build_features(warehouse(hand_tables()), ents, CFG))
 
 
 def test_days_since_reaches_back_beyond_the_longest_window(con):
@@ -463,6 +512,23 @@ def test_accounts_are_required():
 
 
 # --- entities ---------------------------------------------------------------------------------
+def test_an_account_is_active_from_its_signup_day_until_the_day_before_it_churns():
+    from features.entities import ACTIVE, CHURNED, NOT_STARTED, status_at
+
+    day = pd.Timestamp("2024-05-10").to_datetime64()
+    created = pd.to_datetime(["2024-05-10 09:30", "2024-05-11 00:00", "2024-01-01 00:00",
+                              "2024-01-01 00:00", "2024-01-01 00:00"]).to_numpy()
+    churned = pd.to_datetime([None, None, "2024-05-10 00:00", "2024-05-10 23:00",
+                              "2024-05-11 00:00"]).to_numpy()
+    assert status_at(created, churned, day).tolist() == [
+        ACTIVE,       # signed up on the as-of day
+        NOT_STARTED,  # the day after
+        CHURNED,      # churned on the as-of day, at any hour
+        CHURNED,
+        ACTIVE,       # churns the day after: still a customer
+    ]
+
+
 def test_entities_are_the_accounts_created_before_and_not_churned_before_each_date():
     tables = hand_tables()
     tables["churn_events"] = pd.DataFrame(
@@ -470,14 +536,14 @@ def test_entities_are_the_accounts_created_before_and_not_churned_before_each_da
          "reason": [None]}
     )
     con = warehouse(tables)
-    out = build_entities(con, ["2024-03-02", "2024-03-03", "2024-05-10", "2024-05-11",
-                               "2024-07-01"])
+    out = build_entities(con, ["2024-03-01", "2024-03-02", "2024-05-09", "2024-05-10",
+                               "2024-06-01"])
     got = {(a, str(t.date())) for a, t in zip(out["account_id"], out["as_of"], strict=True)}
     assert got == {
-        ("a", "2024-03-02"), ("a", "2024-03-03"), ("b", "2024-03-03"),   # b created Mar 2
-        ("a", "2024-05-10"), ("b", "2024-05-10"),                        # churn at May 10 is
-        ("a", "2024-05-11"),                                             # after the as-of start
-        ("a", "2024-07-01"), ("c", "2024-07-01"),
+        ("a", "2024-03-01"), ("a", "2024-03-02"), ("b", "2024-03-02"),   # b created Mar 2
+        ("a", "2024-05-09"), ("b", "2024-05-09"),                        # b churns May 10:
+        ("a", "2024-05-10"),                                             # not active that day
+        ("a", "2024-06-01"), ("c", "2024-06-01"),                        # c created Jun 1
     }
     assert list(out.columns) == ["account_id", "as_of"]
     assert out["as_of"].is_monotonic_increasing
@@ -550,7 +616,8 @@ def test_features_command_writes_the_frame_and_a_summary(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "engagement" in result.output and "missing" in result.output
-    assert "2 rows x 56 columns" in _flat(result.output)
+    # account_id, as_of, every registered feature and the three custom attributes
+    assert f"2 rows x {2 + len(FEATURES) + 3} columns" in _flat(result.output)
     written = pd.read_parquet(out)
     assert list(written["account_id"]) == ["a", "b"]  # c is not a customer yet
     assert written.loc[0, "events_30d"] == 4

@@ -33,7 +33,10 @@ def known_before(tables: dict[str, pd.DataFrame], t: pd.Timestamp, seed: int = 0
     rng = np.random.default_rng(seed)
     out = {}
     for name, frame in tables.items():
-        frame = frame[frame[TIME_COLUMN[name]] < t].copy()
+        # Who is a customer at t is known through the as-of day (features/entities.py); the
+        # features see only rows strictly before t.
+        cut = t + pd.Timedelta(days=1) if name in ("accounts", "churn_events") else t
+        frame = frame[frame[TIME_COLUMN[name]] < cut].copy()
         later = {"tickets": ["resolved_at"], "invoices": ["paid_at"],
                  "subscriptions": ["end_date"] if alter_end_dates else []}.get(name, [])
         for col in later:
@@ -79,15 +82,17 @@ def test_deleting_the_future_and_rewriting_later_values_changes_no_feature(
 
 
 def test_a_contract_end_date_is_the_only_later_value_a_feature_may_read(world, world_con):
-    """End dates are known when a contract starts (days_to_renewal reads them); rewriting them
-    moves days_to_renewal and nothing else."""
+    """End dates are known when a contract starts (days_to_renewal and contract_term_days read
+    them); rewriting them moves those two and nothing else."""
     t = pd.Timestamp("2024-09-01")
     ents = build_entities(world_con, t)
     before = build_features(world_con, ents, CFG)
     after = build_features(warehouse(known_before(world, t, alter_end_dates=True)), ents, CFG)
-    others = [c for c in before.columns if c != "days_to_renewal"]
+    readers = ("days_to_renewal", "contract_term_days")
+    others = [c for c in before.columns if c not in readers]
     pd.testing.assert_frame_equal(after[others], before[others])
-    assert (after["days_to_renewal"] != before["days_to_renewal"]).any()
+    for name in readers:
+        assert (after[name] != before[name]).any(), name
 
 
 def test_the_generated_world_exercises_every_later_value(world):

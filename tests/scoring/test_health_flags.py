@@ -67,6 +67,33 @@ def test_just_inside_the_thresholds_raises_nothing(change):
     assert flags_of(HEALTHY | change) == {}
 
 
+@pytest.mark.parametrize(("contract", "raised"), [
+    ({"contract_term_days": 365, "auto_renew": 1}, True),     # an annual contract
+    ({"contract_term_days": 182, "auto_renew": 1}, True),     # six months
+    ({"contract_term_days": 31, "auto_renew": 1}, False),     # a monthly plan renewing itself
+    ({"contract_term_days": 120, "auto_renew": 1}, False),    # four months
+    ({"contract_term_days": 31, "auto_renew": 0}, True),      # someone must renew it
+    ({"contract_term_days": 31, "auto_renew": np.nan}, False),  # unknown is not "does not"
+])
+def test_a_renewal_is_one_of_a_long_contract_or_of_one_that_does_not_renew_by_itself(
+        contract, raised):
+    assert ("renewal_soon" in flags_of(HEALTHY | {"days_to_renewal": 20} | contract)) is raised
+
+
+def test_the_minimum_term_of_a_renewal_is_set_per_profile(tmp_path):
+    from scoring.health.profiles import DEFAULT_RULES_FILE
+
+    text = DEFAULT_RULES_FILE.read_text().replace(
+        "    flags:\n      support_spike:\n        tickets_30d_at_least: 6",
+        "    flags:\n      renewal_soon:\n        min_term_months: 1\n"
+        "      support_spike:\n        tickets_30d_at_least: 6", 1)
+    (tmp_path / "rules.yaml").write_text(text)
+    rules = load_rules(tmp_path / "rules.yaml")
+    monthly = HEALTHY | {"days_to_renewal": 20, "contract_term_days": 30}
+    out = score_frame(feature_frame([monthly | {"segment": "enterprise"}, monthly]), ALL, rules)
+    assert ["renewal_soon" in {f["code"] for f in fl} for fl in out["flags"]] == [True, False]
+
+
 def test_flags_are_raised_even_when_the_composite_looks_fine():
     out = score_frame(feature_frame([HEALTHY | {"nps_last": 2, "days_to_renewal": 30}]), ALL,
                       RULES)
@@ -109,3 +136,23 @@ def test_flags_are_json_ready():
 
     flags = score_frame(feature_frame([AT_RISK]), ALL, RULES)["flags"].iloc[0]
     assert json.loads(json.dumps(flags)) == flags
+
+
+def test_monthly_plans_raise_no_renewal_flag_in_a_generated_world_and_annual_contracts_do():
+    from datetime import date
+
+    from features.synth.generate import generate_world
+    from scoring.pipeline import Scorer, score_accounts
+    from tests.support.feature_frames import warehouse
+
+    con = warehouse(generate_world(150, date(2024, 1, 1), 400, seed=3).tables)
+    scored = score_accounts(con, None, "2024-12-01", Scorer(rules=RULES), trend=False)
+    feats = scored.features
+    flagged = [any(f["code"] == "renewal_soon" for f in fl) for fl in scored.scores["flags"]]
+    flagged = np.asarray(flagged)
+    monthly = (feats["contract_term_days"] <= 31).to_numpy()
+    annual = (feats["contract_term_days"] >= 365).to_numpy()
+    ending = (feats["days_to_renewal"] <= 90).to_numpy()
+    assert monthly.sum() >= 10 and (annual & ending).sum() >= 3  # the world has both
+    assert not flagged[monthly].any()
+    assert flagged[annual & ending].all()

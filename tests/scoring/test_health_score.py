@@ -135,10 +135,12 @@ def test_nothing_connected_gives_no_score_and_zero_coverage():
     assert out["missing"].iloc[0] == list(SCORED_DIMENSIONS)
 
 
-def test_a_churned_account_has_status_churned():
-    frame = feature_frame([HEALTHY, HEALTHY]).assign(
-        churned_at=pd.to_datetime(["2025-05-20", "2025-06-01"]))
-    assert list(score_frame(frame, ALL, RULES)["status"]) == ["churned", "healthy"]
+def test_a_churned_account_has_status_churned_from_its_churn_day_on():
+    # as of 2025-06-01: churned before it, on it (any hour), and the day after
+    frame = feature_frame([HEALTHY] * 4).assign(churned_at=pd.to_datetime(
+        ["2025-05-20 00:00", "2025-06-01 00:00", "2025-06-01 18:00", "2025-06-02 00:00"]))
+    assert list(score_frame(frame, ALL, RULES)["status"]) == [
+        "churned", "churned", "churned", "healthy"]
 
 
 def test_a_missing_feature_column_is_a_clear_error():

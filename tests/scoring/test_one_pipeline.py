@@ -7,6 +7,7 @@ no probability everywhere; with no date, everything is as of the warehouse's one
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import duckdb
 import pytest
@@ -98,7 +99,6 @@ def test_every_path_gives_the_same_score_and_probabilities(client, config, store
 
 def test_a_past_date_is_scored_the_same_by_the_api_and_the_cli(client, config, store_url,
                                                                warehouse_today):
-    from datetime import timedelta
 
     when = warehouse_today - timedelta(days=40)
     account = sorted(stored_scores(store_url).index)[0]
@@ -143,6 +143,7 @@ def test_an_account_before_it_started_is_told_so(client, world_root):
     account, created = con.execute(
         "select account_id, created_at from accounts order by created_at desc limit 1").fetchone()
     con.close()
+    created -= timedelta(days=1)  # the day before its signup day (on that day it is active)
     pred = client.post("/v1/predict", json={"accountId": account,
                                             "asOf": str(created.date())}).json()
     assert pred["accountStatus"] == "not-started" and pred["probabilities"] == {}

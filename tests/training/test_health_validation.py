@@ -77,3 +77,41 @@ def test_suggestions_are_judged_on_a_later_window_than_they_are_fitted_on():
     assert pd.Timestamp(s.fit_dates[-1]) + pd.Timedelta(days=90) <= pd.Timestamp(s.eval_dates[0])
     assert s.auc_suggested > s.auc_current
     assert s.gain == pytest.approx(s.auc_suggested - s.auc_current)
+
+
+def test_a_dimension_without_data_gets_no_suggested_weight_and_is_named_with_why():
+    frame, labels = scored_frame()
+    frame["dim_relationship"] = np.nan
+    s = suggest_weights(frame, labels, load_rules(), horizon=90, fit_share=0.6,
+                        connected=frozenset({"accounts", "usage_events", "tickets"}))
+    assert s is not None
+    assert "relationship" not in s.weights and "relationship" not in s.current
+    assert sum(s.weights.values()) == pytest.approx(100, abs=0.5)
+    assert s.left_out == {"relationship": "no data: touchpoints not connected"}
+
+
+def test_validate_score_on_a_world_without_support_surveys_or_touchpoints(capsys):
+    from datetime import date
+
+    from features.settings import FeatureConfig
+    from features.synth.generate import generate_world
+    from tests.support.feature_frames import warehouse
+    from training.score_validation import validate_score, validation_dates
+    from training.validate_cli import _print_validation
+
+    tables = generate_world(200, date(2024, 1, 1), 540, seed=4).tables
+    for name in ("tickets", "surveys", "touchpoints"):
+        del tables[name]
+    con = warehouse(tables)
+    result = validate_score(con, load_rules(), FeatureConfig(),
+                            dates=validation_dates(con, horizon=30), horizons=(30, 90))
+    gone = {"support": "tickets", "satisfaction": "surveys", "relationship": "touchpoints"}
+    assert result.left_out == {d: f"no data: {t} not connected" for d, t in gone.items()}
+    assert result.suggested is not None
+    assert set(result.suggested.weights) == {"engagement", "usage", "adoption", "value"}
+    assert sum(result.suggested.current.values()) == pytest.approx(100, abs=0.5)
+    _print_validation(result)
+    out = " ".join(capsys.readouterr().out.split())
+    for dim, table in gone.items():
+        assert f"Left out of the suggested weights: {dim} (no data: {table} not connected)" \
+            in out

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.labels import build_labels, data_end
+from training.labels import build_labels, data_end, label_names, last_labelled_date
 
 
 @pytest.fixture
@@ -43,9 +43,24 @@ def test_churn_inside_the_horizon_is_one_and_after_it_zero(con):
     assert y.loc[1, ["churn_30d", "churn_60d", "churn_90d"]].tolist() == [0.0, 0.0, 1.0]
 
 
-def test_a_churn_dated_on_the_as_of_day_is_future_not_past(con):
-    y = build_labels(con, ents(("a", "2024-01-20")))
-    assert y.loc[0, "churn_30d"] == 1.0
+def test_a_churn_dated_on_the_as_of_day_leaves_the_account_not_active_and_unlabelled(con):
+    y = build_labels(con, ents(("a", "2024-01-20"), ("a", "2024-01-19")))
+    # churned on the as-of day: not a customer being scored that day, so no label at all
+    assert y.loc[0, label_names((30, 60, 90))].isna().all()
+    # the day before, the churn is the first day of the horizon
+    assert y.loc[1, "churn_30d"] == 1.0
+
+
+def test_the_horizon_is_the_h_days_after_the_as_of_day(con):
+    # b churns on 2024-03-15: the 30 days after 2024-02-14 are Feb 15 .. Mar 15
+    y = build_labels(con, ents(("b", "2024-02-14"), ("b", "2024-02-13")))
+    assert y["churn_30d"].tolist() == [1.0, 0.0]
+
+
+def test_the_last_labelled_date_is_the_last_whose_window_the_data_covers(con):
+    assert last_labelled_date(con, 30) == pd.Timestamp("2024-05-31")
+    y = build_labels(con, ents(("c", "2024-05-31"), ("c", "2024-06-01")))
+    assert y.loc[0, "churn_30d"] == 0.0 and np.isnan(y.loc[1, "churn_30d"])
 
 
 def test_a_window_past_the_end_of_data_is_censored_not_zero(con):
