@@ -234,9 +234,10 @@ def _check_writable(warehouse_path: Path) -> None:
 
 def _open_staging(warehouse_path: Path, cfg: IngestConfig
                   ) -> tuple[Path, duckdb.DuckDBPyConnection]:
-    """A private DuckDB database beside the warehouse for the checked rows (same disk as the
-    tables they become; removed after the ingest). DuckDB keeps at most `ingest.memory_limit`
-    in memory and spills the rest to its folder."""
+    """A private DuckDB database for the checked rows, spilling to a folder beside the warehouse
+    (same disk as the tables they become; removed after the ingest). In memory rather than a
+    file: appending chunks to an in-memory table is several times faster, and DuckDB keeps at
+    most `ingest.memory_limit` of it in memory, writing the rest to the folder."""
     try:
         warehouse_path.parent.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f".{warehouse_path.name}.ingest-",
@@ -245,7 +246,7 @@ def _open_staging(warehouse_path: Path, cfg: IngestConfig
         raise WarehouseWriteError(warehouse_path, f"cannot create the staging folder beside "
                                   f"it: {_io_reason(exc)}") from None
     try:
-        con = duckdb.connect(str(folder / "staging.duckdb"), config={
+        con = duckdb.connect(":memory:", config={
             "memory_limit": cfg.memory_limit, "temp_directory": str(folder / "spill"),
             "preserve_insertion_order": True})
     except duckdb.Error as exc:
