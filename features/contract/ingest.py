@@ -213,11 +213,14 @@ class WarehouseWriteError(RuntimeError):
     """The warehouse (or the staging space beside it) could not be written: read-only, disk
     full. One line naming the warehouse and what happened; the previous warehouse is intact."""
 
-    def __init__(self, warehouse_path: Path, what: str) -> None:
+    def __init__(self, warehouse_path: Path, what: str, *, committed: bool = False) -> None:
         self.warehouse = warehouse_path
+        self.committed = committed
         what = " ".join(what.split())
-        super().__init__(f"cannot write the warehouse {warehouse_path}: {what}; "
-                         "the previous warehouse is unchanged")
+        outcome = ("the new tables are committed in its write-ahead log "
+                   f"({warehouse_path}.wal) and apply when it is next opened" if committed
+                   else "the previous warehouse is unchanged")
+        super().__init__(f"cannot write the warehouse {warehouse_path}: {what}; {outcome}")
 
 
 def _io_reason(exc: BaseException) -> str:
@@ -307,7 +310,7 @@ def load_tables(warehouse_path: Path, con: duckdb.DuckDBPyConnection,
     the warehouse as it was (a warehouse created by a failed first load is removed); an I/O
     failure (read-only, disk full) is a WarehouseWriteError."""
     existed = warehouse_path.exists()
-    attached = False
+    attached = committed = False
     try:
         con.execute(f"ATTACH ? AS {WAREHOUSE_ALIAS}", [str(warehouse_path)])
         attached = True
@@ -320,7 +323,12 @@ def load_tables(warehouse_path: Path, con: duckdb.DuckDBPyConnection,
                     if progress is not None:
                         progress(spec.name, "loaded")
             _append_log(con, report)
-            con.execute("COMMIT")
+            try:
+                con.execute("COMMIT")
+            except duckdb.Error as exc:
+                # A commit fails on writing its log (disk full): DuckDB has rolled it back.
+                raise WarehouseWriteError(warehouse_path, _io_reason(exc)) from exc
+            committed = True
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
@@ -331,12 +339,15 @@ def load_tables(warehouse_path: Path, con: duckdb.DuckDBPyConnection,
         if attached:
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DETACH {WAREHOUSE_ALIAS}")
-        if not existed:
+        if not existed and not committed:
             # A failed first load must not leave an empty warehouse behind.
             for leftover in (warehouse_path, Path(f"{warehouse_path}.wal")):
                 leftover.unlink(missing_ok=True)
         if isinstance(exc, duckdb.IOException | OSError):
-            raise WarehouseWriteError(warehouse_path, _io_reason(exc)) from exc
+            # After the commit only the checkpoint failed (DETACH writes the log into the
+            # file): the load stands, in the log.
+            raise WarehouseWriteError(warehouse_path, _io_reason(exc),
+                                      committed=committed) from exc
         raise
 
 

@@ -1,11 +1,14 @@
-"""Validation of input tables against the contract: frames in, typed frames and a report out.
+"""Validation of input tables against the contract: chunks in, staged typed rows and a report out.
 
-Pure: no files, no warehouse. Each input frame holds contract columns (by contract name, as text or
-already typed), for `accounts` any extra columns (custom attributes), and the provenance columns
-`__file` and `__row` (see `features.contract.sources`) so that every problem names the file, the row
-as a person finds it, the column, the problem and the value. Optional `__key:<name>` columns are
-extra uniqueness keys declared by a mapping (e.g. RavenStack's `usage_id`, which the contract does
-not carry).
+No files, no warehouse: tables arrive as chunks of raw frames (`Validation.add`), in contract
+order, each holding contract columns (by contract name, as text or already typed), for `accounts`
+any extra columns (custom attributes), and the provenance columns `__file` and `__row` (see
+`features.contract.sources`) so that every problem names the file, the row as a person finds it,
+the column, the problem and the value. Optional `__key:<name>` columns are extra uniqueness keys
+declared by a mapping (e.g. RavenStack's `usage_id`, which the contract does not carry). The
+per-cell checks run chunk by chunk; the typed rows go to a DuckDB staging connection the caller
+provides, where the checks across rows run in SQL, so a table of any size is checked in bounded
+memory. `validate_tables` runs the same on whole frames over an in-memory DuckDB.
 
 Fatal problems (unparseable values, empty required cells, values outside the allowed set or
 range, unknown account ids, timestamps in the future, a missing required column) refuse the load.
