@@ -433,4 +433,4 @@ def _stage_and_load(con: duckdb.DuckDBPyConnection, data_dir: Path, warehouse_pa
         raise IngestRefused(report)
     staged = {name: StagedTable(run.kept(name), run.column_types(name)) for name in run.done}
     stage.close()
-    load_tables(warehouse_path, con, staged, report, tick if tick else None)
+    load_tables(warehouse_path, con, staged, report, tick)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def relative(path: Path, base: Path) -> str:
 
 
 # --- CSV line numbers ------------------------------------------------------------------------
-def _record_starts(path: Path, *, single_column: bool):  # type: ignore[no-untyped-def]
+def _record_starts(path: Path, *, single_column: bool) -> Iterator[np.ndarray]:
     """Yield, chunk by chunk, the 1-based line of every non-blank record start (header first).
 
     Vectorised over bounded chunks read with plain reads (not a memory map: mapped pages of a
@@ -246,9 +247,9 @@ def _union(con: duckdb.DuckDBPyConnection, name: str,
         items = []
         for col in order:
             ref = _quote(col)
-            kind = "VARCHAR" if col in mixed else next(iter(seen[col]))
-            items.append(f"CAST({ref} AS {kind}) AS {ref}" if col in present and col in mixed
-                         else ref if col in present else f"CAST(NULL AS {kind}) AS {ref}")
+            ctype = "VARCHAR" if col in mixed else next(iter(seen[col]))
+            items.append(f"CAST({ref} AS {ctype}) AS {ref}" if col in present and col in mixed
+                         else ref if col in present else f"CAST(NULL AS {ctype}) AS {ref}")
         selects.append(f"SELECT {', '.join(items)} FROM {_quote(f'{name}__{i}')}")
     con.execute(f"CREATE OR REPLACE VIEW {_quote(name)} AS {' UNION ALL '.join(selects)}")
 
