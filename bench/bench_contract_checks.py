@@ -174,7 +174,35 @@ def hand_future(spec: Table, raw: pd.DataFrame, typed: pd.DataFrame, out: v._Col
 
 
 def hand_unique(spec: Table, raw: pd.DataFrame, typed: pd.DataFrame, out: v._Collector) -> None:
-    v._drop_duplicates(spec.name, raw, typed, _keys(spec, typed), "drop", out)
+    """What ingest runs: the key columns staged in DuckDB, repeated keys found in SQL."""
+    keys = _keys(spec, typed)
+    if not keys:
+        return
+    con = duckdb.connect()
+    try:
+        run = v.Validation(IngestConfig(duplicates="drop"), NOW, con)
+        run._cells = out
+        run._keys[spec.name] = keys
+        cols = list(dict.fromkeys(k for key in keys for k in key))
+        frame = typed[cols].assign(**{v.FILE_COL: raw[v.FILE_COL].astype(str),
+                                      v.ROW_COL: raw[v.ROW_COL].to_numpy(dtype=np.int64),
+                                      v.SEQ_COL: np.arange(len(raw), dtype=np.int64)})
+        run._stage(spec.name, spec, frame)
+        run._duplicates(spec.name)
+    finally:
+        con.close()
+
+
+def _describe_duplicates(frame: pd.DataFrame, source: pd.DataFrame, key: list[str],
+                         positions: np.ndarray) -> list[str]:
+    """The duplicate rows at `positions` worded as validate words them ("<key> (first on row
+    N)"), for pandera's failure cases."""
+    groups = source.groupby(key, dropna=False, sort=False).ngroup().to_numpy()
+    first = pd.Series(np.arange(len(source))).groupby(groups).transform("min").to_numpy()
+    lines = frame[v.ROW_COL].to_numpy()
+    texts = [v._as_text(source[c].iloc[positions]).astype(str).to_numpy() for c in key]
+    return [" | ".join(str(col[k]) for col in texts) + f" (first on row {int(lines[first[i]])})"
+            for k, i in enumerate(positions)]
 
 
 def hand_known(known: pd.Index) -> Check:
@@ -238,7 +266,7 @@ def pandera_unique(spec: Table, raw: pd.DataFrame, typed: pd.DataFrame,
         rows = np.unique(np.concatenate(list(found.values()))) if found else np.empty(0, int)
 
         def describe(positions: np.ndarray, k: list[str] = key) -> list[str]:
-            return v._describe_duplicates(raw, typed, k, positions)
+            return _describe_duplicates(raw, typed, k, positions)
         label = ", ".join(k.removeprefix(v.KEY_PREFIX) for k in key)
         cp.add_rows(out, spec.name, label, "duplicate key", raw, rows, action="dropped",
                     describe=describe)
@@ -272,7 +300,7 @@ def run(check: Callable[..., None], tables: list[str], raw: Frames, typed: Frame
     runs, at most 30, so that one scheduler hiccup does not decide a ratio), and the problems."""
     best, problems, runs, spent = float("inf"), [], 0, 0.0
     while runs < repeat or (spent < 1.0 and runs < 30):
-        out = v._Collector(5)
+        out = v._Collector(5, 5)
         start = time.perf_counter()
         for name in tables:
             args = (TABLES_BY_NAME[name], raw[name], typed[name], out)

@@ -7,17 +7,29 @@ rows per second and the peak memory of the ingest itself.
     .venv/bin/python bench/bench_ingest.py            # 1,500 accounts x 730 days (the demo)
     .venv/bin/python bench/bench_ingest.py --small    # 300 accounts x 365 days
     .venv/bin/python bench/bench_ingest.py --accounts 10000 --no-csv
+    .venv/bin/python bench/bench_ingest.py --big            # a ~500 MB usage-event CSV
+    .venv/bin/python bench/bench_ingest.py --big --code /path/to/other/checkout
 
 Worlds are generated into bench/out/ingest_* by a child process and reused (--fresh rebuilds);
 each ingest also runs in its own child process, so the peak memory reported is the ingest's.
+
+`--big` is the streaming target (peak memory under 1 GB for a 500 MB usage CSV): a small
+generated world (300 accounts x 730 days) whose accounts, subscriptions and usage are repeated
+with shifted account ids until usage_events.csv is about `--mb` MB, written once to
+/tmp/healthscore_bench_ingest_big and reused. The ingest is `healthscore ingest` run under
+`/usr/bin/time -v` (wall time, maximum resident set size); `--code` runs the command of another
+checkout of the project on the same folder, for a before/after figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
+import os
 import resource
 import shutil
+import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime
@@ -79,14 +91,91 @@ def measure(folder: Path, mapping: str | None = None) -> dict:
         return dict(out)
 
 
+BIG = Path("/tmp/healthscore_bench_ingest_big")
+
+
+def _write_big(folder: Path, mb: int) -> None:
+    """Accounts, subscriptions and usage of a small world, repeated with shifted account ids."""
+    import pandas as pd
+
+    from features.synth.generate import generate_world
+
+    tables = generate_world(300, START, 730, SEED).tables
+    base = {n: tables[n] for n in ("accounts", "subscriptions", "usage_events")}
+    folder.mkdir(parents=True, exist_ok=True)
+    usage_path = folder / "usage_events.csv"
+    copies, k = [], 0
+    with usage_path.open("w", newline="") as fh:
+        while usage_path.stat().st_size < mb * 1_000_000 or k == 0:
+            part = base["usage_events"].assign(
+                account_id=base["usage_events"]["account_id"] + f"-{k}")
+            part.to_csv(fh, index=False, header=k == 0)
+            fh.flush()
+            copies.append(k)
+            k += 1
+    for name in ("accounts", "subscriptions"):
+        frame = base[name]
+        parts = []
+        for k in copies:
+            part = frame.assign(account_id=frame["account_id"] + f"-{k}")
+            if name == "subscriptions":
+                part = part.assign(subscription_id=part["subscription_id"] + f"-{k}")
+            parts.append(part)
+        pd.concat(parts, ignore_index=True).to_csv(folder / f"{name}.csv", index=False)
+
+
+def big(mb: int, code: Path) -> dict[str, str]:
+    """Ingest the big folder with the `healthscore` command of checkout `code`."""
+    folder = BIG / f"usage_{mb}mb"
+    if not (folder / "accounts.csv").exists():
+        _child(_write_big, folder, mb)
+    db = BIG / "warehouse.duckdb"
+    for leftover in (db, Path(f"{db}.wal")):
+        leftover.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(code), "PYTHONHASHSEED": "0"}
+    cli = Path(sys.executable).with_name("healthscore")
+    proc = subprocess.run(["/usr/bin/time", "-v", str(cli), "ingest", str(folder),
+                           "--warehouse", str(db), "--json"],
+                          cwd=code, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"ingest failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    stats = {}
+    for line in proc.stderr.splitlines():
+        key, _, value = line.strip().partition(": ")
+        stats[key] = value
+    doc = json.loads(proc.stdout)
+    rows = {n: t["rows_loaded"] for n, t in doc.get("tables", {}).items()}
+    for leftover in (db, Path(f"{db}.wal")):
+        leftover.unlink(missing_ok=True)
+    return {"csv_mb": f"{(folder / 'usage_events.csv').stat().st_size / 1e6:,.0f}",
+            "wall": stats.get("Elapsed (wall clock) time (h:mm:ss or m:ss)", "?"),
+            "peak_mb": f"{int(stats['Maximum resident set size (kbytes)']) / 1024:,.0f}",
+            "rows": f"{sum(rows.values()):,}", "usage_rows": f"{rows.get('usage_events', 0):,}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--big", action="store_true",
+                        help="ingest a ~500 MB usage-event CSV with `healthscore ingest`")
+    parser.add_argument("--mb", type=int, default=500, help="size of the big usage CSV")
+    parser.add_argument("--code", type=Path, default=Path(__file__).resolve().parents[1],
+                        help="checkout whose `healthscore ingest` runs the big bench")
     parser.add_argument("--small", action="store_true", help="300 accounts x 365 days")
     parser.add_argument("--accounts", type=int, default=None)
     parser.add_argument("--days", type=int, default=None)
     parser.add_argument("--fresh", action="store_true", help="regenerate the worlds")
     parser.add_argument("--no-csv", action="store_true", help="skip the CSV copy of the world")
     args = parser.parse_args(argv)
+    if args.big:
+        console = Console()
+        with console.status(f"ingesting a {args.mb} MB usage CSV with {args.code}"):
+            r = big(args.mb, args.code.resolve())
+        table = Table(title=f"ingest of a {r['csv_mb']} MB usage-event CSV ({args.code})")
+        for col in ("usage CSV MB", "usage rows", "rows loaded", "wall time", "peak RSS MB"):
+            table.add_column(col, justify="right")
+        table.add_row(r["csv_mb"], r["usage_rows"], r["rows"], r["wall"], r["peak_mb"])
+        console.print(table)
+        return 0
     n = args.accounts or (300 if args.small else 1500)
     days = args.days or (365 if args.small else 730)
     OUT.mkdir(parents=True, exist_ok=True)

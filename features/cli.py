@@ -105,7 +105,13 @@ def ingest(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-    from features.contract.ingest import STEPS, IngestRefused, IngestReport, ingest_folder
+    from features.contract.ingest import (
+        STEPS,
+        IngestRefused,
+        IngestReport,
+        WarehouseWriteError,
+        ingest_folder,
+    )
     from features.contract.mapping import MappingError
     from features.contract.report import error_document, print_report, report_document, to_json
 
@@ -138,7 +144,7 @@ def ingest(
     except IngestRefused as exc:
         show(exc.report)
         raise typer.Exit(1) from None
-    except (MappingError, FileNotFoundError) as exc:
+    except (MappingError, FileNotFoundError, WarehouseWriteError) as exc:
         if as_json:
             typer.echo(to_json(error_document(str(exc))))
         else:

@@ -180,6 +180,13 @@ def render() -> str:
         "changes. Warehouse types follow the contract: text `VARCHAR`, int `BIGINT`, float "
         "`DOUBLE`, bool `BOOLEAN`, timestamp `TIMESTAMP` (UTC).",
         "",
+        "Files of any size are read in chunks of `ingest.chunk_rows` rows, checked and written "
+        "to a staging database in a hidden folder beside the warehouse (it needs free disk "
+        "space about the size of the new tables; removed afterwards), and copied into the "
+        "warehouse in that one transaction. A warehouse that cannot be written (read-only, "
+        "disk full) stops the ingest with one line naming it and what happened; the previous "
+        "warehouse is unchanged.",
+        "",
         "## Mapping a customer export",
         "",
         "`healthscore ingest DIR --mapping FILE.yaml` reads the export's own files. The YAML "

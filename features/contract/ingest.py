@@ -16,9 +16,13 @@ and never decides what a valid value is.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,11 +30,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-import pandas as pd
-import pyarrow as pa
 
-from features.contract import warehouse
-from features.contract.mapping import Mapping, identity_mapping, load_mapping, quote, run_mapping
+from features.contract.mapping import (
+    Mapping,
+    identity_mapping,
+    load_mapping,
+    quote,
+    stream_table,
+)
 from features.contract.problems_file import write_problems
 from features.contract.settings import IngestConfig
 from features.contract.sources import (
@@ -41,7 +48,7 @@ from features.contract.sources import (
     relative,
 )
 from features.contract.tables import TABLES, TABLES_BY_NAME, Table
-from features.contract.validate import Example, Problem, validate_tables
+from features.contract.validate import Example, Problem, Validation
 
 log = logging.getLogger(__name__)
 
@@ -204,77 +211,147 @@ def _quiet(con: duckdb.DuckDBPyConnection) -> None:
         pass  # inside Jupyter DuckDB refuses the setting (and draws no text bar there)
 
 
-# --- loading -----------------------------------------------------------------------------------
-def _write_table(con: duckdb.DuckDBPyConnection, spec: Table, frame: pd.DataFrame) -> None:
-    """Create one contract table with contract types and fill it from the validated frame."""
-    view = "__incoming"
-    # Arrow rather than pandas: DuckDB scans Arrow-backed text columns faster.
-    con.register(view, pa.Table.from_pandas(frame, preserve_index=False))
+# --- staging -----------------------------------------------------------------------------------
+class WarehouseWriteError(RuntimeError):
+    """The warehouse (or the staging space beside it) could not be written: read-only, disk
+    full. One line naming the warehouse and what happened; the previous warehouse is intact."""
+
+    def __init__(self, warehouse_path: Path, what: str, *, committed: bool = False) -> None:
+        self.warehouse = warehouse_path
+        self.committed = committed
+        what = " ".join(what.split())
+        outcome = ("the new tables are committed in its write-ahead log "
+                   f"({warehouse_path}.wal) and apply when it is next opened" if committed
+                   else "the previous warehouse is unchanged")
+        super().__init__(f"cannot write the warehouse {warehouse_path}: {what}; {outcome}")
+
+
+def _io_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f" ({exc.filename})" if exc.filename else "")
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _check_writable(warehouse_path: Path) -> None:
+    """Refuse at once, before reading any input, a warehouse that cannot be written."""
+    if warehouse_path.exists() and not os.access(warehouse_path, os.W_OK):
+        raise WarehouseWriteError(warehouse_path, "the file is read-only")
+
+
+def _open_staging(warehouse_path: Path, cfg: IngestConfig
+                  ) -> tuple[Path, duckdb.DuckDBPyConnection]:
+    """A private DuckDB database for the checked rows, spilling to a folder beside the warehouse
+    (same disk as the tables they become; removed after the ingest). In memory rather than a
+    file: appending chunks to an in-memory table is several times faster, and DuckDB keeps at
+    most `ingest.memory_limit` of it in memory, writing the rest to the folder."""
     try:
-        extras = [c for c in frame.columns if c not in spec.column_names]
-        described = {r[0]: r[1] for r in con.execute(
-            f"DESCRIBE SELECT * FROM {view}").fetchall()}
-        defs, selects = [], []
-        for col in spec.columns:
-            ctype = warehouse.DUCKDB_TYPES[col.type]
-            defs.append(f"{quote(col.name)} {ctype}" + ("" if col.nullable else " NOT NULL"))
-            selects.append(f"CAST({quote(col.name)} AS {ctype})")
-        for extra in extras:
-            # A custom attribute keeps the type validation gave it; all-empty ones are text.
-            ctype = described.get(extra, "VARCHAR")
-            ctype = "VARCHAR" if ctype in ("NULL", '"NULL"') else ctype
-            defs.append(f"{quote(extra)} {ctype}")
-            selects.append(f"CAST({quote(extra)} AS {ctype})")
-        con.execute(f"CREATE TABLE {quote(spec.name)} ({', '.join(defs)})")
-        # Stored in (account_id, time) order: each row group then holds few accounts, so DuckDB's
-        # zone maps skip nearly all of a table when the online path reads one account.
-        order = ", ".join(quote(c) for c in ("account_id", spec.time_column) if c)
-        con.execute(f"INSERT INTO {quote(spec.name)} SELECT {', '.join(selects)} FROM {view} "
-                    f"ORDER BY {order}")
-    finally:
-        con.unregister(view)
+        warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f".{warehouse_path.name}.ingest-",
+                                       dir=warehouse_path.parent))
+    except OSError as exc:
+        raise WarehouseWriteError(warehouse_path, f"cannot create the staging folder beside "
+                                  f"it: {_io_reason(exc)}") from None
+    try:
+        con = duckdb.connect(":memory:", config={
+            "memory_limit": cfg.memory_limit, "temp_directory": str(folder / "spill"),
+            "preserve_insertion_order": True})
+    except duckdb.Error as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise WarehouseWriteError(warehouse_path, _io_reason(exc)) from None
+    return folder, con
+
+
+# --- loading -----------------------------------------------------------------------------------
+WAREHOUSE_ALIAS = "warehouse"
+"""Name under which the warehouse is attached to the staging database while it is written."""
+
+
+def _write_table(con: duckdb.DuckDBPyConnection, spec: Table, staged: StagedTable) -> None:
+    """Create one contract table in the attached warehouse with contract types and fill it from
+    the checked rows of the staging database."""
+    defs, selects = [], []
+    for name, ctype in staged.types.items():
+        col = spec.column(name) if name in spec.column_names else None
+        defs.append(f"{quote(name)} {ctype}" + ("" if col is None or col.nullable
+                                                 else " NOT NULL"))
+        selects.append(f"CAST({quote(name)} AS {ctype})")
+    target = f"{WAREHOUSE_ALIAS}.{quote(spec.name)}"
+    con.execute(f"CREATE TABLE {target} ({', '.join(defs)})")
+    # Stored in (account_id, time) order: each row group then holds few accounts, so DuckDB's
+    # zone maps skip nearly all of a table when the online path reads one account.
+    order = ", ".join(quote(c) for c in ("account_id", spec.time_column) if c)
+    con.execute(f"INSERT INTO {target} SELECT {', '.join(selects)} FROM {staged.source} "
+                f"ORDER BY {order}")
+
+
+@dataclass(frozen=True)
+class StagedTable:
+    source: str
+    """SQL source of the rows to load, in the staging database."""
+    types: dict[str, str]
+    """Table column -> warehouse type (contract columns, then custom attributes)."""
 
 
 def _append_log(con: duckdb.DuckDBPyConnection, report: IngestReport) -> None:
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
+    log_table = f"{WAREHOUSE_ALIAS}.{LOG_TABLE}"
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {log_table} (
         ingested_at TIMESTAMP, folder VARCHAR, mapping VARCHAR, row_counts VARCHAR,
         problem_counts VARCHAR, not_connected VARCHAR)""")
     con.execute(
-        f"INSERT INTO {LOG_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO {log_table} VALUES (?, ?, ?, ?, ?, ?)",
         [report.started_at.replace(tzinfo=None), str(report.data_dir.resolve()), report.mapping,
          json.dumps(report.row_counts()), json.dumps(report.problem_counts()),
          json.dumps(report.not_connected)],
     )
 
 
-def load_tables(warehouse_path: Path, tables: dict[str, pd.DataFrame], report: IngestReport,
+def load_tables(warehouse_path: Path, con: duckdb.DuckDBPyConnection,
+                tables: dict[str, StagedTable], report: IngestReport,
                 progress: Progress | None = None) -> None:
-    """Replace every contract table with `tables` (absent ones dropped) in one transaction."""
+    """Replace every contract table with the staged `tables` (absent ones dropped) in one
+    transaction of the warehouse, attached to the staging connection `con`. A failure leaves
+    the warehouse as it was (a warehouse created by a failed first load is removed); an I/O
+    failure (read-only, disk full) is a WarehouseWriteError."""
     existed = warehouse_path.exists()
-    con = warehouse.connect(warehouse_path)
+    attached = committed = False
     try:
-        _quiet(con)
+        con.execute(f"ATTACH ? AS {WAREHOUSE_ALIAS}", [str(warehouse_path)])
+        attached = True
         con.execute("BEGIN TRANSACTION")
         try:
             for spec in TABLES:
-                con.execute(f"DROP TABLE IF EXISTS {quote(spec.name)}")
+                con.execute(f"DROP TABLE IF EXISTS {WAREHOUSE_ALIAS}.{quote(spec.name)}")
                 if spec.name in tables:
                     _write_table(con, spec, tables[spec.name])
                     if progress is not None:
                         progress(spec.name, "loaded")
             _append_log(con, report)
-            con.execute("COMMIT")
+            try:
+                con.execute("COMMIT")
+            except duckdb.Error as exc:
+                # A commit fails on writing its log (disk full): DuckDB has rolled it back.
+                raise WarehouseWriteError(warehouse_path, _io_reason(exc)) from exc
+            committed = True
         except BaseException:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
             raise
-    except BaseException:
-        con.close()
-        if not existed:
+        con.execute(f"DETACH {WAREHOUSE_ALIAS}")
+        attached = False
+    except BaseException as exc:
+        if attached:
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DETACH {WAREHOUSE_ALIAS}")
+        if not existed and not committed:
             # A failed first load must not leave an empty warehouse behind.
             for leftover in (warehouse_path, Path(f"{warehouse_path}.wal")):
                 leftover.unlink(missing_ok=True)
+        if isinstance(exc, duckdb.IOException | OSError):
+            # After the commit only the checkpoint failed (DETACH writes the log into the
+            # file): the load stands, in the log.
+            raise WarehouseWriteError(warehouse_path, _io_reason(exc),
+                                      committed=committed) from exc
         raise
-    con.close()
 
 
 # --- the whole thing ---------------------------------------------------------------------------
@@ -285,7 +362,9 @@ def ingest_folder(data_dir: Path | str, warehouse_path: Path | str, cfg: IngestC
 
     `mapping` is a mapping YAML (path, or the name of a packaged one such as "ravenstack"), an
     already parsed Mapping, or None for a folder of contract files. `now` bounds timestamps
-    (nothing may be dated after it); default: the current UTC time.
+    (nothing may be dated after it); default: the current UTC time. Tables are read, checked
+    and staged `ingest.chunk_rows` rows at a time, so memory stays bounded whatever the size of
+    the input; a warehouse that cannot be written raises WarehouseWriteError.
     """
     clock = time.perf_counter()
     data_dir, warehouse_path = Path(data_dir), Path(warehouse_path)
@@ -299,34 +378,62 @@ def ingest_folder(data_dir: Path | str, warehouse_path: Path | str, cfg: IngestC
     report = IngestReport(data_dir=data_dir, warehouse=warehouse_path, mapping=mapping_name,
                           started_at=datetime.now(UTC))
     tick = progress or (lambda table, step: None)
+    _check_writable(warehouse_path)
 
-    scratch = duckdb.connect()
+    folder, con = _open_staging(warehouse_path, cfg)
     try:
-        _quiet(scratch)
-        resolved, infos, problems = read_folder(scratch, data_dir, cfg, mapping)
-        report.problems += problems
-        if report.refused:
-            report.problems_file = write_problems(warehouse_path, report.problems)
-            raise IngestRefused(report)
-        frames = run_mapping(scratch, resolved, infos, lambda t: tick(t, "read"))
+        try:
+            _stage_and_load(con, data_dir, warehouse_path, cfg, mapping, now, report, tick)
+        except duckdb.IOException as exc:
+            raise WarehouseWriteError(warehouse_path, _io_reason(exc)) from exc
     finally:
-        scratch.close()
-    result = validate_tables(frames, cfg, now, progress=lambda t: tick(t, "checked"))
-    del frames  # the raw frames are not needed any more: free them before the load
-    report.problems += result.report.problems
-    report.not_connected = [t.name for t in TABLES if t.name not in result.tables]
-    for name, frame in result.tables.items():
-        tm = resolved.tables[name]
-        files = infos[tm.source].files if tm.source in infos else ()
-        report.tables[name] = TableSummary(files, result.report.rows_in[name], len(frame))
-    # Before the load: should the load crash, the file still describes this folder.
-    report.problems_file = write_problems(warehouse_path, report.problems)
-    if report.refused:
-        report.seconds = time.perf_counter() - clock
-        raise IngestRefused(report)
-    load_tables(warehouse_path, result.tables, report, progress)
+        con.close()
+        shutil.rmtree(folder, ignore_errors=True)
     report.loaded = True
     report.seconds = time.perf_counter() - clock
     log.info("ingested %s into %s in %.1fs: %s; not connected: %s", data_dir, warehouse_path,
              report.seconds, report.row_counts(), ", ".join(report.not_connected) or "none")
     return report
+
+
+def _stage_and_load(con: duckdb.DuckDBPyConnection, data_dir: Path, warehouse_path: Path,
+                    cfg: IngestConfig, mapping: Mapping | None, now: datetime | None,
+                    report: IngestReport, tick: Progress) -> None:
+    clock = time.perf_counter()
+    _quiet(con)
+    resolved, infos, problems = read_folder(con, data_dir, cfg, mapping)
+    report.problems += problems
+    if report.refused:
+        report.problems_file = write_problems(warehouse_path, report.problems)
+        raise IngestRefused(report)
+    # The mapping query streams on `con`; checked chunks are written through a second
+    # connection to the same database (one DuckDB, one memory limit).
+    stage = con.cursor()
+    _quiet(stage)
+    run = Validation(cfg, now, stage)
+    for spec in TABLES:
+        if spec.name not in resolved.tables:
+            continue
+        # accounts in one piece: the validation holds it whole anyway (see Validation).
+        rows = cfg.chunk_rows if spec.name != "accounts" else 1 << 62
+        for chunk in stream_table(con, spec.name, resolved.tables[spec.name], infos, rows):
+            run.add(spec.name, chunk)
+            del chunk
+        tick(spec.name, "read")
+        run.end(spec.name)
+        tick(spec.name, "checked")
+    result = run.finish()
+    report.problems += result.problems
+    report.not_connected = [t.name for t in TABLES if t.name not in run.done]
+    for name in run.done:
+        tm = resolved.tables[name]
+        files = infos[tm.source].files if tm.source in infos else ()
+        report.tables[name] = TableSummary(files, result.rows_in[name], result.rows_out[name])
+    # Before the load: should the load crash, the file still describes this folder.
+    report.problems_file = write_problems(warehouse_path, report.problems)
+    if report.refused:
+        report.seconds = time.perf_counter() - clock
+        raise IngestRefused(report)
+    staged = {name: StagedTable(run.kept(name), run.column_types(name)) for name in run.done}
+    stage.close()
+    load_tables(warehouse_path, con, staged, report, tick)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -377,39 +377,85 @@ def _nullable_dtype(kind: pa.DataType) -> object:
     return None
 
 
-def run_table(con: duckdb.DuckDBPyConnection, name: str, tm: TableMapping,
-              sources: dict[str, SourceInfo]) -> pd.DataFrame:
-    """Evaluate one table's mapping over the registered source views."""
+def stream_table(con: duckdb.DuckDBPyConnection, name: str, tm: TableMapping,
+                 sources: dict[str, SourceInfo], chunk_rows: int = 500_000
+                 ) -> Iterator[pd.DataFrame]:
+    """Evaluate one table's mapping over the registered source views, `chunk_rows` rows at a
+    time: DuckDB runs the query (joins, windows and subqueries spill to disk as needed) and
+    hands the result over in Arrow batches, so the mapped table is never whole in memory.
+    Each chunk carries `__file` as the data folder shows it and `__row` as a line or row number.
+    At least one chunk (possibly empty) is yielded."""
     info = sources.get(tm.source)
     single = info.files[0] if info is not None and len(info.files) == 1 else None
     items, params, from_clause = compile_table(name, tm, with_file=single is None)
     sql = _query(items, from_clause, tm)
     _one_select(con, sql, f"tables.{name}")
-    try:
-        # Through Arrow: faster than .df() for text columns (no Python strings).
-        arrow = con.sql(sql, params=params).to_arrow_table()
-        frame = arrow.to_pandas(types_mapper=_nullable_dtype, date_as_object=False,
-                                self_destruct=True, split_blocks=True)
-        del arrow
-    except duckdb.Error as exc:
+    shown: dict[str, str] = {}
+    for other in sources.values():
+        shown.update(other.shown)
+
+    def failed(exc: duckdb.Error) -> MappingError:
         where = _locate_error(con, name, tm, items, params, from_clause)
         if where == f"tables.{name}":
             where += f": {_first_line(exc)}"
         files = ", ".join(info.files) if info is not None else tm.source
-        raise MappingError(f"mapping {where} (source {tm.source}: {files})") from None
+        return MappingError(f"mapping {where} (source {tm.source}: {files})")
+
+    try:
+        reader = con.sql(sql, params=params).to_arrow_reader(min(chunk_rows, 1_000_000))
+    except duckdb.Error as exc:
+        raise failed(exc) from None
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    done = False
+    yielded = False
+    while not done:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            done = True
+        except duckdb.Error as exc:
+            raise failed(exc) from None
+        else:
+            pending.append(batch)
+            held += batch.num_rows
+        if pending and (held >= chunk_rows or done) and (held or not yielded):
+            table = pa.Table.from_batches(pending)
+            pending, held = [], 0
+            yield _frame(table, single, shown, info)
+            yielded = True
+    if not yielded:
+        yield _frame(reader.schema.empty_table(), single, shown, info)
+
+
+def _frame(arrow: pa.Table, single: str | None, shown: dict[str, str],
+           info: SourceInfo | None) -> pd.DataFrame:
+    # Through Arrow: faster than .df() for text columns (no Python strings).
+    frame = arrow.to_pandas(types_mapper=_nullable_dtype, date_as_object=False,
+                            self_destruct=True, split_blocks=True)
+    del arrow
     if single is not None:
         frame[FILE_COL] = pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8),
                                                     categories=[single])
     else:
-        shown: dict[str, str] = {}
-        for other in sources.values():
-            shown.update(other.shown)
         # A handful of distinct paths over many rows: rename the categories, not the rows.
         files = frame[FILE_COL].astype("category")
         frame[FILE_COL] = files.cat.rename_categories(
             [shown.get(f, f) for f in files.cat.categories])
     if info is not None:
+        if info.lines and len(frame):
+            frame[ROW_COL] = info.line_numbers(frame[FILE_COL].to_numpy(dtype=object),
+                                               frame[ROW_COL].to_numpy(dtype=np.int64))
         frame.attrs[SOURCE_FILES_ATTR] = list(info.files)
+    return frame
+
+
+def run_table(con: duckdb.DuckDBPyConnection, name: str, tm: TableMapping,
+              sources: dict[str, SourceInfo]) -> pd.DataFrame:
+    """One table's mapping as a whole frame (for small inputs and benches; ingest streams)."""
+    chunks = list(stream_table(con, name, tm, sources, chunk_rows=1 << 62))
+    frame = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+    frame.attrs = chunks[0].attrs
     return frame
 
 

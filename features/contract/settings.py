@@ -1,4 +1,5 @@
-"""Settings of ingestion: what to do with rows that break a soft rule of the contract."""
+"""Settings of ingestion: what to do with rows that break a soft rule of the contract, and how
+much of the input it holds in memory at a time."""
 
 from __future__ import annotations
 
@@ -28,3 +29,10 @@ class IngestConfig(Section):
     problems_file_rows: int = Field(default=100_000, ge=0)
     """Rows listed per problem in the problems file beside the warehouse (every row up to this
     many; the file says how many more a problem has)."""
+    chunk_rows: int = Field(default=500_000, ge=1)
+    """Rows read and checked at a time (accounts excepted: checked whole); bounds the memory of
+    an ingest, whatever the size of the input."""
+    memory_limit: str = "512MB"
+    """Memory DuckDB may use while ingesting (reading, staging, sorting); beyond it spills to a
+    staging folder beside the warehouse, which needs free disk space about the size of the
+    input."""

@@ -1,11 +1,14 @@
-"""Validation of input tables against the contract: frames in, typed frames and a report out.
+"""Validation of input tables against the contract: chunks in, staged typed rows and a report out.
 
-Pure: no files, no warehouse. Each input frame holds contract columns (by contract name, as text or
-already typed), for `accounts` any extra columns (custom attributes), and the provenance columns
-`__file` and `__row` (see `features.contract.sources`) so that every problem names the file, the row
-as a person finds it, the column, the problem and the value. Optional `__key:<name>` columns are
-extra uniqueness keys declared by a mapping (e.g. RavenStack's `usage_id`, which the contract does
-not carry).
+No files, no warehouse: tables arrive as chunks of raw frames (`Validation.add`), in contract
+order, each holding contract columns (by contract name, as text or already typed), for `accounts`
+any extra columns (custom attributes), and the provenance columns `__file` and `__row` (see
+`features.contract.sources`) so that every problem names the file, the row as a person finds it,
+the column, the problem and the value. Optional `__key:<name>` columns are extra uniqueness keys
+declared by a mapping (e.g. RavenStack's `usage_id`, which the contract does not carry). The
+per-cell checks run chunk by chunk; the typed rows go to a DuckDB staging connection the caller
+provides, where the checks across rows run in SQL, so a table of any size is checked in bounded
+memory. `validate_tables` runs the same on whole frames over an in-memory DuckDB.
 
 Fatal problems (unparseable values, empty required cells, values outside the allowed set or
 range, unknown account ids, timestamps in the future, a missing required column) refuse the load.
@@ -28,11 +31,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.contract.settings import IngestConfig, Policy
 from features.contract.tables import TABLES, TABLES_BY_NAME, Column, Table
+from features.contract.warehouse import DUCKDB_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -233,12 +239,15 @@ def infer_attribute(raw: pd.Series) -> pd.Series:
 
 # --- the checks ------------------------------------------------------------------------------
 class _Collector:
-    """Accumulates problems for one validation run."""
+    """Accumulates problems for one validation run. A problem found again (the next chunk of a
+    table) adds to the same report line: counts add up, examples and rows stay the first ones
+    in the order of the input."""
 
     def __init__(self, max_examples: int, file_rows: int) -> None:
         self.max_examples = max_examples
         self.file_rows = max(file_rows, max_examples)
         self.problems: list[Problem] = []
+        self._index: dict[tuple[str, str, str, str], Problem] = {}
 
     def add(self, table: str, column: str, problem: str, action: Action, frame: pd.DataFrame,
             mask: pd.Series | np.ndarray, values: pd.Series | None = None,
@@ -249,7 +258,9 @@ class _Collector:
         count = int(mask.sum())
         if count == 0:
             return 0
-        idx = np.flatnonzero(mask)[: self.file_rows]
+        known = self._index.get((table, column, problem, action))
+        room = self.file_rows - (len(known.rows) if known is not None else 0)
+        idx = np.flatnonzero(mask)[: max(room, 0)]
         shown: np.ndarray | None
         if describe is not None:
             shown = np.asarray(describe(idx), dtype=object)
@@ -262,15 +273,35 @@ class _Collector:
                     value=None if shown is None or pd.isna(shown[k]) else str(shown[k]))
             for k in range(len(idx))
         ]
-        self.problems.append(Problem(table, column, problem, action, count,
-                                     rows[: self.max_examples], rows))
+        self.add_rows(table, column, problem, action, count, rows)
         return count
+
+    def add_rows(self, table: str, column: str, problem: str, action: Action, count: int,
+                 rows: list[Example]) -> None:
+        """Record `count` rows of a problem, the first of them (in input order) in `rows`."""
+        if count == 0:
+            return
+        key = (table, column, problem, action)
+        known = self._index.get(key)
+        if known is None:
+            rows = rows[: self.file_rows]
+            known = self._index[key] = Problem(table, column, problem, action, 0,
+                                               rows[: self.max_examples], rows)
+            self.problems.append(known)
+        else:
+            known.rows.extend(rows[: self.file_rows - len(known.rows)])
+            known.examples = known.rows[: self.max_examples]
+        known.count += count
 
     def add_whole(self, table: str, column: str, problem: str, action: Action,
                   files: Iterable[str], value: str | None = None) -> None:
+        key = (table, column, problem, action)
+        if key in self._index:
+            return  # a whole-file problem is the same in every chunk
         every = [Example(f, None, value) for f in files]
-        self.problems.append(Problem(table, column, problem, action, 1,
-                                     every[: self.max_examples], every))
+        self._index[key] = Problem(table, column, problem, action, 1, every[: self.max_examples],
+                                   every)
+        self.problems.append(self._index[key])
 
 
 def _with_provenance(table: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -349,43 +380,330 @@ def _default_column(col: Column, index: pd.Index) -> pd.Series:
     return pd.Series(col.default, index=index, dtype=dtype)
 
 
-def _drop_duplicates(name: str, frame: pd.DataFrame, typed: pd.DataFrame, keys: list[list[str]],
-                     policy: Policy, out: _Collector) -> pd.Series:
-    """Mask of rows to keep after the duplicate-key policy."""
-    keep = pd.Series(True, index=frame.index)
-    if name == "accounts" and policy == "keep":
-        # One row per account is what `accounts` means: a repeated id is dropped regardless.
-        policy = "drop"
-    for key in keys:
-        source = typed if all(k in typed for k in key) else frame
-        if not all(k in source for k in key):
-            continue
-        # hand-written: pandera's unique (report_duplicates="exclude_first") leaves repeated
-        # empty keys out of failure_cases (31,514 found vs 31,873) and took 3.2 s vs 1.2 s with
-        # 1 % of 3.2M keys repeated, 50 s vs 0.9 s at 30 % (bench/bench_contract_checks.py).
-        dup = source.duplicated(subset=key, keep="first")
-        label = ", ".join(k.removeprefix(KEY_PREFIX) for k in key)
-        def describe(positions: np.ndarray, src: pd.DataFrame = source,
-                     k: list[str] = key) -> list[str]:
-            return _describe_duplicates(frame, src, k, positions)
-
-        out.add(name, label, "duplicate key", _policy_action(policy), frame, dup,
-                describe=describe)
-        if policy == "drop":
-            keep &= ~dup
-    return keep
+# --- the checks across rows: SQL over the staged tables ---------------------------------------
+STAGED = "staged"
+"""Schema of the staging database holding the typed rows of each table as they are checked."""
+SEQ_COL = "__seq"
+"""Arrival order of a row (the order of the input): "first" of repeated keys, example order."""
+DROPPED_COL = "__dropped"
+_MARKS = {"__unknown": "unknown account_id", "__early": "before signup",
+          "__before_sub": "usage before the first subscription"}
+"""Per-row marks of the cross-table checks, computed with the row's chunk."""
+SHOWN_COL = "__shown"
+"""The row's time cell as written, kept only for rows a cross-table check marks."""
 
 
-def _describe_duplicates(frame: pd.DataFrame, source: pd.DataFrame, key: list[str],
-                         positions: np.ndarray) -> list[str]:
-    """"<key> (first on row N)" for the duplicate rows at `positions`, so a reader finds both
-    rows (one grouping of the keys, however many rows are described)."""
-    groups = source.groupby(key, dropna=False, sort=False).ngroup().to_numpy()
-    first = pd.Series(np.arange(len(source))).groupby(groups).transform("min").to_numpy()
-    lines = frame[ROW_COL].to_numpy()
-    texts = [_as_text(source[c].iloc[positions]).astype(str).to_numpy() for c in key]
-    return [" | ".join(str(col[k]) for col in texts) + f" (first on row {int(lines[first[i]])})"
-            for k, i in enumerate(positions)]
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _staged(name: str) -> str:
+    return f"{STAGED}.{_quote(name)}"
+
+
+def _arrow_type_sql(con: duckdb.DuckDBPyConnection, arrow: pa.Table) -> dict[str, str]:
+    """DuckDB type of each column of `arrow` (all-empty columns: text)."""
+    con.register("__probe", arrow.slice(0, 0))
+    try:
+        described = {r[0]: str(r[1]) for r in
+                     con.execute("DESCRIBE SELECT * FROM __probe").fetchall()}
+    finally:
+        con.unregister("__probe")
+    return {c: ("VARCHAR" if t in ("NULL", '"NULL"') else t) for c, t in described.items()}
+
+
+class Validation:
+    """One validation run over tables that arrive in chunks, in contract order (`TABLES`).
+
+    The per-cell checks run on each chunk as it comes (`add`); its typed rows go to a staging
+    table of `stage` (schema `staged`, one table per contract table, with `__file`, `__row`, the
+    arrival order `__seq` and a `__dropped` mark), and the checks across rows run there in SQL
+    once a table is complete (`end`): repeated keys, then, against accounts, unknown account ids,
+    events before the signup, usage before the first subscription and (`finish`) the churn
+    flag. A row's cross-table marks are computed with its chunk, against accounts and
+    subscriptions that are final by then, and counted over the rows still kept, so counts,
+    examples and policies are those of one check over the whole table. `accounts` is checked in
+    one piece (its chunks are gathered first): every other table is checked against its ids and
+    signups, and a custom attribute takes one type over the whole column.
+    """
+
+    def __init__(self, cfg: IngestConfig, now: datetime | None,
+                 stage: duckdb.DuckDBPyConnection) -> None:
+        self.cfg = cfg
+        self.now = _naive_utc(now or datetime.now(UTC))
+        self.stage = stage
+        stage.execute(f"CREATE SCHEMA IF NOT EXISTS {STAGED}")
+        new = lambda: _Collector(cfg.max_examples, cfg.problems_file_rows)  # noqa: E731
+        self._cells, self._tables, self._refs = new(), new(), new()
+        self._signup_out, self._subscription_out, self._churn = new(), new(), new()
+        self.rows_in: dict[str, int] = {}
+        self.done: list[str] = []
+        self._files: dict[str, list[str]] = {}
+        self._keys: dict[str, list[list[str]]] = {}
+        self._types: dict[str, dict[str, str]] = {}
+        self._accounts: list[pd.DataFrame] = []
+        self._known: pd.Index | None = None
+        self._signup: pd.Series | None = None
+        self._first_start: pd.Series | None = None
+        self._seq = 0
+
+    # --- feeding ---------------------------------------------------------------------------
+    def add(self, name: str, raw: pd.DataFrame) -> None:
+        """Check one chunk of table `name` (raw frame: contract columns, `__file`, `__row`)."""
+        if name not in self._files:
+            if self.done and _order(name) <= _order(self.done[-1]):
+                raise ValueError(f"tables must come in contract order: {name} after "
+                                 f"{self.done[-1]}")
+            self._files[name] = list(raw.attrs.get(SOURCE_FILES_ATTR, [])) or [name]
+            self.rows_in[name] = 0
+        if name == "accounts":
+            self._accounts.append(raw)
+        else:
+            self._check_chunk(name, raw)
+
+    def end(self, name: str) -> None:
+        """Table `name` is complete: run its checks across rows."""
+        if name == "accounts":
+            chunks, self._accounts = self._accounts or [pd.DataFrame()], []
+            raw = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+            raw.attrs = chunks[0].attrs if chunks else {}
+            self._check_chunk(name, raw)
+        self.done.append(name)
+        self._duplicates(name)
+        if name == "accounts":
+            kept = self._read(name, ["account_id", "created_at"])
+            kept = kept.drop_duplicates("account_id")
+            self._known = pd.Index(kept["account_id"].dropna().unique())
+            self._signup = pd.Series(kept["created_at"].to_numpy(), index=kept["account_id"])
+            return
+        if self._known is None:
+            return
+        spec = TABLES_BY_NAME[name]
+        self._record_mark(self._refs, name, "account_id", "__unknown",
+                          "unknown account_id (not in accounts)", "refused", "account_id")
+        if spec.time_column is not None and name not in PAST_CHECK_EXEMPT_TABLES:
+            self._record_mark(self._signup_out, name, spec.time_column, "__early",
+                              "dated before the account's signup (created_at)",
+                              _policy_action(self.cfg.events_before_signup), SHOWN_COL,
+                              drop=self.cfg.events_before_signup == "drop")
+        if name == "usage_events" and self._first_start is not None:
+            policy = self.cfg.usage_before_subscription
+            self._record_mark(self._subscription_out, name, "ts", "__before_sub",
+                              "usage before the account's first subscription start",
+                              _policy_action(policy), SHOWN_COL, drop=policy == "drop")
+        if name == "subscriptions":
+            first = self.stage.sql(
+                f"SELECT account_id, min(start_date) AS first FROM {_staged(name)} "
+                f"WHERE NOT {DROPPED_COL} AND account_id IS NOT NULL GROUP BY account_id"
+            ).to_arrow_table().to_pandas()
+            self._first_start = pd.Series(first["first"].to_numpy(dtype="datetime64[us]"),
+                                          index=first["account_id"])
+
+    def finish(self, extra_tables: Iterable[str] = ()) -> ValidationReport:
+        """The report of the run (after the churn-flag check, which needs every table)."""
+        for name in extra_tables:
+            self._tables.add_whole(name, "", "not a contract table", "ignored", [name])
+        if "accounts" not in self.done:
+            self._tables.add_whole("accounts", "", "missing required table", "refused",
+                                   ["accounts"])
+        else:
+            self._check_churn_flag()
+        report = ValidationReport(rows_in=dict(self.rows_in))
+        for name in self.done:
+            report.rows_out[name] = int(self.stage.execute(
+                f"SELECT count(*) FROM {_staged(name)} WHERE NOT {DROPPED_COL}").fetchall()[0][0])
+        report.problems = [p for out in (self._cells, self._tables, self._refs,
+                                         self._signup_out, self._subscription_out, self._churn)
+                           for p in out.problems]
+        return report
+
+    def columns(self, name: str) -> list[str]:
+        """The staged columns of `name` that are table columns (contract, then attributes)."""
+        return [c for c in self._types[name] if not c.startswith("__")]
+
+    def column_types(self, name: str) -> dict[str, str]:
+        return {c: self._types[name][c] for c in self.columns(name)}
+
+    def kept(self, name: str) -> str:
+        """SQL source of the rows of `name` to load (in the staging database)."""
+        return f"(SELECT * FROM {_staged(name)} WHERE NOT {DROPPED_COL})"
+
+    def frame(self, name: str) -> pd.DataFrame:
+        """The kept rows of `name` as a typed frame, in input order."""
+        return self._read(name, self.columns(name)).reset_index(drop=True)
+
+    # --- one chunk -------------------------------------------------------------------------
+    def _check_chunk(self, name: str, raw: pd.DataFrame) -> None:
+        spec = TABLES_BY_NAME[name]
+        raw = _with_provenance(name, raw)
+        self.rows_in[name] += len(raw)
+        typed = pd.DataFrame(index=raw.index)
+        _check_columns(spec, raw, typed, self.now, self._cells, self._files[name])
+        if spec.extra_columns_allowed:
+            for extra in _extra_columns(spec, raw):
+                typed[extra] = infer_attribute(raw[extra])
+        user_key = [c for c in raw.columns if c.startswith(KEY_PREFIX)]
+        self._keys[name] = ([list(spec.key)] if spec.key else []) + \
+            ([user_key] if user_key else [])
+        for col in user_key:
+            typed[col] = raw[col]
+        if self._known is not None and spec.references_accounts:
+            self._mark_chunk(spec, raw, typed)
+        typed[FILE_COL] = raw[FILE_COL].astype(str) if not isinstance(
+            raw[FILE_COL].dtype, pd.CategoricalDtype) else raw[FILE_COL]
+        typed[ROW_COL] = raw[ROW_COL].to_numpy(dtype=np.int64)
+        typed[SEQ_COL] = np.arange(self._seq, self._seq + len(raw), dtype=np.int64)
+        self._seq += len(raw)
+        self._stage(name, spec, typed)
+
+    def _mark_chunk(self, spec: Table, raw: pd.DataFrame, typed: pd.DataFrame) -> None:
+        """The cross-table marks of a chunk (counted in `end`, over the rows still kept)."""
+        assert self._known is not None and self._signup is not None
+        ids = typed["account_id"]
+        typed["__unknown"] = (ids.notna() & ~ids.isin(self._known)).to_numpy(dtype=bool)
+        shown = np.zeros(len(typed), dtype=bool)
+        time_col = spec.time_column
+        if time_col is not None and spec.name not in PAST_CHECK_EXEMPT_TABLES:
+            # By calendar day: a date-only event on the signup day is not before the signup.
+            created = ids.map(self._signup).astype("datetime64[us]").dt.normalize()
+            early = (typed[time_col] < created).fillna(False).to_numpy(dtype=bool)
+            typed["__early"] = early
+            shown |= early
+        if spec.name == "usage_events" and self._first_start is not None:
+            first = ids.map(self._first_start).astype("datetime64[us]")
+            before = (typed["ts"] < first).fillna(False).to_numpy(dtype=bool)
+            typed["__before_sub"] = before
+            shown |= before
+        if shown.any() and time_col in raw:
+            typed[SHOWN_COL] = _as_text(raw[time_col]).where(shown)
+
+    def _stage(self, name: str, spec: Table, typed: pd.DataFrame) -> None:
+        arrow = pa.Table.from_pandas(typed, preserve_index=False)
+        if name not in self._types:
+            found = _arrow_type_sql(self.stage, arrow)
+            types = {c.name: DUCKDB_TYPES[c.type] for c in spec.columns}
+            types |= {c: found[c] for c in typed.columns
+                      if c not in types and not c.startswith("__")}
+            types |= {c: found[c] for c in typed.columns if c.startswith(KEY_PREFIX)}
+            types |= {FILE_COL: "VARCHAR", ROW_COL: "BIGINT", SEQ_COL: "BIGINT"}
+            self._types[name] = types
+            defs = [f"{_quote(c)} {t}" for c, t in types.items()]
+            defs += [f"{m} BOOLEAN DEFAULT false" for m in _MARKS]
+            defs += [f"{SHOWN_COL} VARCHAR", f"{DROPPED_COL} BOOLEAN DEFAULT false"]
+            self.stage.execute(f"CREATE OR REPLACE TABLE {_staged(name)} ({', '.join(defs)})")
+        types = self._types[name]
+        cols = [c for c in typed.columns if c in types or c in _MARKS or c == SHOWN_COL]
+        casts = [f"CAST({_quote(c)} AS {types.get(c, 'BOOLEAN' if c in _MARKS else 'VARCHAR')})"
+                 for c in cols]
+        self.stage.register("__chunk", arrow)
+        try:
+            self.stage.execute(f"INSERT INTO {_staged(name)} ({', '.join(map(_quote, cols))}) "
+                               f"SELECT {', '.join(casts)} FROM __chunk")
+        finally:
+            self.stage.unregister("__chunk")
+
+    # --- across rows -----------------------------------------------------------------------
+    def _read(self, name: str, columns: list[str], where: str = "") -> pd.DataFrame:
+        cols = ", ".join(_quote(c) for c in columns)
+        arrow = self.stage.sql(
+            f"SELECT {cols} FROM {_staged(name)} WHERE NOT {DROPPED_COL} {where} "
+            f"ORDER BY {SEQ_COL}").to_arrow_table()
+        return arrow.to_pandas(types_mapper=_nullable_dtype, date_as_object=False)
+
+    def _duplicates(self, name: str) -> None:
+        """Repeated keys: every row after the first of its key (in input order)."""
+        policy = self.cfg.duplicates
+        if name == "accounts" and policy == "keep":
+            # One row per account is what `accounts` means: a repeated id is dropped regardless.
+            policy = "drop"
+        table = _staged(name)
+        for key in self._keys.get(name, []):
+            if not all(k in self._types[name] for k in key):
+                continue
+            cols = ", ".join(_quote(k) for k in key)
+            (count,) = self.stage.execute(
+                f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {table} "
+                f"GROUP BY {cols} HAVING count(*) > 1)").fetchall()[0]
+            if not count:
+                continue
+            repeated = (f"SELECT {SEQ_COL}, {FILE_COL}, {ROW_COL}, {cols}, "
+                        f"first_value({ROW_COL}) OVER w AS __first FROM {table} "
+                        f"WINDOW w AS (PARTITION BY {cols} ORDER BY {SEQ_COL}) "
+                        f"QUALIFY row_number() OVER w > 1")
+            shown = self.stage.sql(
+                f"SELECT * FROM ({repeated}) ORDER BY {SEQ_COL} LIMIT ?",
+                params=[self._cells.file_rows]).to_arrow_table().to_pandas(
+                    types_mapper=_nullable_dtype, date_as_object=False)
+            texts = [_as_text(shown[k]).astype(str).to_numpy() for k in key]
+            rows = [Example(str(f), int(r), " | ".join(str(t[i]) for t in texts)
+                            + f" (first on row {int(first)})")
+                    for i, (f, r, first) in enumerate(zip(
+                        shown[FILE_COL], shown[ROW_COL], shown["__first"], strict=True))]
+            label = ", ".join(k.removeprefix(KEY_PREFIX) for k in key)
+            # hand-written rather than pandera's unique: pandera leaves repeated empty keys out
+            # (bench/bench_contract_checks.py); here NULL keys group together, as they repeat.
+            self._cells.add_rows(name, label, "duplicate key", _policy_action(policy),
+                                 int(count), rows)
+            if policy == "drop":
+                self.stage.execute(
+                    f"UPDATE {table} SET {DROPPED_COL} = true FROM ({repeated}) AS d "
+                    f"WHERE {table}.{SEQ_COL} = d.{SEQ_COL}")
+
+    def _record_mark(self, out: _Collector, name: str, column: str, mark: str, problem: str,
+                     action: Action, shown: str, *, drop: bool = False) -> None:
+        table = _staged(name)
+        where = f"{mark} AND NOT {DROPPED_COL}"
+        (count,) = self.stage.execute(f"SELECT count(*) FROM {table} WHERE {where}"
+                                      ).fetchall()[0]
+        if not count:
+            return
+        found = self.stage.execute(
+            f"SELECT {FILE_COL}, {ROW_COL}, {_quote(shown)} FROM {table} WHERE {where} "
+            f"ORDER BY {SEQ_COL} LIMIT ?", [out.file_rows]).fetchall()
+        out.add_rows(name, column, problem, action, int(count),
+                     [Example(str(f), int(r), None if v is None else str(v))
+                      for f, r, v in found])
+        if drop:
+            self.stage.execute(f"UPDATE {table} SET {DROPPED_COL} = true WHERE {where}")
+
+    def _check_churn_flag(self) -> None:
+        column = self.cfg.churn_flag_column
+        if not column or column not in self._types.get("accounts", {}) \
+                or "churn_events" not in self.done:
+            return
+        accounts = self._read("accounts", ["account_id", column, FILE_COL, ROW_COL, SEQ_COL])
+        flag = _parse_bool(accounts[column])
+        if flag.isna().all() and accounts[column].notna().any():
+            log.warning("accounts.%s is not a yes/no column: churn flag check skipped", column)
+            return
+        churned = self._read("churn_events", ["account_id"])["account_id"]
+        disagree = (flag.notna() & (flag.fillna(False).astype(bool)
+                                    != accounts["account_id"].isin(churned))).astype(bool)
+        action: Action = {"drop": "blanked", "keep": "kept", "fail": "refused"}[
+            self.cfg.churn_flag_mismatch]  # type: ignore[assignment]
+        self._churn.add("accounts", column, "churn flag disagrees with churn_events", action,
+                        accounts, disagree, accounts[column])
+        if self.cfg.churn_flag_mismatch == "drop" and disagree.any():
+            blank = pa.table({SEQ_COL: accounts.loc[disagree, SEQ_COL].to_numpy(np.int64)})
+            self.stage.register("__blank", blank)
+            try:
+                self.stage.execute(f"UPDATE {_staged('accounts')} SET {_quote(column)} = NULL "
+                                   f"WHERE {SEQ_COL} IN (SELECT {SEQ_COL} FROM __blank)")
+            finally:
+                self.stage.unregister("__blank")
+
+
+def _order(name: str) -> int:
+    return [t.name for t in TABLES].index(name)
+
+
+def _nullable_dtype(kind: pa.DataType) -> object:
+    """Integers and booleans with gaps stay integers and booleans (not floats and objects)."""
+    if pa.types.is_integer(kind):
+        return pd.Int64Dtype()
+    if pa.types.is_boolean(kind):
+        return pd.BooleanDtype()
+    return None
 
 
 def validate_tables(frames: dict[str, pd.DataFrame], cfg: IngestConfig,
@@ -395,51 +713,23 @@ def validate_tables(frames: dict[str, pd.DataFrame], cfg: IngestConfig,
 
     `frames` maps contract table names to raw frames (see the module docstring). Returns the
     typed frames (rows removed by a `drop` policy are gone) and the report; when the report is
-    fatal the frames must not be loaded.
+    fatal the frames must not be loaded. The checks across rows run in a throwaway in-memory
+    DuckDB, as ingestion runs them over its staging database.
     """
-    out = _Collector(cfg.max_examples, cfg.problems_file_rows)
-    now_ts = _naive_utc(now or datetime.now(UTC))
-    report = ValidationReport()
-    typed_tables: dict[str, pd.DataFrame] = {}
-    raw_tables: dict[str, pd.DataFrame] = {}
-    for spec in TABLES:
-        if spec.name not in frames:
-            continue
-        raw = _with_provenance(spec.name, frames[spec.name])
-        report.rows_in[spec.name] = len(raw)
-        typed = pd.DataFrame(index=raw.index)
-        files = list(frames[spec.name].attrs.get(SOURCE_FILES_ATTR, [])) or [spec.name]
-        _check_columns(spec, raw, typed, now_ts, out, files)
-        if spec.extra_columns_allowed:
-            for extra in _extra_columns(spec, raw):
-                typed[extra] = infer_attribute(raw[extra])
-        keys = [list(spec.key)] if spec.key else []
-        user_key = [c for c in raw.columns if c.startswith(KEY_PREFIX)]
-        if user_key:
-            keys.append(user_key)
-        keep = _drop_duplicates(spec.name, raw, typed, keys, cfg.duplicates, out)
-        raw_tables[spec.name] = raw[keep]
-        typed_tables[spec.name] = typed[keep]
-        if progress is not None:
-            progress(spec.name)
-    for name in frames:
-        if name not in TABLES_BY_NAME:
-            out.add_whole(name, "", "not a contract table", "ignored", [name])
-    if "accounts" not in frames:
-        out.add_whole("accounts", "", "missing required table", "refused", ["accounts"])
-    else:
-        _check_references(raw_tables, typed_tables, out)
-        _check_before_signup(raw_tables, typed_tables, cfg.events_before_signup, out)
-        _check_usage_before_subscription(raw_tables, typed_tables,
-                                         cfg.usage_before_subscription, out)
-        _check_churn_flag(raw_tables, typed_tables, cfg, out)
-    for name, typed in typed_tables.items():
-        spec = TABLES_BY_NAME[name]
-        order = list(spec.column_names) + [c for c in typed.columns if c not in spec.column_names]
-        typed_tables[name] = typed[order].reset_index(drop=True)
-        report.rows_out[name] = len(typed_tables[name])
-    report.problems = out.problems
-    return ValidationResult(typed_tables, report)
+    stage = duckdb.connect()
+    try:
+        run = Validation(cfg, now, stage)
+        for spec in TABLES:
+            if spec.name in frames:
+                run.add(spec.name, frames[spec.name])
+                run.end(spec.name)
+                if progress is not None:
+                    progress(spec.name)
+        report = run.finish(n for n in frames if n not in TABLES_BY_NAME)
+        tables = {name: run.frame(name) for name in run.done}
+    finally:
+        stage.close()
+    return ValidationResult(tables, report)
 
 
 def _naive_utc(value: datetime) -> pd.Timestamp:
@@ -450,77 +740,3 @@ def _naive_utc(value: datetime) -> pd.Timestamp:
 def _extra_columns(spec: Table, raw: pd.DataFrame) -> list[str]:
     return [c for c in raw.columns
             if c not in spec.column_names and not c.startswith("__")]
-
-
-def _apply_policy(name: str, raw: dict[str, pd.DataFrame], typed: dict[str, pd.DataFrame],
-                  mask: pd.Series, policy: Policy) -> None:
-    if policy == "drop":
-        raw[name] = raw[name][~mask]
-        typed[name] = typed[name][~mask]
-
-
-def _check_references(raw: dict[str, pd.DataFrame], typed: dict[str, pd.DataFrame],
-                      out: _Collector) -> None:
-    known = pd.Index(typed["accounts"]["account_id"].dropna().unique())
-    for name, frame in typed.items():
-        if not TABLES_BY_NAME[name].references_accounts or "account_id" not in frame:
-            continue
-        ids = frame["account_id"]
-        # hand-written: the allowed ids are the accounts data, not the contract; pandera's isin
-        # over them took 0.16 s vs 0.12 s on 3.2M clean rows, 0.42 s vs 0.17 s with 1 % unknown
-        # (bench/bench_contract_checks.py).
-        unknown = ids.notna() & ~ids.isin(known)
-        out.add(name, "account_id", "unknown account_id (not in accounts)", "refused",
-                raw[name], unknown, raw[name].get("account_id"))
-
-
-def _check_before_signup(raw: dict[str, pd.DataFrame], typed: dict[str, pd.DataFrame],
-                         policy: Policy, out: _Collector) -> None:
-    accounts = typed["accounts"].drop_duplicates("account_id")
-    signup = pd.Series(accounts["created_at"].to_numpy(), index=accounts["account_id"])
-    for name in list(typed):
-        spec = TABLES_BY_NAME[name]
-        if name in PAST_CHECK_EXEMPT_TABLES or spec.time_column is None:
-            continue
-        frame = typed[name]
-        when = frame[spec.time_column]
-        # By calendar day: a date-only event on the signup day is not before the signup.
-        created = frame["account_id"].map(signup).dt.normalize()
-        early = (when < created).fillna(False).astype(bool)
-        out.add(name, spec.time_column, "dated before the account's signup (created_at)",
-                _policy_action(policy), raw[name], early, raw[name].get(spec.time_column))
-        _apply_policy(name, raw, typed, early, policy)
-
-
-def _check_usage_before_subscription(raw: dict[str, pd.DataFrame],
-                                     typed: dict[str, pd.DataFrame], policy: Policy,
-                                     out: _Collector) -> None:
-    if "usage_events" not in typed or "subscriptions" not in typed:
-        return
-    subs = typed["subscriptions"]
-    first = subs.dropna(subset=["account_id"]).groupby("account_id")["start_date"].min()
-    usage = typed["usage_events"]
-    early = (usage["ts"] < usage["account_id"].map(first)).fillna(False).astype(bool)
-    out.add("usage_events", "ts", "usage before the account's first subscription start",
-            _policy_action(policy), raw["usage_events"], early, raw["usage_events"].get("ts"))
-    _apply_policy("usage_events", raw, typed, early, policy)
-
-
-def _check_churn_flag(raw: dict[str, pd.DataFrame], typed: dict[str, pd.DataFrame],
-                      cfg: IngestConfig, out: _Collector) -> None:
-    column = cfg.churn_flag_column
-    accounts = typed["accounts"]
-    if not column or column not in accounts or "churn_events" not in typed:
-        return
-    flag = _parse_bool(accounts[column])
-    if flag.isna().all() and accounts[column].notna().any():
-        log.warning("accounts.%s is not a yes/no column: churn flag check skipped", column)
-        return
-    churned = accounts["account_id"].isin(typed["churn_events"]["account_id"])
-    disagree = (flag.notna() & (flag.fillna(False).astype(bool) != churned)).astype(bool)
-    action: Action = {"drop": "blanked", "keep": "kept", "fail": "refused"}[
-        cfg.churn_flag_mismatch]  # type: ignore[assignment]
-    out.add("accounts", column, "churn flag disagrees with churn_events", action,
-            raw["accounts"], disagree, accounts[column])
-    if cfg.churn_flag_mismatch == "drop":
-        typed["accounts"] = accounts.assign(**{column: accounts[column].where(~disagree)})
