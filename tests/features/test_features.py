@@ -550,7 +550,8 @@ def test_features_command_writes_the_frame_and_a_summary(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "engagement" in result.output and "missing" in result.output
-    assert "2 rows x 56 columns" in _flat(result.output)
+    # 54 registered features and 2 entity columns, 6 for each of the 4 event types (w, x, y, z)
+    assert "2 rows x 80 columns" in _flat(result.output)
     written = pd.read_parquet(out)
     assert list(written["account_id"]) == ["a", "b"]  # c is not a customer yet
     assert written.loc[0, "events_30d"] == 4
