@@ -1,8 +1,9 @@
 """Which of the customer's event types get features of their own, decided once per warehouse.
 
-A customer brings its own `usage_events.event` vocabulary. The most frequent types (by rows
-over the warehouse's whole usage table, `FeatureConfig.top_event_types` of them, ties by name)
-are the ones `features.definitions.usage_features` builds `event_<slug>_*` features for. The
+A customer brings its own `usage_events.event` vocabulary. The most frequent types (by events,
+summed quantities as the features count them, over the warehouse's whole usage table;
+`FeatureConfig.top_event_types` of them, ties by name) are the ones
+`features.definitions.usage_features` builds `event_<slug>_*` features for. The
 choice is a deterministic function of the warehouse, so every path reading the same warehouse
 (training, the daily job, the service's snapshot, `healthscore features`) builds the same
 columns; a read-only warehouse reads it once per connection. A caller that must build exactly
@@ -24,8 +25,9 @@ from features.contract.warehouse import catalog_read, connected_tables
 from features.registry import event_slug
 from features.settings import FeatureConfig
 
-Counts = tuple[tuple[str, int], ...]
-"""(event name, rows) of the usage table, every distinct name."""
+Counts = tuple[tuple[str, float], ...]
+"""(event name, events) of the usage table, every distinct name: summed quantities, as the
+features count events."""
 
 
 @dataclass(frozen=True)
@@ -43,17 +45,23 @@ def event_counts(con: duckdb.DuckDBPyConnection) -> Counts:
         with con.cursor() as cur:
             if "usage_events" not in connected_tables(cur):
                 return ()
-            rows = cur.execute("select event, count(*) from usage_events where event is not null "
-                               "group by event order by event").fetchall()
-        return tuple((str(name), int(n)) for name, n in rows)
+            columns = {c[0] for c in cur.execute("select * from usage_events limit 0"
+                                                 ).description}
+            # Events as the features count them: quantities, 1 where unknown or absent.
+            events = "sum(coalesce(cast(quantity as double), 1))" if "quantity" in columns \
+                else "count(*)"
+            rows = cur.execute(f"select event, {events} from usage_events "
+                               "where event is not null group by event order by event"
+                               ).fetchall()
+        return tuple((str(name), float(n)) for name, n in rows)
 
     return catalog_read(con, "event_counts", read)
 
 
-def _by_slug(counts: Iterable[tuple[str, int]]) -> dict[str, tuple[list[str], int]]:
-    out: dict[str, tuple[list[str], int]] = {}
+def _by_slug(counts: Iterable[tuple[str, float]]) -> dict[str, tuple[list[str], float]]:
+    out: dict[str, tuple[list[str], float]] = {}
     for name, n in counts:
-        names, total = out.setdefault(event_slug(name), ([], 0))
+        names, total = out.setdefault(event_slug(name), ([], 0.0))
         names.append(name)
         out[event_slug(name)] = (names, total + n)
     return out
@@ -69,7 +77,7 @@ def choose_event_types(counts: Counts, top: int) -> tuple[EventType, ...]:
 def named_event_types(counts: Counts, slugs: Sequence[str]) -> tuple[EventType, ...]:
     """The types `slugs` (a model's), in that order, with the data's names for each."""
     grouped = _by_slug(counts)
-    return tuple(EventType(s, tuple(sorted(grouped.get(s, ([], 0))[0])))
+    return tuple(EventType(s, tuple(sorted(grouped.get(s, ([], 0.0))[0])))
                  for s in dict.fromkeys(slugs))
 
 

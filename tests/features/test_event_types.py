@@ -42,11 +42,18 @@ def test_each_event_type_has_counts_rate_share_and_change_worked_out_by_hand(cfg
 
 def test_the_most_frequent_types_are_chosen_ties_by_name():
     con = warehouse(hand_tables())
-    # rows: x 3, w 2, z 2, y 1
+    # events (quantities, 1 where unknown): x 103 (100 of them at T), z 10, w 2, y 1
+    assert [t.slug for t in event_types(con, FeatureConfig(top_event_types=3))] == [
+        "x", "z", "w"]
+    usage = hand_tables()["usage_events"]
+    usage.loc[usage["event"] == "w", "quantity"] = 5.0  # w 10, as many as z: by name
+    con = warehouse({**hand_tables(), "usage_events": usage})
     assert [t.slug for t in event_types(con, FeatureConfig(top_event_types=2))] == ["x", "w"]
     got = build_features(con, entities(("a", T)), FeatureConfig(top_event_types=2))
     assert [c for c in got.columns if c.endswith("_90d") and c.startswith("event_")] == [
         "event_x_90d", "event_w_90d"]
+    con.execute("alter table usage_events drop column quantity")  # optional: rows count
+    assert [t.slug for t in event_types(con, FeatureConfig(top_event_types=2))] == ["x", "w"]
     none = build_features(con, entities(("a", T)), FeatureConfig(top_event_types=0))
     assert not [c for c in none.columns if c.startswith("event_")]
 
