@@ -50,6 +50,12 @@ Missing semantics (the rules score treats missing as missing, not 0)
 - subscription_seats = 0 without an active subscription; NaN when active subscriptions exist
   but none states its seats.
 - tenure_days is NaN for an account created on or after as_of (not yet a customer).
+- Event types (`usage_events.event`, the types `features.event_types` chose): a type's counts
+  are its summed quantities (as `events_*`), 0 without rows; per active day divides the 30 days'
+  count by active_days_30d and share by events_30d, both NaN when that is 0; change is the 30
+  days' count minus the 30 days before's.
+- A date custom attribute is `attr_days_since_<column>`: days from the date to as_of, NaN for a
+  date on or after as_of (a future date is not a "days since").
 - Optional contract columns absent from a table read as their contract default (quantity 1,
   escalated/reopened/executive false) or unknown (csat, sentiment, responded, auto_renew).
 """

@@ -264,11 +264,28 @@ def event_type_features(slug: str) -> tuple[FeatureSpec, ...]:
 
 
 def event_type_slugs(names: Sequence[str]) -> tuple[str, ...]:
-    """The event types whose features `names` hold (a model's feature list), in order: every
-    type has exactly one `_90d` feature, which no other measure's name ends with."""
+    """The event types whose features `names` hold (a model's feature list), in order of
+    appearance. A type's `_90d` count names it unambiguously (no other measure's name ends so);
+    any other `event_*` name not of those types is read by its measure's suffix."""
     marker = "_" + EVENT_MEASURES[2].suffix
-    return tuple(n[len(EVENT_TYPE_PREFIX):-len(marker)] for n in names
-                 if n.startswith(EVENT_TYPE_PREFIX) and n.endswith(marker))
+    slugs = dict.fromkeys(n[len(EVENT_TYPE_PREFIX):-len(marker)] for n in names
+                          if n.startswith(EVENT_TYPE_PREFIX) and n.endswith(marker))
+    covered = {f.name for slug in slugs for f in event_type_features(slug)}
+    for n in names:
+        parsed = _parse_event(n) if n not in covered else None
+        if parsed is not None:
+            slugs.setdefault(parsed[0])
+    return tuple(slugs)
+
+
+def _parse_event(name: str) -> tuple[str, EventMeasure] | None:
+    if not name.startswith(EVENT_TYPE_PREFIX):
+        return None
+    for m in _MEASURES_BY_SUFFIX:
+        slug = name[len(EVENT_TYPE_PREFIX):-len(m.suffix) - 1]
+        if name.endswith("_" + m.suffix) and slug:
+            return slug, m
+    return None
 
 
 def _event_spec(slug: str, m: EventMeasure) -> FeatureSpec:
@@ -290,11 +307,9 @@ def feature(name: str) -> FeatureSpec:
     if name.startswith(ATTRIBUTE_PREFIX):
         return FeatureSpec(name, "profile", "attribute", "accounts", None, "",
                            f"Custom attribute {name[len(ATTRIBUTE_PREFIX):]}")
-    if name.startswith(EVENT_TYPE_PREFIX):
-        for m in _MEASURES_BY_SUFFIX:
-            slug = name[len(EVENT_TYPE_PREFIX):-len(m.suffix) - 1]
-            if name.endswith("_" + m.suffix) and slug:
-                return _event_spec(slug, m)
+    parsed = _parse_event(name)
+    if parsed is not None:
+        return _event_spec(*parsed)
     raise KeyError(f"unknown feature {name!r}")
 
 

@@ -112,6 +112,8 @@ def test_event_type_features_are_neutral_usage_features_named_from_the_type():
 def test_a_models_feature_list_names_its_event_types():
     names = [f.name for s in ("report_export", "x_share") for f in event_type_features(s)]
     assert event_type_slugs(["events_30d", *names, "attr_tier"]) == ("report_export", "x_share")
+    # a feature list with only some measures of a type still names it
+    assert event_type_slugs(["event_report_export_share_30d"]) == ("report_export",)
 
 
 def test_a_date_attribute_is_a_days_since_profile_feature():
