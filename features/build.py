@@ -38,7 +38,8 @@ from features.account_rows import AccountRows
 from features.contract.tables import TABLES
 from features.contract.tables import table as contract_table
 from features.contract.warehouse import catalog_read, connected_tables, is_read_only, remembered
-from features.registry import ENTITY_COLUMNS, FEATURES, datetimes
+from features.event_types import EventType, event_types
+from features.registry import ENTITY_COLUMNS, FEATURES, datetimes, event_type_features
 from features.settings import FeatureConfig
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,10 @@ def build_features(
 ) -> pd.DataFrame:
     """Point-in-time features for each entity row, in the same order.
 
-    Columns: `account_id`, `as_of`, every feature of the registry in order, then `attr_<col>`
-    for each extra column of `accounts`. Numeric features are float64 (NaN = missing),
+    Columns: `account_id`, `as_of`, every feature of the registry in order, then the
+    `event_<slug>_*` features of each event type (`features.event_types`: the warehouse's most
+    frequent, or `cfg.event_types`), then `attr_<col>` for each extra column of `accounts`
+    (`attr_days_since_<col>` for a date). Numeric features are float64 (NaN = missing),
     categorical ones pandas `category`. Duplicate entity rows are computed once.
 
     Up to `cfg.online_max_entities` distinct entity rows (the online path), the entities' rows
@@ -120,7 +123,10 @@ def build_features(
         if "accounts" not in connected:
             raise ValueError(
                 "the warehouse has no accounts table: run `healthscore ingest` first")
-        steps = _steps(connected, cfg.attribute_prefix)
+        # Per warehouse, not per call: read once per connection of a read-only warehouse.
+        types = event_types(con, cfg) if "usage_events" in connected else ()
+        runner.types = types
+        steps = _steps(connected, cfg.attribute_prefix, types)
         # The profile (with `_known`) comes first; usage's days_since_last_activity still
         # needs its fallback on the rows before the lookback, for the entities left without.
         parts = runner.frames(steps, keys, report)
@@ -137,7 +143,7 @@ def build_features(
     as_of = datetimes(entities["as_of"]).reset_index(drop=True)
     if getattr(as_of.dt, "tz", None) is not None:
         as_of = as_of.dt.tz_convert("UTC").dt.tz_localize(None)
-    out = _assemble(ents, keys, parts, cfg, as_of)
+    out = _assemble(ents, keys, parts, cfg, as_of, types)
     report("done", 1.0)
     return out
 
@@ -150,7 +156,8 @@ Build = Callable[[ir.Table, Source], ir.Table]
 FALLBACK = "usage_events:older"
 
 
-def _steps(connected: frozenset[str], prefix: str) -> list[tuple[str, Build]]:
+def _steps(connected: frozenset[str], prefix: str, types: tuple[EventType, ...] = ()
+           ) -> list[tuple[str, Build]]:
     """One expression builder per connected source table, profile first."""
 
     def profile(ent: ir.Table, src: Source) -> ir.Table:
@@ -159,7 +166,7 @@ def _steps(connected: frozenset[str], prefix: str) -> list[tuple[str, Build]]:
     def usage(ent: ir.Table, src: Source) -> ir.Table:
         subs = src("subscriptions") if "subscriptions" in connected else None
         seats = d.contracted_seats(ent, src("accounts"), subs)
-        return d.usage_features(ent, src("usage_events"), seats)
+        return d.usage_features(ent, src("usage_events"), seats, types)
 
     def other(spec: d.SourceDefinition) -> Build:
         return lambda ent, src: spec.build(ent, src(spec.table))
@@ -199,8 +206,17 @@ def _part(frame: pd.DataFrame) -> Part:
     return part
 
 
+def _source_features(table: str, types: tuple[EventType, ...]) -> tuple[str, ...]:
+    """The feature columns of one source's step: the registry's, and usage's event types."""
+    names = d.SOURCE_BY_TABLE[table].features
+    if table == "usage_events":
+        names += tuple(f.name for t in types for f in event_type_features(t.slug))
+    return names
+
+
 class _Runner:
     cursor: duckdb.DuckDBPyConnection
+    types: tuple[EventType, ...] = ()
 
     def connected(self) -> frozenset[str]:
         return connected_tables(self.cursor)
@@ -217,7 +233,7 @@ class _Runner:
             report(name, i / (len(steps) + 1))
             part = self.run(name, build, keys)
             if name != "accounts":
-                part = {c: part[c] for c in (d.ENTITY_KEY, *d.SOURCE_BY_TABLE[name].features)}
+                part = {c: part[c] for c in (d.ENTITY_KEY, *_source_features(name, self.types))}
             parts.append(part)
         return parts
 
@@ -313,7 +329,7 @@ class _Online(_Runner):
         else:
             rows = sqlite_engine.fetch(self.cursor, self.shape, tables, keys, older=older)
         scratch = sqlite_engine.scratch(self.shape, ENTITY_VIEW)
-        part = scratch.run(_online_sql(self.shape, self.prefix, step), rows, keys)
+        part = scratch.run(_online_sql(self.shape, self.prefix, step, self.types), rows, keys)
         order = np.argsort(part[d.ENTITY_KEY], kind="stable")
         if not np.array_equal(order, np.arange(len(order))):
             part = {c: v[order] for c, v in part.items()}
@@ -330,8 +346,9 @@ def warm_online(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> AccountRo
     rows held, if any."""
     runner = _Online(con, cfg)
     try:
+        types = event_types(con, cfg) if "usage_events" in runner.connected() else ()
         for step in (ALL_STEPS, FALLBACK):
-            _online_sql(runner.shape, cfg.attribute_prefix, step)
+            _online_sql(runner.shape, cfg.attribute_prefix, step, types)
         if not cfg.online_row_index_max_rows or not is_read_only(con):
             return None
         with _ROWS_LOCK:
@@ -373,9 +390,11 @@ def shape_of(con: duckdb.DuckDBPyConnection) -> Shape:
 
 
 @functools.lru_cache(maxsize=64)
-def _online_sql(shape: Shape, prefix: str, step: str) -> sqlite_engine.Compiled:
+def _online_sql(shape: Shape, prefix: str, step: str, types: tuple[EventType, ...] = ()
+                ) -> sqlite_engine.Compiled:
     """SQLite SQL of one step, compiled by Ibis from the definitions with no per-call literal:
-    sources are restricted by a semi join on the entity table."""
+    sources are restricted by a semi join on the entity table. The event types are part of
+    the compiled form (their names are literals of it), decided per warehouse, not per call."""
     tables = {
         name: ibis.table(
             ibis.schema([(c, sqlite_engine.ibis_type(t)) for c, t in cols]), name=name
@@ -392,9 +411,9 @@ def _online_sql(shape: Shape, prefix: str, step: str) -> sqlite_engine.Compiled:
             lookback_days=lookback.get(table), before_lookback=older,
         )
 
-    builds = dict(_steps(frozenset(tables), prefix))
+    builds = dict(_steps(frozenset(tables), prefix, types))
     if step == ALL_STEPS:
-        expr = _side_by_side(ent, source, builds)
+        expr = _side_by_side(ent, source, builds, types)
     else:
         expr = (_older_usage if step == FALLBACK else builds[step])(ent, source)
     return sqlite_engine.compile_expr(expr)
@@ -403,7 +422,8 @@ def _online_sql(shape: Shape, prefix: str, step: str) -> sqlite_engine.Compiled:
 ALL_STEPS = "*"
 
 
-def _side_by_side(ent: ir.Table, source: Source, builds: dict[str, Build]) -> ir.Table:
+def _side_by_side(ent: ir.Table, source: Source, builds: dict[str, Build],
+                  types: tuple[EventType, ...] = ()) -> ir.Table:
     """Every step's columns in one row per entity, so a call is one statement, not seven (each
     statement has a fixed cost larger than one account's rows). Usage's fallback on the rows
     before its lookback is not in it: as on the batch path, it runs only for the entities left
@@ -413,7 +433,7 @@ def _side_by_side(ent: ir.Table, source: Source, builds: dict[str, Build]) -> ir
     for name, build in builds.items():
         frame = build(ent, source)
         if name == "usage_events":
-            frame = frame.select(d.ENTITY_KEY, *d.SOURCE_BY_TABLE[name].features)
+            frame = frame.select(d.ENTITY_KEY, *_source_features(name, types))
         out = d.attach(out, frame)
     return out
 
@@ -456,6 +476,7 @@ def _assemble(
     parts: list[Part],
     cfg: FeatureConfig,
     as_of: pd.Series,
+    types: tuple[EventType, ...] = (),
 ) -> pd.DataFrame:
     """Registry order and dtypes, one row per input entity row in the input order.
 
@@ -485,6 +506,11 @@ def _assemble(
         else:
             columns[spec.name] = pd.to_numeric(pd.Series(col), errors="raise"
                                                ).astype("float64").to_numpy()
+    for t in types:
+        for spec in event_type_features(t.slug):
+            col = by_key.get(spec.name)
+            # Usage not connected: like every usage feature, missing.
+            columns[spec.name] = np.full(n, np.nan) if col is None else col.astype("float64")
     for name in attrs:
         columns[name] = _attribute(by_key[name])
     account_id = pd.Series(ents["account_id"].to_numpy(), dtype=_text())

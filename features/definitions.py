@@ -58,6 +58,12 @@ Missing semantics (the rules score treats missing as missing, not 0)
   but none states its seats.
 - tenure_days is 0 for an account created on the as-of day and NaN for one created after it
   (not yet a customer, `features/entities.py`).
+- Event types (`usage_events.event`, the types `features.event_types` chose): a type's counts
+  are its summed quantities (as `events_*`), 0 without rows; per active day divides the 30 days'
+  count by active_days_30d and share by events_30d, both NaN when that is 0; change is the 30
+  days' count minus the 30 days before's.
+- A date custom attribute is `attr_days_since_<column>`: days from the date to as_of, NaN for a
+  date on or after as_of (a future date is not a "days since").
 - Optional contract columns absent from a table read as their contract default (quantity 1,
   escalated/reopened/executive false) or unknown (csat, sentiment, responded, auto_renew).
 - Usage without user ids (usage_events.user_id absent, or empty in every row): the features
@@ -76,7 +82,13 @@ import ibis
 import ibis.expr.types as ir
 
 from features.contract.tables import table as contract_table
-from features.registry import FEATURES
+from features.event_types import EventType
+from features.registry import (
+    DAYS_SINCE_ATTRIBUTE,
+    EVENT_MEASURES,
+    FEATURES,
+    event_feature_name,
+)
 
 ENTITY_KEY = "_eid"
 """Integer key of one distinct (account_id, as_of) entity row."""
@@ -206,7 +218,8 @@ def _first_in(day: ir.DateValue, prev_day: ir.DateValue, start: ir.DateValue) ->
     return (day >= start) & (prev_day.isnull() | (prev_day < start))
 
 
-def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table) -> ir.Table:
+def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table,
+                   types: Sequence[EventType] = ()) -> ir.Table:
     """Engagement, usage and adoption features from usage_events.
 
     Rows are first rolled up to one per (account, user, day) and one per (account, feature,
@@ -216,6 +229,8 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table) -> ir.Table:
     COUNT(DISTINCT ...) FILTER over a large usage table). Days are compared as dates; as_of is a
     midnight, so `day < as_of` is the same test as `ts < as_of`. Rows older than the source
     restriction have no previous day, which is right: they are before every window.
+
+    `types`: the event types with features of their own (`event_type_features`).
     """
     e0 = ent.mutate(as_day=ent.as_of.date())
     # Without user ids (the column absent: build.py also leaves out one with no value at all)
@@ -286,7 +301,11 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table) -> ir.Table:
     )
 
     e = ent
-    for agg in (users, active_days, used, seats):
+    aggs = [users, active_days, used, seats]
+    by_type = _event_type_sums(u, joined, types)
+    if by_type is not None:
+        aggs.append(by_type)
+    for agg in aggs:
         e = attach(e, agg)
     seats_den = e.contracted_seats.nullif(0)
 
@@ -313,7 +332,67 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table) -> ir.Table:
         features_used_30d=_zero(e.features_used_30d),
         features_used_90d=_zero(e.features_used_90d),
         features_used_change_30d=_zero(e.features_used_30d) - _zero(e.features_used_prev),
+        **event_type_features(e, types),
     )
+
+
+_TYPE_WINDOWS = {"7d": 7, "30d": 30, "90d": USAGE_LOOKBACK_DAYS}
+
+
+def _event_type_sums(u: ir.Table, joined: Callable[..., ir.Table],
+                     types: Sequence[EventType]) -> ir.Table | None:
+    """Per entity, each event type's events (summed quantities, as `events_*`) per window and
+    in the 30 days before the last 30: `_et<i>_<window>`, `_et<i>_prev`. Rows are first
+    labelled with their type's slug (types absent from the data have no rows) and rolled up to
+    (account, type, day). None without any type present."""
+    present = [(i, t) for i, t in enumerate(types) if t.names]
+    if not present:
+        return None
+    label = ibis.cases(*[(u.event.isin(list(t.names)), t.slug) for _, t in present],
+                       else_=ibis.null("string"))
+    typed = u.mutate(etype=label)
+    typed = typed.filter(typed.etype.notnull())
+    type_days = typed.group_by(["account_id", "etype", "day"]).aggregate(
+        events=typed.quantity.sum())
+    j = joined(type_days, USAGE_LOOKBACK_DAYS, ["etype", "events"])
+    a, d = j.as_day, j.day
+    sums: dict[str, ir.Value] = {}
+    for i, t in present:
+        mine = j.etype == t.slug
+        for suffix, n in _TYPE_WINDOWS.items():
+            sums[f"_et{i}_{suffix}"] = j.events.sum(where=mine & (d >= a - days(n)))
+        sums[f"_et{i}_prev"] = j.events.sum(
+            where=mine & (d >= a - days(60)) & (d < a - days(30)))
+    return j.group_by([ENTITY_KEY]).aggregate(**sums)
+
+
+def event_type_features(e: ir.Table, types: Sequence[EventType]) -> dict[str, ir.Value]:
+    """The `event_<slug>_*` columns of the usage frame `e` (which holds `_et*` sums,
+    `events_30d` and `active_days_30d`).
+
+    Counts are 0 without events of the type (also for a type the data lacks); per active day
+    is the 30 days' count over the account's days with any activity, share is over all its
+    events of the 30 days: both NaN when the denominator is 0; change is the 30 days' count
+    minus the 30 days before's."""
+    out: dict[str, ir.Value] = {}
+    all_30d = _zero(e.events_30d).cast("float64").nullif(0)
+    active = _zero(e.active_days_30d).cast("float64").nullif(0)
+    for i, t in enumerate(types):
+        def total(suffix: str, i: int = i, t: EventType = t) -> ir.Value:
+            name = f"_et{i}_{suffix}"
+            if not t.names or name not in e.columns:
+                return ibis.literal(0.0, type="float64")
+            return _zero(e[name]).cast("float64")
+
+        values = {
+            "7d": total("7d"), "30d": total("30d"), "90d": total("90d"),
+            "per_active_day_30d": total("30d") / active,
+            "share_30d": total("30d") / all_30d,
+            "change_30d": total("30d") - total("prev"),
+        }
+        for m in EVENT_MEASURES:
+            out[event_feature_name(t.slug, m)] = values[m.suffix]
+    return out
 
 
 def usage_last_activity(ent: ir.Table, usage: ir.Table) -> ir.Table:
@@ -549,8 +628,13 @@ def attribute_columns(accounts: ir.Table) -> list[str]:
 
 
 def profile_features(ent: ir.Table, accounts: ir.Table, attribute_prefix: str) -> ir.Table:
-    """Profile features and custom attributes from the accounts snapshot, plus `_known`."""
+    """Profile features and custom attributes from the accounts snapshot, plus `_known`.
+
+    A date (or timestamp) attribute is an age: `<prefix>days_since_<column>`, the calendar
+    days from the date to as_of, like tenure_days. A date on or after as_of is not a "days
+    since" (not known yet, or a date in the future): NaN, never a negative age."""
     attrs = attribute_columns(accounts)
+    dated = {c for c in attrs if accounts[c].type().is_temporal()}
     acc = accounts.select(
         "account_id",
         "created_at",
@@ -577,8 +661,21 @@ def profile_features(ent: ir.Table, accounts: ir.Table, attribute_prefix: str) -
         industry=e.industry,
         region=e.region,
         plan=e.plan,
-        **{f"{attribute_prefix}{c}": e[f"_a_{c}"] for c in attrs},
+        **{_attribute_name(attribute_prefix, c, c in dated): _attribute_value(e, c, c in dated)
+           for c in attrs},
     )
+
+
+def _attribute_name(prefix: str, column: str, dated: bool) -> str:
+    return f"{prefix}{DAYS_SINCE_ATTRIBUTE}{column}" if dated else f"{prefix}{column}"
+
+
+def _attribute_value(e: ir.Table, column: str, dated: bool) -> ir.Value:
+    value = e[f"_a_{column}"]
+    if not dated:
+        return value
+    when = value.cast("timestamp")
+    return ibis.ifelse(when < e.as_of, _days_between(e.as_of, when), ibis.null("int64"))
 
 
 # --- the catalogue ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import pandas as pd
 from rich.table import Table
 
-from features.registry import DIMENSION_SOURCES, DIMENSIONS, by_dimension
+from features.registry import DIMENSION_SOURCES, DIMENSIONS, EVENT_TYPE_PREFIX, by_dimension
 
 
 def missing_by_dimension(frame: pd.DataFrame, connected: Iterable[str],
@@ -24,6 +24,8 @@ def missing_by_dimension(frame: pd.DataFrame, connected: Iterable[str],
         names = [f.name for f in by_dimension(dim) if f.name in frame.columns]
         if dim == "profile":
             names += [c for c in frame.columns if c.startswith(attribute_prefix)]
+        if dim == "usage":
+            names += [c for c in frame.columns if c.startswith(EVENT_TYPE_PREFIX)]
         cells = frame[names]
         sources = DIMENSION_SOURCES[dim]
         rows.append({

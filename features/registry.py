@@ -3,12 +3,19 @@
 Each entry says what a feature means to a person (description, unit), which health dimension it
 belongs to, its window and kind (the fight-churn vocabulary) and its direction: is a higher value
 healthier? The rules score normalises features by it, explanations word factors from it, and a
-test checks the built frame against it. Custom account attributes are added at build time as
-`attr_<column>` features of kind `attribute` and dimension `profile`.
+test checks the built frame against it. Two families are generated from the data at build time:
+- custom account attributes, as `attr_<column>` features of kind `attribute` and dimension
+  `profile` (a date attribute as `attr_days_since_<column>`, kind `days_since`);
+- the customer's own event types (`usage_events.event`), as `event_<slug>_<measure>` features
+  of the usage dimension (`EVENT_MEASURES`). Their direction is None: whether more of a type is
+  healthier is what a model learns from the customer's data, not something the product knows, so
+  the rules score never scores them and no monotone constraint binds them.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -202,13 +209,109 @@ def datetimes(col: pd.Series) -> pd.Series:
     return pd.to_datetime(col)
 
 
+# --- generated families: custom attributes and event types -----------------------------------
+ATTRIBUTE_PREFIX = "attr_"
+DAYS_SINCE_ATTRIBUTE = "days_since_"
+"""`attr_days_since_<column>`: a date attribute, as days from the date to as_of."""
+EVENT_TYPE_PREFIX = "event_"
+
+
+@dataclass(frozen=True)
+class EventMeasure:
+    """One feature built for every event type: `event_<slug>_<suffix>`."""
+
+    suffix: str
+    kind: Kind
+    window: int
+    unit: str
+    text: str
+    """Its description, `{name}` the event type's name."""
+
+
+EVENT_MEASURES: tuple[EventMeasure, ...] = (
+    EventMeasure("7d", "count", 7, "events", "{name} events in the last 7 days"),
+    EventMeasure("30d", "count", 30, "events", "{name} events in the last 30 days"),
+    EventMeasure("90d", "count", 90, "events", "{name} events in the last 90 days"),
+    EventMeasure("per_active_day_30d", "rate", 30, "events per active day",
+                 "{name} events per active day in the last 30 days"),
+    EventMeasure("share_30d", "ratio", 30, "share of events",
+                 "Share of the last 30 days' product events that are {name}"),
+    EventMeasure("change_30d", "change", 30, "events",
+                 "Change in {name} events, last 30 days against the 30 days before"),
+)
+# Longest suffix first, so `_per_active_day_30d` is not read as a `_30d` count.
+_MEASURES_BY_SUFFIX = sorted(EVENT_MEASURES, key=lambda m: -len(m.suffix))
+_SLUG_RUN = re.compile(r"[^a-z0-9]+")
+
+
+def event_slug(event: str) -> str:
+    """The safe name stem of an event type: lower case, every run of other characters one
+    `_` (`billing.Downgrade-Viewed` -> `billing_downgrade_viewed`). Two names that slug alike
+    are one type."""
+    return _SLUG_RUN.sub("_", event.lower()).strip("_") or "unnamed"
+
+
+def event_type_words(slug: str) -> str:
+    """How wording names an event type: its slug read as words (`report export`)."""
+    return slug.replace("_", " ")
+
+
+def event_feature_name(slug: str, measure: EventMeasure) -> str:
+    return f"{EVENT_TYPE_PREFIX}{slug}_{measure.suffix}"
+
+
+def event_type_features(slug: str) -> tuple[FeatureSpec, ...]:
+    """The registered features of one event type, in `EVENT_MEASURES` order."""
+    return tuple(_event_spec(slug, m) for m in EVENT_MEASURES)
+
+
+def event_type_slugs(names: Sequence[str]) -> tuple[str, ...]:
+    """The event types whose features `names` hold (a model's feature list), in order of
+    appearance. A type's `_90d` count names it unambiguously (no other measure's name ends so);
+    any other `event_*` name not of those types is read by its measure's suffix."""
+    marker = "_" + EVENT_MEASURES[2].suffix
+    slugs = dict.fromkeys(n[len(EVENT_TYPE_PREFIX):-len(marker)] for n in names
+                          if n.startswith(EVENT_TYPE_PREFIX) and n.endswith(marker))
+    covered = {f.name for slug in slugs for f in event_type_features(slug)}
+    for n in names:
+        parsed = _parse_event(n) if n not in covered else None
+        if parsed is not None:
+            slugs.setdefault(parsed[0])
+    return tuple(slugs)
+
+
+def _parse_event(name: str) -> tuple[str, EventMeasure] | None:
+    if not name.startswith(EVENT_TYPE_PREFIX):
+        return None
+    for m in _MEASURES_BY_SUFFIX:
+        slug = name[len(EVENT_TYPE_PREFIX):-len(m.suffix) - 1]
+        if name.endswith("_" + m.suffix) and slug:
+            return slug, m
+    return None
+
+
+def _event_spec(slug: str, m: EventMeasure) -> FeatureSpec:
+    words = event_type_words(slug)
+    text = m.text.format(name=f"'{words}'")
+    return FeatureSpec(event_feature_name(slug, m), "usage", m.kind, USAGE, None, m.unit,
+                       text[0].upper() + text[1:], m.window, actionable=True)
+
+
 def feature(name: str) -> FeatureSpec:
-    """Look a feature up, including custom `attr_*` attributes (neutral, profile)."""
+    """Look a feature up, including the generated ones: custom `attr_*` attributes (neutral,
+    profile) and `event_*` event types (neutral, usage)."""
     if name in FEATURES_BY_NAME:
         return FEATURES_BY_NAME[name]
-    if name.startswith("attr_"):
+    if name.startswith(ATTRIBUTE_PREFIX + DAYS_SINCE_ATTRIBUTE):
+        column = name[len(ATTRIBUTE_PREFIX + DAYS_SINCE_ATTRIBUTE):]
+        return FeatureSpec(name, "profile", "days_since", "accounts", None, "days",
+                           f"Days since {column} (custom attribute)")
+    if name.startswith(ATTRIBUTE_PREFIX):
         return FeatureSpec(name, "profile", "attribute", "accounts", None, "",
-                           f"Custom attribute {name[5:]}")
+                           f"Custom attribute {name[len(ATTRIBUTE_PREFIX):]}")
+    parsed = _parse_event(name)
+    if parsed is not None:
+        return _event_spec(*parsed)
     raise KeyError(f"unknown feature {name!r}")
 
 

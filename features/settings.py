@@ -32,6 +32,12 @@ class PathsConfig(Section):
 class FeatureConfig(Section):
     windows: tuple[int, ...] = (7, 30, 90)
     attribute_prefix: str = "attr_"
+    top_event_types: int = Field(8, ge=0)
+    """Event types (`usage_events.event`) with features of their own: the N most frequent of
+    the warehouse (features/event_types.py); 0 for none."""
+    event_types: tuple[str, ...] | None = None
+    """Exactly these event types (slugs, as in `event_<slug>_30d`) instead of the most frequent:
+    what a model was trained with (the scoring pipeline sets it from the model's features)."""
     online_max_entities: int = Field(100, ge=0)
     """Up to this many distinct entity rows (the online path), fetch the entities' rows and run
     the definitions on SQLite, compiled once per warehouse schema (features/sqlite_engine.py),

@@ -38,6 +38,7 @@ import pandas as pd
 from features.build import build_features
 from features.contract.warehouse import connected_tables, today
 from features.entities import ACTIVE, CHURNED, NOT_STARTED, status_at
+from features.registry import event_type_slugs
 from features.settings import FeatureConfig
 from scoring.health.profiles import Rules
 from scoring.health.scoring import SCORE_COLUMNS, score_frame
@@ -160,6 +161,18 @@ def longest_label(labels: Iterable[str], target: str) -> str | None:
     return max(found)[1] if found else None
 
 
+def feature_config(scorer: Scorer) -> FeatureConfig:
+    """The feature settings a score is built with: the models' event types when there are
+    models (a model scores with exactly the event-type features it was trained on, whatever
+    the source's most frequent types are, e.g. a request's own activity), else the
+    settings' own choice."""
+    if scorer.models is None or scorer.features.event_types is not None:
+        return scorer.features
+    slugs = tuple(dict.fromkeys(s for enc in scorer.models.encodings
+                                for s in event_type_slugs(enc.features)))
+    return scorer.features.model_copy(update={"event_types": slugs})
+
+
 def score_accounts(
     source: duckdb.DuckDBPyConnection,
     account_ids: Sequence[str] | None,
@@ -199,7 +212,7 @@ def score_accounts(
     entities = pd.DataFrame({"account_id": ids + todo,
                              "as_of": [when] * len(ids) + [prev_when] * len(todo)})
     entities["as_of"] = entities["as_of"].astype("datetime64[us]")
-    feats = build_features(source, entities, scorer.features,
+    feats = build_features(source, entities, feature_config(scorer),
                            progress=lambda _s, done: report("features", done))
     cur = feats.iloc[:len(ids)].reset_index(drop=True)
     cur["churned_at"] = scored_rows["churned_at"].to_numpy().astype("datetime64[us]")

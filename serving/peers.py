@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from cachetools import LRUCache
 
-from features.registry import FEATURES
+from features.registry import EVENT_TYPE_PREFIX, FEATURES
 from scoring.health.scoring import DIMENSION_COLUMNS
 from scoring.pipeline import ScoredFrame, Scorer, score_accounts
 
@@ -111,8 +111,10 @@ def build_peer_table(
     for what, frame in (("scored", scored), ("probabilities", probabilities)):
         if frame is not None and len(frame) != n:
             raise ValueError(f"peer table: {what} has {len(frame)} rows, features has {n}")
-    columns: dict[str, pd.Series] = {c: features[c] for c in NUMERIC_FEATURES
-                                     if c in features.columns}
+    # The registry's numeric features and the warehouse's event types (their factor lines
+    # compare an account with its peers like any usage feature's).
+    columns: dict[str, pd.Series] = {c: features[c] for c in (*NUMERIC_FEATURES, *(
+        c for c in features.columns if c.startswith(EVENT_TYPE_PREFIX))) if c in features.columns}
     if scored is not None:
         for c in ("score", *DIMENSION_COLUMNS):
             if c in scored.columns:

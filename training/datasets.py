@@ -20,7 +20,7 @@ import pandas as pd
 
 from features.contract.tables import TABLES
 from features.contract.warehouse import connected_tables
-from features.registry import ENTITY_COLUMNS, FEATURE_NAMES, FEATURES
+from features.registry import ENTITY_COLUMNS, EVENT_TYPE_PREFIX, FEATURE_NAMES, FEATURES
 from features.settings import FeatureConfig
 from training.labels import build_labels, data_end, label_names, last_labelled_date
 from training.splits import in_window
@@ -128,9 +128,10 @@ def as_of_dates(
 
 
 def feature_columns(frame: pd.DataFrame, attribute_prefix: str = "attr_") -> list[str]:
-    """Registered features present in the frame, then custom attributes, in frame order."""
+    """Registered features, event types and custom attributes present in the frame, in frame
+    order."""
     return [c for c in frame.columns
-            if c in FEATURE_NAMES or c.startswith(attribute_prefix)]
+            if c in FEATURE_NAMES or c.startswith((EVENT_TYPE_PREFIX, attribute_prefix))]
 
 
 def build_training_set(

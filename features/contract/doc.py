@@ -121,8 +121,10 @@ def render() -> str:
         "it is dropped from the warehouse and every feature built from it is missing (not zero) "
         "downstream. Connect what you have.",
         "- **Extra columns of `accounts` are custom attributes**: they are kept (numbers stay "
-        "numbers, yes/no columns become booleans, the rest is text) and become `attr_<column>` "
-        "features. Extra columns of other tables are ignored with a warning.",
+        "numbers, yes/no columns become booleans, ISO dates become timestamps, the rest is "
+        "text) and become `attr_<column>` features; a date becomes `attr_days_since_<column>`, "
+        "its age in days at the as-of date (missing when the date is not before it). Extra "
+        "columns of other tables are ignored with a warning.",
         "- Files that are not a contract table are reported and ignored, not fatal.",
         "- CSV: a header row, comma separated, UTF-8, LF or CRLF line ends, double quotes around "
         "fields holding commas or line breaks. An empty cell is empty (null).",

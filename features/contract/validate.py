@@ -217,9 +217,13 @@ def parse_column(raw: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
     return _unless(typed, bad), bad
 
 
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
+
+
 def infer_attribute(raw: pd.Series) -> pd.Series:
     """A custom attribute keeps its type: numbers stay numeric, yes/no columns become booleans,
-    everything else is text."""
+    ISO dates (`2024-05-01`, with or without a time) become timestamps (features read them as
+    days since the date), everything else is text."""
     if pd.api.types.is_bool_dtype(raw.dtype) or pd.api.types.is_numeric_dtype(raw.dtype) \
             or pd.api.types.is_datetime64_any_dtype(raw.dtype):
         return raw
@@ -234,7 +238,12 @@ def infer_attribute(raw: pd.Series) -> pd.Series:
     flag = _parse_bool(raw.where(present))
     if flag[present].notna().all():
         return flag
-    return _as_text(raw).where(present).astype("str")
+    text = _as_text(raw).where(present)
+    if text[present].str.match(_ISO_DATE).all():
+        when = _parse_timestamp(text)
+        if when[present].notna().all():
+            return when
+    return text.astype("str")
 
 
 # --- the checks ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ fixed order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -37,6 +37,7 @@ from features.synth.commercial import (
     subscription_rows,
 )
 from features.synth.latent import SHOCK_KINDS, Latent, simulate
+from features.synth.params import EventTypeEffect
 from features.synth.signals import build_surveys, build_tickets, build_touchpoints
 from features.synth.usage import build_usage
 
@@ -66,8 +67,14 @@ class World:
 
 
 def generate_world(n_accounts: int, start: date, days: int, seed: int,
-                   progress: Progress | None = None) -> World:
-    """Simulate `n_accounts` accounts over the `days` days from `start` (exclusive end)."""
+                   progress: Progress | None = None,
+                   event_types: Sequence[EventTypeEffect] = ()) -> World:
+    """Simulate `n_accounts` accounts over the `days` days from `start` (exclusive end).
+
+    `event_types`: customer event types with known churn effects (`EventTypeEffect`), added to
+    the product's own events. Their propensities come from a generator of their own, so the
+    rest of the world draws what it draws without them; their effect is in the true hazards
+    (and so in the oracle)."""
     if n_accounts < 1:
         raise ValueError(f"n_accounts must be at least 1, got {n_accounts}")
     if days < 1:
@@ -80,12 +87,17 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
     report("accounts", 0.0)
     profiles = draw_profiles(n_accounts, days, rng["accounts"])
     ids = account_ids(n_accounts)
+    propensity = event_propensity(event_types, n_accounts, days,
+                                  np.random.default_rng([seed, len(rng)]))
+    event_logit = (np.einsum("k,dkn->dn", [t.churn_effect for t in event_types], propensity)
+                   if event_types else None)
     report("health", 0.02)
     latent = simulate(profiles, days, rng["latent"],
-                      lambda f: report("health", 0.02 + 0.23 * f))
+                      lambda f: report("health", 0.02 + 0.23 * f), event_logit=event_logit)
     report("usage", 0.25)
     usage = build_usage(latent, profiles, ids, start, rng["usage"],
-                        lambda f: report("usage", 0.25 + 0.55 * f))
+                        lambda f: report("usage", 0.25 + 0.55 * f),
+                        event_types=event_types, propensity=propensity)
     report("billing", 0.8)
     rows = subscription_rows(latent, profiles)
     tables: dict[str, pd.DataFrame] = {
@@ -109,6 +121,21 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
     log.info("generated %d accounts x %d days: %s", n_accounts, days,
              ", ".join(f"{k}={len(v)}" for k, v in tables.items()))
     return World(tables=tables, truth=truth, shocks=shocks)
+
+
+def event_propensity(event_types: Sequence[EventTypeEffect], n_accounts: int, days: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """(days, types, accounts) each account's hidden propensity for each declared event type:
+    standard normal on every day, an AR(1) path with the type's timescale."""
+    out = np.zeros((days, len(event_types), n_accounts))
+    if not event_types:
+        return out
+    phi = np.array([np.exp(-1.0 / t.timescale) if t.timescale else 1.0 for t in event_types])
+    noise = np.sqrt(1.0 - phi**2)[:, None]
+    out[0] = rng.standard_normal((len(event_types), n_accounts))
+    for d in range(1, days):
+        out[d] = phi[:, None] * out[d - 1] + noise * rng.standard_normal(out[d].shape)
+    return out
 
 
 def _contract_order(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:

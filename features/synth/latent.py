@@ -93,8 +93,13 @@ class _Log:
 
 
 def simulate(p: Profiles, days: int, rng: np.random.Generator,
-             progress: Callable[[float], None] | None = None) -> Latent:
-    """Run the hidden process over `days` days for all accounts at once (a loop over days)."""
+             progress: Callable[[float], None] | None = None,
+             event_logit: np.ndarray | None = None) -> Latent:
+    """Run the hidden process over `days` days for all accounts at once (a loop over days).
+
+    `event_logit`: (days, accounts) the churn log-odds the declared event types add each day
+    (the sum of each type's `churn_effect * propensity`,
+    `features.synth.params.EventTypeEffect`)."""
     n = p.n
     term = p.term.astype(np.int64)
     monthly_plan = term == P.MONTH
@@ -207,6 +212,8 @@ def simulate(p: Profiles, days: int, rng: np.random.Generator,
         champion_now = np.clip(-shock_level[i_champ] / champion_size, 0.0, 1.0)
         cause = (champion_logit * champion_now + usage_cut_logit * (1.0 - cut_factor)
                  + P.BUDGET_CUT_LOGIT * budget + p.hidden_risk)
+        if event_logit is not None:
+            cause = cause + event_logit[d]
         end_logit = cause + np.where(
             monthly_plan, monthly_logit + P.MONTHLY_BETA * risk,
             renewal_logit + P.RENEWAL_BETA * risk + P.FIRST_RENEWAL_LOGIT * (renewals_done == 0)

@@ -119,6 +119,47 @@ EVENTS = ("app.login", "dashboard.view", "record.create", "record.update", "sear
           "automation.run", "workflow.edit", "api.call", "alert.configure", "admin.settings",
           "sso.configure", "audit.export", "sandbox.deploy")
 
+
+@dataclass(frozen=True)
+class EventTypeEffect:
+    """A customer event type declared on a world, with a known effect on churn.
+
+    Each account has a hidden propensity for the type, standard normal on any day, drifting
+    over time (an AR(1) process with a memory of `timescale` days; fixed for 0): on each day it
+    is active it emits `rate * exp(spread * propensity)` of the type's events on average,
+    and its churn log-odds at every churn decision gain `churn_effect * propensity`. Positive:
+    accounts that do it more churn more (a downgrade page viewed); negative: less (an
+    integration set up); 0: noise. The truth's hazards hold the effect, so the oracle does too.
+    """
+
+    name: str
+    churn_effect: float = 0.0
+    rate: float = 1.0
+    """Mean events of the type per active day of an account of propensity 0."""
+    spread: float = 1.0
+    """Log-rate per unit of propensity: how clearly the counts show it."""
+    timescale: float = 60.0
+    """Days for the propensity to forget itself to 1/e; 0: fixed for the account's life."""
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name in EVENTS:
+            raise ValueError(f"event type {self.name!r}: needs a name of its own (not one of "
+                             "the product's events)")
+        if self.rate <= 0 or self.spread < 0 or self.timescale < 0:
+            raise ValueError(f"event type {self.name!r}: rate must be > 0, spread and "
+                             "timescale >= 0")
+
+
+EXAMPLE_EVENT_TYPES: tuple[EventTypeEffect, ...] = (
+    EventTypeEffect("billing.downgrade_viewed", churn_effect=1.5, rate=3.0, timescale=120.0),
+    EventTypeEffect("data.export_all", churn_effect=1.0, rate=3.0, timescale=120.0),
+    EventTypeEffect("integration.connected", churn_effect=-1.5, rate=3.0, timescale=120.0),
+    EventTypeEffect("theme.changed", churn_effect=0.0, rate=3.0, timescale=120.0),
+    EventTypeEffect("tooltip.dismissed", churn_effect=0.0, rate=3.0, timescale=120.0),
+)
+"""A world's customer event types with known effects: two raising churn, one lowering it, two
+noise (what the event-type tests and bench/bench_event_types.py generate)."""
+
 # Latent health: account effect + AR(1) + shocks.
 ACCOUNT_EFFECT_SD = 0.6
 AR_TIMESCALE = 40.0

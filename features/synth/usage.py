@@ -4,14 +4,17 @@ with a quantity, as a noisy view of the hidden health.
 Every licensed seat is a user slot with its own propensity (power users, occasional users). On each
 day a slot is active with a probability that rises with the account's health, falls at weekends and
 holidays, ramps up during onboarding and drops after a usage cut; an active user touches one to
-three product features, healthier accounts reaching further into the catalogue. It must not decide
-anything about the account (churn, seats): it reads `features.synth.latent`'s state. The loop runs
-over days; each day is vectorised over all user slots.
+three product features, healthier accounts reaching further into the catalogue. Declared customer
+event types (`features.synth.params.EventTypeEffect`) are account-level actions: on each day an
+account is active, a Poisson count of each type at the account's own rate (one row, by its first
+active user, with the count as its quantity), so events per active day show the propensity. It
+must not decide anything about the account (churn, seats): it reads `features.synth.latent`'s
+state. The loop runs over days; each day is vectorised over all user slots.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
 import numpy as np
@@ -43,10 +46,20 @@ def day_effects(start: date, days: int) -> np.ndarray:
 
 
 def build_usage(lat: Latent, p: Profiles, ids: np.ndarray, start: date,
-                rng: np.random.Generator, progress: Callable[[float], None] | None = None
-                ) -> pd.DataFrame:
+                rng: np.random.Generator, progress: Callable[[float], None] | None = None,
+                event_types: Sequence[P.EventTypeEffect] = (),
+                propensity: np.ndarray | None = None) -> pd.DataFrame:
+    """`propensity`: (days, types, accounts) hidden propensity of each account for each
+    declared event type (see `EventTypeEffect`); draws for them happen only when types are
+    declared, so a world without them is the same as ever."""
     days = lat.days
     n_events = len(P.EVENTS)
+    names = P.EVENTS + tuple(t.name for t in event_types)
+    if event_types and (propensity is None
+                        or propensity.shape != (days, len(event_types), p.n)):
+        raise ValueError("build_usage: one propensity per day, declared event type and account")
+    base_rate = np.array([t.rate for t in event_types])[:, None]
+    spread = np.array([t.spread for t in event_types])[:, None]
     # User slots: as many as the account ever has seats; slot rank < seats that day is licensed.
     max_seats = np.maximum(lat.seats.max(axis=0), 1).astype(np.int64)
     slot_acct = np.repeat(np.arange(p.n), max_seats).astype(np.int32)
@@ -91,6 +104,20 @@ def build_usage(lat: Latent, p: Profiles, ids: np.ndarray, start: date,
         seconds = work_seconds(rng, utc_hour[a][row])
         parts.append((slot[row], np.full(len(row), d, dtype=np.int32), event.astype(np.int8),
                       seconds.astype(np.int32), quantity.astype(np.float32)))
+        if event_types:
+            assert propensity is not None
+            type_rate = base_rate * np.exp(spread * propensity[d])
+            # Account-level actions: on a day the account is active, its first active user
+            # does each type a Poisson number of times (one row, the count its quantity).
+            accounts, first_row = np.unique(a, return_index=True)
+            for k in range(len(type_rate)):
+                count = rng.poisson(np.minimum(type_rate[k][accounts], 50.0))
+                did = np.flatnonzero(count > 0)
+                if len(did):
+                    parts.append((slot[first_row[did]], np.full(len(did), d, dtype=np.int32),
+                                  np.full(len(did), n_events + k, dtype=np.int8),
+                                  work_seconds(rng, utc_hour[accounts[did]]).astype(np.int32),
+                                  count[did].astype(np.float32)))
 
     if parts:
         slot, day, event, seconds, quantity = (np.concatenate(c) for c in zip(*parts, strict=True))
@@ -103,6 +130,6 @@ def build_usage(lat: Latent, p: Profiles, ids: np.ndarray, start: date,
     del slot
     columns["ts"] = pd.Series(timestamps(start, day, seconds), copy=False)
     del day, seconds
-    columns["event"] = str_column(event, P.EVENTS)
+    columns["event"] = str_column(event, names)
     columns["quantity"] = pd.Series(quantity.astype(np.float64), copy=False)
     return pd.DataFrame(columns, copy=False)

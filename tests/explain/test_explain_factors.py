@@ -88,3 +88,28 @@ def test_top_k_caps_each_group(models):
     ms, frame = models
     m = explain_row(ms, frame, 1, top_k=1)
     assert all(len(g) <= 1 for g in (m.positive, m.negative, m.missing, m.profile))
+
+
+def test_a_customer_event_type_is_a_factor_worded_from_the_types_own_name():
+    """A churn model trained on an event type's count (here: tickets renamed as
+    `billing.downgrade_viewed`, whose events raise churn) explains it as a usage factor that
+    raises the risk, in words naming the type; the what-if may move it."""
+    from serving.whatif import check_changes
+    from training.model import fit_model
+
+    name = "event_billing_downgrade_viewed_90d"
+    frame = snapshot_frame(n_accounts=300, n_dates=14, seed=3).frame.rename(
+        columns={"tickets_90d": name})
+    features = ["logins_30d", name, "nps_last", "segment"]
+    rows = frame[frame["churn_90d"].notna()]
+    seen = np.sort(rows["as_of"].unique())
+    parts = [rows[rows["as_of"].isin(p)] for p in (seen[:-4], seen[-4:-2], seen[-2:])]
+    cfg = TrainingConfig(num_threads=1, max_trees=60, min_child_samples=20)
+    ms = model_set({"churn_90d": fit_model(*parts, features, "churn_90d", cfg, "1")})
+    last = frame[frame["as_of"] == seen[-1]].reset_index(drop=True)
+    i = int(last[name].to_numpy().argmax())
+    factors = explain_row(ms, last, i).positive + explain_row(ms, last, i).negative
+    factor = next(f for f in factors if f.feature == name)
+    assert (factor.dimension, factor.direction) == ("usage", "raises")
+    assert "'billing downgrade viewed' events in the last 90 days" in factor.text
+    assert check_changes({name: 0}) == {name: 0.0}

@@ -616,8 +616,9 @@ def test_features_command_writes_the_frame_and_a_summary(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "engagement" in result.output and "missing" in result.output
-    # account_id, as_of, every registered feature and the three custom attributes
-    assert f"2 rows x {2 + len(FEATURES) + 3} columns" in _flat(result.output)
+    # account_id, as_of, every registered feature, the three custom attributes and six for
+    # each of the four event types (w, x, y, z)
+    assert f"2 rows x {2 + len(FEATURES) + 3 + 6 * 4} columns" in _flat(result.output)
     written = pd.read_parquet(out)
     assert list(written["account_id"]) == ["a", "b"]  # c is not a customer yet
     assert written.loc[0, "events_30d"] == 4

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from features.build import build_features
 from features.contract.tables import TABLES
 from features.entities import build_entities
+from features.event_types import event_types
 from features.settings import FeatureConfig
 from tests.support.feature_frames import US, T, entities, hand_tables, warehouse
 
@@ -67,27 +68,39 @@ def world_con(world):
     return warehouse(world)
 
 
+@pytest.fixture(scope="module")
+def world_cfg(world_con):
+    """The world's event types, decided once on the whole warehouse (as ingestion's warehouse
+    decides them) and held fixed, so the test compares the values of the same columns."""
+    types = tuple(t.slug for t in event_types(world_con, CFG))
+    assert len(types) == CFG.top_event_types
+    return CFG.model_copy(update={"event_types": types})
+
+
 @pytest.mark.parametrize("as_of", ["2024-02-01", "2024-05-17", "2024-09-01", "2025-01-01"])
 def test_deleting_the_future_and_rewriting_later_values_changes_no_feature(
-    world, world_con, as_of
+    world, world_con, world_cfg, as_of
 ):
     t = pd.Timestamp(as_of)
     ents = build_entities(world_con, t)
     assert len(ents) > 20
-    before = build_features(world_con, ents, CFG)
+    before = build_features(world_con, ents, world_cfg)
+    assert (before.filter(like="event_").filter(like="_30d") > 0).any(axis=None)
     past = warehouse(known_before(world, t, seed=t.day))
     pd.testing.assert_frame_equal(build_entities(past, t), ents)
-    after = build_features(past, ents, CFG)
+    after = build_features(past, ents, world_cfg)
     pd.testing.assert_frame_equal(after, before)
 
 
-def test_a_contract_end_date_is_the_only_later_value_a_feature_may_read(world, world_con):
+def test_a_contract_end_date_is_the_only_later_value_a_feature_may_read(world, world_con,
+                                                                       world_cfg):
     """End dates are known when a contract starts (days_to_renewal and contract_term_days read
     them); rewriting them moves those two and nothing else."""
     t = pd.Timestamp("2024-09-01")
     ents = build_entities(world_con, t)
-    before = build_features(world_con, ents, CFG)
-    after = build_features(warehouse(known_before(world, t, alter_end_dates=True)), ents, CFG)
+    before = build_features(world_con, ents, world_cfg)
+    after = build_features(warehouse(known_before(world, t, alter_end_dates=True)), ents,
+                           world_cfg)
     readers = ("days_to_renewal", "contract_term_days")
     others = [c for c in before.columns if c not in readers]
     pd.testing.assert_frame_equal(after[others], before[others])
@@ -167,3 +180,5 @@ def test_the_boundary_is_strict_for_every_dated_row():
         got = build_features(warehouse({**base, table: moved}), entities(("a", T)), CFG)
         numeric = [c for c in got.columns if got[c].dtype == "float64"]
         assert not got[numeric].equals(at_t[numeric]), table
+        if table == "usage_events":  # the row at T is an `x` event: x's counts move too
+            assert got["event_x_7d"].iloc[0] == at_t["event_x_7d"].iloc[0] + 100

@@ -19,6 +19,9 @@ from features.registry import (
     Dimension,
     Kind,
     by_dimension,
+    event_slug,
+    event_type_features,
+    event_type_slugs,
     feature,
 )
 from features.settings import FeatureConfig
@@ -33,9 +36,12 @@ def frame():
                           FeatureConfig())
 
 
-def test_the_frame_has_exactly_the_registered_columns_in_order_then_attributes(frame):
+def test_the_frame_has_exactly_the_registered_columns_in_order_then_event_types_then_attributes(
+        frame):
     attrs = [c for c in frame.columns if c.startswith("attr_")]
-    assert list(frame.columns) == [*ENTITY_COLUMNS, *FEATURE_NAMES, *attrs]
+    # the hand-made usage has x (103 events), z (10), w (2), y (1): most frequent first
+    events = [f.name for slug in ("x", "z", "w", "y") for f in event_type_features(slug)]
+    assert list(frame.columns) == [*ENTITY_COLUMNS, *FEATURE_NAMES, *events, *attrs]
     # the extra columns of accounts, in their order there
     assert attrs == ["attr_csm_tier", "attr_health_index", "attr_is_partner"]
 
@@ -89,3 +95,28 @@ def test_not_connecting_a_dimension_source_makes_exactly_its_features_missing():
         for spec in FEATURES:
             missing = bool(out[spec.name].isna().all())
             assert missing == (spec.source in sources), (dim, spec.name)
+
+
+def test_event_type_features_are_neutral_usage_features_named_from_the_type():
+    for spec in event_type_features(event_slug("Billing.Downgrade-Viewed")):
+        assert spec.name.startswith("event_billing_downgrade_viewed_")
+        assert (spec.dimension, spec.source, spec.higher_is_healthier) == (
+            "usage", "usage_events", None)
+        assert "'billing downgrade viewed'" in spec.description
+        assert spec.name.endswith(f"_{spec.window}d")
+        assert spec.kind in KINDS
+        # the name alone gives the spec back (explanations look features up by name)
+        assert feature(spec.name) == spec
+
+
+def test_a_models_feature_list_names_its_event_types():
+    names = [f.name for s in ("report_export", "x_share") for f in event_type_features(s)]
+    assert event_type_slugs(["events_30d", *names, "attr_tier"]) == ("report_export", "x_share")
+    # a feature list with only some measures of a type still names it
+    assert event_type_slugs(["event_report_export_share_30d"]) == ("report_export",)
+
+
+def test_a_date_attribute_is_a_days_since_profile_feature():
+    spec = feature("attr_days_since_birth_date")
+    assert (spec.dimension, spec.kind, spec.unit) == ("profile", "days_since", "days")
+    assert "birth_date" in spec.description

@@ -393,3 +393,52 @@ def test_cli_refuses_a_bad_date_or_format(tmp_path):
     assert bad_date.exit_code != 0 and "--start" in bad_date.output
     bad_fmt = CliRunner().invoke(app, ["generate", "--format", "xlsx", "--out", str(tmp_path)])
     assert bad_fmt.exit_code != 0 and "--format" in bad_fmt.output
+
+
+# --- declared customer event types -------------------------------------------------------------
+def test_a_world_without_declared_event_types_has_only_the_products_events(world):
+    from features.synth.params import EVENTS
+
+    assert set(world.tables["usage_events"]["event"]) <= set(EVENTS)
+
+
+@pytest.fixture(scope="module")
+def typed_world() -> World:
+    from features.synth.params import EXAMPLE_EVENT_TYPES
+
+    return generate_world(300, START, 365, seed=11, event_types=EXAMPLE_EVENT_TYPES)
+
+
+def test_declared_event_types_are_emitted_and_move_the_true_churn_hazard(typed_world):
+    """The oracle is the truth with the types' effects in it: accounts doing a churn-raising
+    type often have a higher true churn probability than those doing it seldom, and the other
+    way round for the lowering type; a noise type moves it little."""
+    from features.synth.params import EXAMPLE_EVENT_TYPES
+
+    usage = typed_world.tables["usage_events"]
+    t = pd.Timestamp("2024-09-01")
+    recent = usage[(usage["ts"] < t) & (usage["ts"] >= t - 30 * DAY)]
+    ents = pd.DataFrame({"account_id": sorted(recent["account_id"].unique()), "as_of": t})
+    p = oracle_probability(typed_world.truth, ents, 90).to_numpy()
+    active_days = recent.groupby("account_id")["ts"].apply(lambda ts: ts.dt.date.nunique()
+                                                           ).reindex(ents["account_id"])
+    for declared in EXAMPLE_EVENT_TYPES:
+        rows = recent[recent["event"] == declared.name]
+        assert len(rows) > 100, declared.name
+        count = rows.groupby("account_id")["quantity"].sum().reindex(ents["account_id"],
+                                                                      fill_value=0)
+        # per active day: raw counts also grow with activity, which healthy accounts have more of
+        rate = (count / active_days).to_numpy()
+        often, seldom = rate >= np.quantile(rate, 0.75), rate <= np.quantile(rate, 0.25)
+        ratio = p[often].mean() / p[seldom].mean()
+        if declared.churn_effect > 0:
+            assert ratio > 1.5, (declared.name, ratio)
+        elif declared.churn_effect < 0:
+            assert ratio < 1 / 1.5, (declared.name, ratio)
+
+
+def test_an_event_type_cannot_take_a_product_events_name():
+    from features.synth.params import EventTypeEffect
+
+    with pytest.raises(ValueError, match="app.login"):
+        EventTypeEffect("app.login", churn_effect=1.0)
