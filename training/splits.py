@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from training.settings import setting_name
+from training.settings import flag_name, setting_name
 
 
 class NotEnoughHistoryError(ValueError):
@@ -195,6 +195,11 @@ def smallest_history(horizon: int, w: Windows, frequency: str, lead_days: int = 
     raise NotEnoughHistoryError(f"{horizon}-day labels at {frequency!r} never fit {w.describe()}")
 
 
+def _sizes(w: Windows) -> str:
+    return (f"{w.n_folds} folds of {w.valid_dates} valid, {w.calib_dates} calib, "
+            f"{w.test_dates} test dates")
+
+
 def _history(n_days: int) -> str:
     return f"{n_days} days (about {math.ceil(n_days / 30.44)} months)"
 
@@ -253,10 +258,9 @@ def plan_backtest(
     notes = []
     for h in skipped:
         n, days = smallest_history(h, need, frequency, lead_days)
-        notes.append(
-            f"{target}: {h}-day horizon skipped: its labels cover {len(labelled[h])} as-of dates"
-            f", its smallest backtest needs {n} ({_history(days)} of history); "
-            f"{setting_name('horizons')} sets the horizons")
+        notes.append(f"{target}: {h}-day horizon skipped: {len(labelled[h])} labelled as-of dates,"
+                     f" it needs {n} (about {math.ceil(days / 30.44)} months of history); "
+                     f"see {flag_name('horizons')}")
     if not shrink:
         dates = sorted(labelled[max(fits)])
         folds = {h: _folds(dates, h, wanted) for h in fits}
@@ -267,9 +271,8 @@ def plan_backtest(
     assert chosen is not None  # SMALLEST fits every kept horizon
     windows, folds = chosen
     if windows != wanted:
-        notes.append(
-            f"{target}: backtest shrunk to fit {len(dates)} labelled as-of dates "
-            f"({_span(dates)}): {windows.describe()} (configured {wanted.describe()})")
+        notes.append(f"{target}: backtest shrunk to {len(dates)} labelled as-of dates: "
+                     f"{_sizes(windows)} (configured {_sizes(wanted)})")
     return BacktestPlan(target, fits, skipped, windows, wanted, folds, tuple(notes))
 
 

@@ -84,7 +84,7 @@ def test_a_horizon_that_does_not_fit_is_skipped_with_a_note_and_the_windows_shri
     assert plan.windows != plan.wanted
     notes = " ".join(plan.notes)
     assert "90-day horizon skipped" in notes and "--horizons" in notes
-    assert "backtest shrunk" in notes and "configured valid_dates=2" in notes
+    assert "backtest shrunk" in notes and "(configured 3 folds of 2 valid, 2 calib, 2 test" in notes
     for f in plan.folds[30]:
         assert max(f.calib) + pd.Timedelta(days=30) <= min(f.test)
         assert len(f.train) >= SMALLEST.min_train_dates
