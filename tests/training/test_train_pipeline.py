@@ -178,7 +178,7 @@ def test_the_registered_model_saw_every_labelled_snapshot_up_to_the_last(refit):
 
 def test_the_registered_tree_count_is_the_backtest_folds_median_best_round(refit):
     _, results, seen = refit
-    for j, (label, r) in enumerate(results.items()):
+    for label, r in results.items():
         folds = [b for b in seen["folds"] if b.label == label]
         assert len(folds) == len(r.folds)
         leaves = r.bundle.metadata["selection"]["num_leaves"]
