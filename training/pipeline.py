@@ -4,9 +4,11 @@ For each target (churn, expansion) the test window is shared by every horizon (i
 longest horizon still has labels) so the horizons' probabilities can be made monotone on the same
 rows; each horizon keeps its own gaps before it. Each rolling-origin fold fits one model per
 horizon (training.model), predicts the fold's test rows, makes them monotone across horizons and
-scores them next to the baselines (training.baselines). Fold 0, the latest, gives the models that
-are registered and the held-out test figures; every fold together gives the backtest that decides
-promotion.
+scores them next to the baselines (training.baselines). Fold 0, the latest, gives the held-out
+test figures; every fold together gives the backtest that decides promotion. The backtest is
+first fitted to the history (`plan_backtests`: horizons that do not fit skipped, windows shrunk,
+each with a note), and the model registered is then refit on every labelled row with the folds'
+tree count and an out-of-fold calibrator (`refit_registered`).
 
 This module orchestrates; the fitting, metrics and MLflow code live in their own modules.
 """
@@ -310,7 +312,7 @@ def run_training_job(
     clock = time.perf_counter()
     plans = plan_backtests(ts, cfg, targets_with_labels(ts, cfg))
     results = train_and_backtest(ts, cfg, rules=rules, truth=truth, progress=progress,
-                                 plans=plans)
+                                 plans=plans, targets=list(plans))
     log.info("backtest and models: %.1f s", time.perf_counter() - clock)
     fingerprint = ts.fingerprint(f"{cfg.targets[0]}_{cfg.horizons[-1]}d")
     run = {

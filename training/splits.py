@@ -233,27 +233,30 @@ def plan_backtest(
     need = SMALLEST if shrink else wanted
     fits = tuple(h for h in horizons
                  if _folds(sorted(labelled[h]), h, need) is not None)
-    if not fits:
-        n, days = smallest_history(shortest, need, frequency, lead_days)
-        have = sorted(labelled[shortest])
-        if shrink:
-            raise NotEnoughHistoryError(
-                f"{target}: too little history for any of {setting_name('horizons')} "
-                f"{list(horizons)}: the {shortest}-day labels cover {len(have)} {frequency} "
-                f"as-of dates ({_span(have)}), and even the smallest backtest "
-                f"({SMALLEST.describe()}, {SMALLEST.min_train_dates} training dates) needs "
-                f"{n}: {_history(days)} of history. Bring more history, or set a shorter "
-                f"horizon ({setting_name('horizons')}) or denser dates "
-                f"({setting_name('as_of_frequency')}, e.g. W-MON); an explicit "
-                f"{setting_name('as_of_start')} or {setting_name('as_of_end')} may narrow the "
-                "range")
+    if not shrink and len(fits) < len(horizons):
+        worst = max(h for h in horizons if h not in fits)
+        n, days = smallest_history(worst, wanted, frequency, lead_days)
+        have = sorted(labelled[worst])
         raise NotEnoughHistoryError(
-            f"{target}: {len(have)} {frequency} as-of dates with {shortest}-day labels "
+            f"{target}: {len(have)} {frequency} as-of dates with {worst}-day labels "
             f"({_span(have)}) do not fit {wanted.describe()} with {setting_name('fit_to_history')}"
             f" off: that backtest needs {n} dates, {_history(days)} of history. Lower "
             f"{setting_name('valid_dates')}, {setting_name('calib_dates')}, "
             f"{setting_name('test_dates')} or {setting_name('n_folds')}, drop horizons "
             f"({setting_name('horizons')}), or turn {setting_name('fit_to_history')} on")
+    if not fits:
+        n, days = smallest_history(shortest, SMALLEST, frequency, lead_days)
+        have = sorted(labelled[shortest])
+        raise NotEnoughHistoryError(
+            f"{target}: too little history for any of {setting_name('horizons')} "
+            f"{list(horizons)}: the {shortest}-day labels cover {len(have)} {frequency} "
+            f"as-of dates ({_span(have)}), and even the smallest backtest "
+            f"({SMALLEST.describe()}, {SMALLEST.min_train_dates} training dates) needs "
+            f"{n}: {_history(days)} of history. Bring more history, or set a shorter "
+            f"horizon ({setting_name('horizons')}) or denser dates "
+            f"({setting_name('as_of_frequency')}, e.g. W-MON); an explicit "
+            f"{setting_name('as_of_start')} or {setting_name('as_of_end')} may narrow the "
+            "range")
     skipped = tuple(h for h in horizons if h not in fits)
     notes = []
     for h in skipped:
@@ -261,12 +264,13 @@ def plan_backtest(
         notes.append(f"{target}: {h}-day horizon skipped: {len(labelled[h])} labelled as-of dates,"
                      f" it needs {n} (about {math.ceil(days / 30.44)} months of history); "
                      f"see {flag_name('horizons')}")
-    if not shrink:
-        dates = sorted(labelled[max(fits)])
-        folds = {h: _folds(dates, h, wanted) for h in fits}
-        return BacktestPlan(target, fits, skipped, wanted, wanted,
-                            {h: v for h, v in folds.items() if v is not None}, tuple(notes))
     dates = sorted(labelled[max(fits)])
+    if not shrink:
+        exact = {h: _folds(dates, h, wanted) for h in fits}
+        if any(v is None for v in exact.values()):  # cannot happen: a shorter gap fits more
+            raise NotEnoughHistoryError(f"{target}: the horizons do not share {wanted.describe()}")
+        return BacktestPlan(target, fits, (), wanted, wanted,
+                            {h: v for h, v in exact.items() if v is not None})
     chosen = _largest_fit(dates, fits, wanted)
     assert chosen is not None  # SMALLEST fits every kept horizon
     windows, folds = chosen

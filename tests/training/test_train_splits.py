@@ -131,3 +131,13 @@ def test_the_smallest_history_is_exactly_enough(horizon):
     with pytest.raises(NotEnoughHistoryError):
         time_split(dates[:-1], horizon, valid_dates=1, calib_dates=1, test_dates=1)
     assert days == 90 + (dates[-1] - dates[0]).days + horizon
+
+
+def test_without_fit_to_history_a_history_that_fits_keeps_every_configured_size():
+    plan = plan_backtest("churn", _labelled(end=MONTHS[-1] + pd.Timedelta(days=31),
+                                            dates=MONTHS), Windows(2, 2, 1, 2), frequency="MS",
+                         shrink=False)
+    assert plan.windows == Windows(2, 2, 1, 2) and plan.n_folds == 2 and plan.notes == ()
+    with pytest.raises(NotEnoughHistoryError, match="90-day labels"):
+        plan_backtest("churn", _labelled(end=MONTHS[12], dates=MONTHS[:12]),
+                      Windows(2, 2, 2, 1), frequency="MS", shrink=False)
