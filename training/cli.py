@@ -3,23 +3,35 @@
 `healthscore train` trains the churn and expansion models from the warehouse
 (training.pipeline); `healthscore train --table FILE --label COL ...` trains one model on a flat
 file (training.table). Both print one row per model and scorer; `--json` prints the same rows
-(and the promotions and warnings) as JSON on stdout, with progress on stderr.
+(and the promotions, notes and warnings) as JSON on stdout, with progress on stderr.
+
+Every field of `TrainingConfig` is a flag of `train`, derived from the model (`--valid-dates 1`,
+`--horizons 30,60`, `--monotone-churn/--no-monotone-churn`; help from the field's docstring), so
+a new setting is a flag without touching this module. A flag overrides the config file, which
+overrides the defaults; an invalid value is reported against its flag.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import typer
+from pydantic import ValidationError
+
+from training.settings import TrainingConfig, flag_name
 
 log = logging.getLogger(__name__)
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root app."""
-    app.command("train")(train)
+    app.command("train")(with_training_flags(train))
 
 
 _DROP = typer.Option(None, "--drop", help="--table: column to leave out (repeatable).")
@@ -29,14 +41,83 @@ _COLUMNS = ("rows", "positives", "roc_auc", "pr_auc", "top_decile_lift", "recall
             "brier", "ece")
 
 
+_PANEL = "Training settings (training.* of the config)"
+
+
+def _is_sequence(name: str) -> bool:
+    return "tuple" in str(TrainingConfig.model_fields[name].annotation)
+
+
+def _flag_parameter(name: str) -> inspect.Parameter:
+    """A Typer option for one TrainingConfig field: a --x/--no-x switch for a bool, else a
+    value parsed by the model (comma-separated for a sequence)."""
+    info = TrainingConfig.model_fields[name]
+    default = info.get_default(call_default_factory=True)
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    help_text = " ".join((info.description or "").split()) + f" Default: {shown}."
+    flag = flag_name(name)
+    if info.annotation is bool:
+        option = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=help_text,
+                              rich_help_panel=_PANEL, show_default=False)
+        annotation: Any = bool | None
+    else:
+        metavar = "A,B,..." if _is_sequence(name) else "VALUE"
+        option = typer.Option(None, flag, help=help_text, metavar=metavar,
+                              rich_help_panel=_PANEL, show_default=False)
+        annotation = str | None
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                             annotation=annotation)
+
+
+def with_training_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with one option per TrainingConfig field; it receives the given ones as a
+    dict `training` (field -> raw value), the others left out."""
+    fields = list(TrainingConfig.model_fields)
+    own = [p for n, p in inspect.signature(command).parameters.items() if n != "training"]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        given = {n: kwargs.pop(n) for n in fields}
+        command(**kwargs, training={n: v for n, v in given.items() if v is not None})
+
+    params = [*own, *(_flag_parameter(n) for n in fields)]
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__  # Typer reads the signature above, not the command's
+    return wrapper
+
+
+def apply_training_flags(cfg: TrainingConfig, given: dict[str, Any]) -> TrainingConfig:
+    """The config with the flags' values on top, validated; an error names the flag."""
+    values: dict[str, Any] = {}
+    for name, raw in given.items():
+        if isinstance(raw, str) and raw.strip().lower() in ("none", "") and \
+                TrainingConfig.model_fields[name].default is None:
+            values[name] = None
+        elif isinstance(raw, str) and _is_sequence(name) and (
+                "," in raw or typing.get_origin(TrainingConfig.model_fields[name].annotation)
+                is tuple):
+            # `30,60` is a list; a lone value is one too, unless the field takes a scalar
+            # first (num_leaves: `8` is one value, `4,8` candidates)
+            values[name] = [x.strip() for x in raw.split(",") if x.strip()]
+        else:
+            values[name] = raw
+    try:
+        return TrainingConfig.model_validate(cfg.model_dump() | values)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            field = str(e["loc"][0]) if e["loc"] else ""
+            where = flag_name(field) if field in given else f"training.{field} (config)"
+            problems.append(f"{where}: {e['msg']} (got {given.get(field, e.get('input'))!r})")
+        first = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else ""
+        raise typer.BadParameter("; ".join(problems),
+                                 param_hint=flag_name(first) if first in given else None
+                                 ) from None
+
+
 def train(
     ctx: typer.Context,
-    as_of_start: str | None = typer.Option(
-        None, "--as-of-start", help="First training as-of date (YYYY-MM-DD); default: the data "
-        "start plus the longest feature window."),
-    as_of_end: str | None = typer.Option(
-        None, "--as-of-end", help="Last training as-of date; default: the last date the "
-        "shortest horizon can label."),
     warehouse: str | None = typer.Option(
         None, "--warehouse", help="DuckDB warehouse; default: paths.warehouse of the config."),
     truth: str | None = typer.Option(
@@ -54,20 +135,24 @@ def train(
     drop: list[str] | None = _DROP,
     name: str | None = typer.Option(None, "--name", help="--table: registered model name; "
                                     "default healthscore-table-<label>."),
-    seed: int | None = typer.Option(None, "--seed", help="Override training.seed."),
     no_register: bool = typer.Option(False, "--no-register", help="Skip MLflow (no run, no "
                                      "registry); bundles are still saved."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    *,
+    training: dict[str, Any],
 ) -> None:
-    """Train, backtest, evaluate against the baselines and register the models."""
+    """Train, backtest, evaluate against the baselines and register the models.
+
+    Defaults fit the history at hand: horizons that do not fit are skipped and the backtest's
+    windows shrink (a note says so); every training setting is a flag below."""
     from pathlib import Path
 
     from rich.console import Console
 
     settings = ctx.obj
-    if seed is not None:
+    if training:
         settings = settings.model_copy(
-            update={"training": settings.training.model_copy(update={"seed": seed})})
+            update={"training": apply_training_flags(settings.training, training)})
     out = Console()
     if not out.is_terminal:
         out = Console(width=160)  # piped output: do not squeeze the table to 80 columns
@@ -97,7 +182,7 @@ def train(
                                          settings.paths.data_dir / "truth.parquet")
                 job = run_training_job(
                     settings, warehouse=Path(warehouse) if warehouse else None,
-                    as_of_start=as_of_start, as_of_end=as_of_end, truth=truth_frame,
+                    truth=truth_frame,
                     register=not no_register, progress=tick)
             except (FileNotFoundError, NotEnoughHistoryError, ValueError) as exc:
                 err.print(f"[red]{exc}[/red]")
@@ -145,7 +230,8 @@ def _print(report: dict[str, Any], console: Any, as_json: bool) -> None:
     promotions = {label: m.get("promotion") for label, m in report["models"].items()}
     if as_json:
         payload = {"run": {k: v for k, v in report["run"].items() if k != "features"},
-                   "metrics": rows, "promotions": promotions, "warnings": report["warnings"]}
+                   "metrics": rows, "promotions": promotions, "notes": report.get("notes", []),
+                   "warnings": report["warnings"]}
         typer.echo(json.dumps(jsonable(payload), indent=2))
         return
     table = Table(title=f"Held-out test: {report['run'].get('data_window', '')}")
@@ -170,6 +256,14 @@ def _print(report: dict[str, Any], console: Any, as_json: bool) -> None:
         if p:
             console.print(f"{p['model_name']} v{p['version']} -> [bold]{p['alias']}[/bold]: "
                           f"{p['reason']}")
+    for label, m in report["models"].items():
+        seen = m.get("trained_on")
+        if seen:
+            console.print(f"{label}: registered model refit on {seen['rows']} rows "
+                          f"({seen['positives']} positives), as-of {seen['first_as_of']} .. "
+                          f"{seen['last_as_of']}, {m['trees']} trees")
+    for n in report.get("notes", []):
+        console.print(f"[cyan]note:[/cyan] {n}", highlight=False)
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {w}")
     if report["run"].get("run_id"):

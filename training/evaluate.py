@@ -210,8 +210,18 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             lines.append(f"- **{key.replace('_', ' ')}:** {run[key]}")
     if report.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
+    if report.get("notes"):
+        lines += ["", "## Backtest fitted to the history", ""] + [f"- {n}" for n in
+                                                                  report["notes"]]
     for label, m in report.get("models", {}).items():
         lines += ["", f"## {label}", ""]
+        if m.get("trained_on"):
+            seen, refit = m["trained_on"], m.get("refit", {})
+            lines.append(f"Registered model: refit on {seen['rows']} rows ({seen['positives']}"
+                         f" positives), as-of {seen.get('first_as_of')}..{seen.get('last_as_of')}"
+                         f"; {refit.get('trees', '–')} trees ({refit.get('rule', '')}); "
+                         "calibrated on the folds' out-of-fold predictions. The figures below "
+                         "are the backtest folds' models'.")
         split = m.get("split") or {}
         if "scheme" in split:
             lines.append(f"Evaluation: {split['scheme']}.")

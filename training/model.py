@@ -10,6 +10,11 @@ recalibration is kept only if it carries over from one window to the next (see
 `recalibration_check`); otherwise the booster's own probabilities stand. The result is a
 `scoring.bundle.Bundle`, the format serving loads.
 
+`refit_model` is the registered model of a time-split backtest: one booster fitted on every
+labelled row with the leaves and tree count the backtest folds chose (`refit_choice`), and the
+calibrator fitted on the folds' out-of-fold predictions (`out_of_fold_calibrator`), never on
+rows the booster saw.
+
 It does not choose dates (training.splits), evaluate (training.evaluate) or log anything to
 MLflow (training.tracking).
 """
@@ -232,5 +237,99 @@ def fit_model(
     }
     log.info("%s: %d trees of %d leaves, %s calibration on %d positives", label, meta["trees"],
              selection["num_leaves"], calibrator.method, meta["calibration"]["positives"])
+    return Bundle(booster=booster, label=label, features=tuple(features), categories=categories,
+                  feature_set_version=feature_set_version, calibrator=calibrator, metadata=meta)
+
+
+def refit_choice(selections: Sequence[dict[str, Any]], max_trees: int) -> dict[str, Any]:
+    """Leaves and tree count of a refit from the backtest folds' early stopping (latest first).
+
+    Leaves: the count most folds chose (the latest fold's on a tie). Trees: the median best
+    round of that count across the folds, not scaled up for the refit's larger data: each
+    fold's early stopping measured how many trees a few months of rows support, and a linear
+    scaling (right for a refit on one more fold of exchangeable rows) is a guess when the refit
+    has several times the rows; a few trees short at a 0.05 learning rate cost little, too many
+    overfit the newest months nothing has judged.
+    """
+    chosen = [int(s["num_leaves"]) for s in selections]
+    leaves = max(dict.fromkeys(chosen), key=chosen.count)  # first (latest) wins a tie
+    rounds = [int(s["rounds"][str(leaves)]) for s in selections]
+    trees = int(min(max_trees, max(1, round(float(np.median(rounds))))))
+    return {"num_leaves": leaves, "trees": trees, "rule": "median best round of the folds",
+            "num_leaves_by_fold": chosen, "rounds_by_fold": rounds}
+
+
+def out_of_fold_calibrator(parts: Sequence[tuple[np.ndarray, np.ndarray]],
+                           fold_calibrations: Sequence[str], min_positives: int
+                           ) -> tuple[Calibrator, dict[str, Any]]:
+    """The calibrator of a refit model, from the backtest folds' out-of-fold predictions.
+
+    `parts`: per fold (latest first), the fold model's raw logits on its test rows and their
+    labels: predictions of models that never saw those rows, like the refit model's on the
+    months to come (the scheme of scikit-learn's `CalibratedClassifierCV(ensemble=False)`).
+    Whether to recalibrate at all is `recalibration_check`'s question asked out of time: a
+    calibrator fitted on the earlier folds must improve the latest fold. With one fold, the
+    fold model's own decision stands (`fold_calibrations`: each fold's calibrator method).
+    """
+    raw = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts]).astype(float)
+    check: dict[str, float | bool] | None = None
+    if len(parts) >= 2:
+        earlier_raw = np.concatenate([p[0] for p in parts[1:]])
+        earlier_y = np.concatenate([p[1] for p in parts[1:]])
+        check = recalibration_check(earlier_raw, earlier_y, parts[0][0], parts[0][1],
+                                    min_positives)
+        recalibrate = bool(check["recalibrate"])
+    else:
+        recalibrate = fold_calibrations[0] != "identity"
+    calibrator = fit_calibrator(raw, y, min_positives) if recalibrate else Calibrator("identity")
+    info: dict[str, Any] = {"method": calibrator.method, "fitted_on": "out-of-fold",
+                            "folds": len(parts), "rows": int(len(y)),
+                            "positives": int(y.sum())}
+    if check is not None:
+        info["check"] = check
+    return calibrator, info
+
+
+def refit_model(
+    rows: pd.DataFrame,
+    features: Sequence[str],
+    label: str,
+    cfg: TrainingConfig,
+    feature_set_version: str,
+    choice: dict[str, Any],
+    calibrator: Calibrator,
+    metadata: dict[str, Any] | None = None,
+) -> Bundle:
+    """One booster on every labelled row of `label`, `choice["trees"]` trees of
+    `choice["num_leaves"]` leaves (no early stopping: nothing is left to stop on), with a
+    calibrator fitted elsewhere (`out_of_fold_calibrator`)."""
+    if rows.empty or rows[label].isna().any():
+        raise ValueError(f"{label}: a refit needs labelled rows only, and at least one")
+    features = list(features)
+    categories = category_levels(rows, features)
+    X = encode_frame(rows, features, categories, what=label)
+    data = lgb.Dataset(X, label=rows[label].to_numpy(float), feature_name=features,
+                       categorical_feature=list(categories))
+    booster = lgb.train(lgb_params(cfg, monotone_constraints(features, label, cfg),
+                                   int(choice["num_leaves"])), data,
+                        num_boost_round=int(choice["trees"]))
+    as_of = pd.to_datetime(rows["as_of"]) if "as_of" in rows else None
+    trained_on: dict[str, Any] = {"rows": len(rows), "positives": int(rows[label].sum())}
+    if as_of is not None:
+        trained_on |= {"first_as_of": as_of.min().date().isoformat(),
+                       "last_as_of": as_of.max().date().isoformat(),
+                       "as_of_dates": int(as_of.nunique())}
+    meta = {
+        "trees": int(booster.num_trees()),
+        "params": model_params(cfg),
+        "selection": {"num_leaves": int(choice["num_leaves"]), "refit": choice},
+        "trained_on": trained_on,
+        "rows": {"train": len(rows)},
+        **(metadata or {}),
+    }
+    log.info("%s: refit on %d rows (%s .. %s): %d trees of %d leaves, %s calibration", label,
+             len(rows), trained_on.get("first_as_of"), trained_on.get("last_as_of"),
+             meta["trees"], choice["num_leaves"], calibrator.method)
     return Bundle(booster=booster, label=label, features=tuple(features), categories=categories,
                   feature_set_version=feature_set_version, calibrator=calibrator, metadata=meta)

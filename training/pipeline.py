@@ -4,9 +4,11 @@ For each target (churn, expansion) the test window is shared by every horizon (i
 longest horizon still has labels) so the horizons' probabilities can be made monotone on the same
 rows; each horizon keeps its own gaps before it. Each rolling-origin fold fits one model per
 horizon (training.model), predicts the fold's test rows, makes them monotone across horizons and
-scores them next to the baselines (training.baselines). Fold 0, the latest, gives the models that
-are registered and the held-out test figures; every fold together gives the backtest that decides
-promotion.
+scores them next to the baselines (training.baselines). Fold 0, the latest, gives the held-out
+test figures; every fold together gives the backtest that decides promotion. The backtest is
+first fitted to the history (`plan_backtests`: horizons that do not fit skipped, windows shrunk,
+each with a note), and the model registered is then refit on every labelled row with the folds'
+tree count and an out-of-fold calibrator (`refit_registered`).
 
 This module orchestrates; the fitting, metrics and MLflow code live in their own modules.
 """
@@ -28,12 +30,18 @@ from threadpoolctl import threadpool_limits
 from features.registry import FEATURE_SET_VERSION
 from scoring.bundle import Bundle, monotone_horizons, save_bundle
 from training import baselines, evaluate, tracking
-from training.datasets import Progress, TrainingSet, as_of_dates, build_training_set
+from training.datasets import (
+    MAX_FEATURE_WINDOW_DAYS,
+    Progress,
+    TrainingSet,
+    as_of_dates,
+    build_training_set,
+)
 from training.leakage import leakage_suspects
-from training.model import fit_model
+from training.model import fit_model, out_of_fold_calibrator, refit_choice, refit_model
 from training.results import ModelResult
 from training.settings import TrainingConfig
-from training.splits import TimeSplit, in_window, rolling_origin
+from training.splits import BacktestPlan, Windows, in_window, plan_backtest
 
 if TYPE_CHECKING:  # the composed settings object of the entry point
     from healthscore.settings import Settings
@@ -41,9 +49,19 @@ if TYPE_CHECKING:  # the composed settings object of the entry point
 log = logging.getLogger(__name__)
 
 
-def _windows(cfg: TrainingConfig) -> dict[str, int]:
-    return {"valid_dates": cfg.valid_dates, "calib_dates": cfg.calib_dates,
-            "test_dates": cfg.test_dates}
+def wanted_windows(cfg: TrainingConfig) -> Windows:
+    """The backtest sizes the config asks for (`plan_backtests` may shrink them)."""
+    return Windows(valid_dates=cfg.valid_dates, calib_dates=cfg.calib_dates,
+                   test_dates=cfg.test_dates, n_folds=cfg.n_folds)
+
+
+def plan_backtests(ts: TrainingSet, cfg: TrainingConfig, targets: Sequence[str]
+                   ) -> dict[str, BacktestPlan]:
+    """Each target's backtest fitted to the training set's history (training.splits)."""
+    return {t: plan_backtest(t, {h: ts.labelled_dates(f"{t}_{h}d") for h in cfg.horizons},
+                             wanted_windows(cfg), frequency=cfg.as_of_frequency,
+                             lead_days=MAX_FEATURE_WINDOW_DAYS, shrink=cfg.fit_to_history)
+            for t in targets}
 
 
 def _rows(frame: pd.DataFrame, dates: Sequence[pd.Timestamp], label: str) -> pd.DataFrame:
@@ -72,16 +90,21 @@ def train_and_backtest(
     targets: Sequence[str] | None = None,
     progress: Progress | None = None,
     logistic: bool = True,
+    plans: dict[str, BacktestPlan] | None = None,
+    refit: bool = True,
 ) -> dict[str, ModelResult]:
-    """Backtest and fit every (target, horizon) model; fold 0's models are the ones kept.
+    """Backtest every (target, horizon) model, then refit the kept one on all labelled rows.
 
+    `plans`: the backtest of each target (default: `plan_backtests`). `refit=False` keeps fold
+    0's models instead of refitting (a re-run that only needs the backtest).
     `logistic=False` skips the logistic-regression baseline (re-runs and benches)."""
     # BLAS and OpenMP pools default to every core; on a shared machine their spinning threads
     # make the logistic baseline much slower, so they get the configured thread count.
     with threadpool_limits(cfg.num_threads):
         return _train_and_backtest(ts, cfg, rules=rules, truth=truth,
                                    feature_set_version=feature_set_version, targets=targets,
-                                   progress=progress, logistic=logistic)
+                                   progress=progress, logistic=logistic, plans=plans,
+                                   refit=refit)
 
 
 def _train_and_backtest(
@@ -94,26 +117,27 @@ def _train_and_backtest(
     targets: Sequence[str] | None,
     progress: Progress | None,
     logistic: bool,
+    plans: dict[str, BacktestPlan] | None,
+    refit: bool,
 ) -> dict[str, ModelResult]:
     frame = ts.frame
     targets = list(targets) if targets is not None else targets_with_labels(ts, cfg)
-    horizons = list(cfg.horizons)
-    plan: dict[str, dict[int, list[TimeSplit]]] = {}
-    for t in targets:
-        dates = ts.labelled_dates(f"{t}_{horizons[-1]}d")
-        by_h = {h: rolling_origin(dates, h, cfg.n_folds, **_windows(cfg)) for h in horizons}
-        n = min(len(v) for v in by_h.values())
-        plan[t] = {h: v[:n] for h, v in by_h.items()}
-    total = sum(len(v[horizons[0]]) * len(horizons) for v in plan.values())
+    plans = {t: p for t, p in (plans or plan_backtests(ts, cfg, targets)).items()
+             if t in targets}
+    plan = {t: p.folds for t, p in plans.items()}
+    total = sum(p.n_folds * len(p.horizons) + refit * len(p.horizons) for p in plans.values())
     done = 0
     results: dict[str, ModelResult] = {}
     for t in targets:
-        n_folds = len(plan[t][horizons[0]])
-        if n_folds < cfg.n_folds:
-            log.warning("%s: history allows %d of %d backtest folds", t, n_folds, cfg.n_folds)
+        horizons = list(plans[t].horizons)
+        n_folds = plans[t].n_folds
+        for note in plans[t].notes:
+            log.warning("%s", note)
         fold_metrics: dict[int, list[dict[str, Any]]] = {h: [] for h in horizons}
         pooled: dict[int, list[tuple[np.ndarray, dict[str, np.ndarray | None]]]] = {
             h: [] for h in horizons}
+        out_of_fold: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {h: [] for h in horizons}
+        fold_bundles: dict[int, list[Bundle]] = {h: [] for h in horizons}
         for k in range(n_folds):
             test_dates = plan[t][horizons[0]][k].test
             test_rows = frame[in_window(frame["as_of"], test_dates)]
@@ -153,6 +177,8 @@ def _train_and_backtest(
                 metrics["_test"] = [d.date().isoformat() for d in test_dates]
                 fold_metrics[h].append(metrics)
                 pooled[h].append((y, preds))
+                out_of_fold[h].append((bundles[h].predict_raw(rows), y))
+                fold_bundles[h].append(bundles[h])
                 if k == 0:
                     segments = evaluate.by_segment(y, preds, rows["segment"]) \
                         if "segment" in rows else {}
@@ -166,7 +192,41 @@ def _train_and_backtest(
                                                  cfg.leakage_auc))
         for h in horizons:
             results[f"{t}_{h}d"].pooled = _pooled_metrics(pooled[h])
+            if refit:
+                results[f"{t}_{h}d"].bundle = refit_registered(
+                    ts, f"{t}_{h}d", cfg, feature_set_version, fold_bundles[h], out_of_fold[h],
+                    plans[t])
+                done += 1
+                if progress:
+                    progress("models", done, total)
     return results
+
+
+def refit_registered(
+    ts: TrainingSet,
+    label: str,
+    cfg: TrainingConfig,
+    feature_set_version: str,
+    fold_bundles: Sequence[Bundle],
+    out_of_fold: Sequence[tuple[np.ndarray, np.ndarray]],
+    plan: BacktestPlan,
+) -> Bundle:
+    """The model to register: refit on every labelled row of `label` (every snapshot up to the
+    data's end, the backtest's test windows and the newest months included) with the folds'
+    leaves and tree count, calibrated on the folds' out-of-fold predictions (training.model).
+
+    The backtest's figures are the fold models'; this model has no held-out rows left, which is
+    the point: the months the folds held back for early stopping, calibration and test are the
+    newest ones, the most like the months it will score."""
+    t, h = label.rsplit("_", 1)[0], int(label.rsplit("_", 1)[1].rstrip("d"))
+    choice = refit_choice([b.metadata["selection"] for b in fold_bundles], cfg.max_trees)
+    calibrator, calibration = out_of_fold_calibrator(
+        out_of_fold, [b.calibrator.method for b in fold_bundles], cfg.isotonic_min_positives)
+    rows = ts.frame[ts.frame[label].notna()]
+    return refit_model(rows, ts.features, label, cfg, feature_set_version, choice, calibrator,
+                       metadata={"target": t, "horizon": h, "calibration": calibration,
+                                 "split": fold_bundles[0].metadata.get("split", {}),
+                                 "backtest": plan.describe()})
 
 
 def _pooled_metrics(parts: list[tuple[np.ndarray, dict[str, np.ndarray | None]]]
@@ -184,6 +244,18 @@ def build_report(results: dict[str, ModelResult], run: dict[str, Any],
                  warnings: Sequence[str] = ()) -> dict[str, Any]:
     return {"run": run, "warnings": list(warnings),
             "models": {label: r.to_report() for label, r in results.items()}}
+
+
+def record_fit(report: dict[str, Any], results: dict[str, ModelResult],
+               plans: dict[str, BacktestPlan]) -> None:
+    """Say in the report how the backtest was fitted to the history (its notes: horizons
+    skipped, windows shrunk) and what data each registered model saw."""
+    report["notes"] = [n for p in plans.values() for n in p.notes]
+    report["run"]["backtest"] = {t: p.describe() for t, p in plans.items()}
+    for label, r in results.items():
+        if label in report["models"] and "trained_on" in r.bundle.metadata:
+            report["models"][label]["trained_on"] = r.bundle.metadata["trained_on"]
+            report["models"][label]["refit"] = r.bundle.metadata["selection"].get("refit", {})
 
 
 def metrics_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -238,7 +310,9 @@ def run_training_job(
     warnings = [] if rules is not None else [
         "the rules baseline is absent (scoring.health unavailable or failed): see the log"]
     clock = time.perf_counter()
-    results = train_and_backtest(ts, cfg, rules=rules, truth=truth, progress=progress)
+    plans = plan_backtests(ts, cfg, targets_with_labels(ts, cfg))
+    results = train_and_backtest(ts, cfg, rules=rules, truth=truth, progress=progress,
+                                 plans=plans, targets=list(plans))
     log.info("backtest and models: %.1f s", time.perf_counter() - clock)
     fingerprint = ts.fingerprint(f"{cfg.targets[0]}_{cfg.horizons[-1]}d")
     run = {
@@ -264,10 +338,11 @@ def run_training_job(
         other = cfg.model_copy(update=params)
         target = label.split("_")[0]
         redo = train_and_backtest(ts, other, rules=None, truth=None, targets=[target],
-                                  logistic=False)
+                                  logistic=False, plans=plans, refit=False)
         return redo[label].backtest_auc if label in redo else None
 
     report = build_report(results, run, warnings)
+    record_fit(report, results, plans)
     run_id = None
     if register:
         clock = time.perf_counter()

@@ -1,18 +1,39 @@
-"""Settings of training: horizons, as-of dates, splits, LightGBM and the promotion gate."""
+"""Settings of training: horizons, as-of dates, splits, LightGBM and the promotion gate.
+
+Every field is also a flag of `healthscore train` (`--valid-dates 1`, `--horizons 30,60`,
+`--monotone-churn/--no-monotone-churn`): a flag overrides the config file, which overrides the
+defaults. Each field's docstring is its flag's help (`use_attribute_docstrings`).
+"""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from features.settings import Section
 
 
+def flag_name(field: str) -> str:
+    """The `healthscore train` flag of a training setting: `valid_dates` -> `--valid-dates`."""
+    return "--" + field.replace("_", "-")
+
+
+def setting_name(field: str) -> str:
+    """A training setting as an error message names it: the config key and its flag."""
+    return f"training.{field} ({flag_name(field)})"
+
+
 class TrainingConfig(Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
     horizons: tuple[int, ...] = (30, 60, 90)
+    """Prediction horizons in days, ascending (one model per target and horizon). With
+    `fit_to_history`, a horizon whose smallest backtest does not fit the history is skipped,
+    with a note."""
     seed: int = 42
+    """Seed of LightGBM, the logistic baseline and the SHAP sample."""
     as_of_frequency: str = "MS"
     """pandas offset alias for training as-of dates (month start). The time splits are carved
     from these dates: the early-stopping, calibration and test windows hold only them."""
@@ -20,7 +41,15 @@ class TrainingConfig(Section):
     """Extra as-of dates (a pandas offset alias, e.g. W-MON) for the training window only: more
     snapshots of the same accounts to fit on, while the later windows keep `as_of_frequency`'s
     dates. None: training uses the same dates as the other windows."""
-    n_folds: int = 3
+    n_folds: int = Field(3, ge=1)
+    """Rolling-origin backtest folds wanted (each moves the test window back by `test_dates`).
+    With `fit_to_history`, fewer when the history is short, down to 1."""
+    fit_to_history: bool = True
+    """Fit the backtest to the history at hand: skip horizons whose smallest backtest (1
+    early-stopping, 1 calibration and 1 test date, 1 fold, 2 training dates) does not fit, and
+    shrink `n_folds`, then `valid_dates`, `calib_dates` and `test_dates` down to that minimum
+    (the most folds first, then the largest windows), each change noted in the report. Off:
+    the configured horizons and sizes exactly, or an error."""
     promotion_margin: float = 0.005
     """ROC AUC a challenger must gain over the champion to take the alias."""
     as_of_start: date | None = None
@@ -28,6 +57,7 @@ class TrainingConfig(Section):
     as_of_end: date | None = None
     """Last training as-of date; None: the last date the shortest horizon can still label."""
     targets: tuple[Literal["churn", "expansion"], ...] = ("churn", "expansion")
+    """Which outcomes get models (a target without labels in the data is skipped)."""
     # LightGBM: small trees and a tree cap keep per-row SHAP cheap at serving time.
     num_leaves: int | tuple[int, ...] = (4, 8, 16)
     """Leaves per tree: one value, or candidates of which each model keeps the one with the
@@ -36,11 +66,17 @@ class TrainingConfig(Section):
     default grid is not tuned on any data: 4, doubled twice; 16 bounds the serving SHAP cost
     (linear in leaves)."""
     learning_rate: float = Field(0.05, gt=0)
+    """LightGBM shrinkage per tree."""
     max_trees: int = Field(300, ge=1)
+    """Tree cap of early stopping (and of the refit's tree count)."""
     min_child_samples: int = Field(40, ge=1)
+    """LightGBM `min_child_samples`: rows a leaf needs at least."""
     feature_fraction: float = Field(0.8, gt=0, le=1)
+    """Share of features each tree samples."""
     lambda_l2: float = Field(1.0, ge=0)
+    """L2 regularisation of the leaf values."""
     early_stopping_rounds: int = Field(30, ge=1)
+    """Rounds without a better early-stopping log loss before a fold's booster stops."""
     monotone_churn: bool = True
     """Constrain churn models to the registry's direction: risk never rises with a feature whose
     `higher_is_healthier` is True, nor falls with one where it is False (neutral features free).
@@ -56,11 +92,14 @@ class TrainingConfig(Section):
     on a dedicated one."""
     # Chronological windows, in as-of dates, carved from the end of the labelled dates.
     valid_dates: int = Field(2, ge=1)
-    """Early-stopping window."""
+    """Early-stopping window of each backtest fold, in as-of dates (with `fit_to_history`, at
+    most this many, at least 1)."""
     calib_dates: int = Field(2, ge=1)
-    """Calibration window (its own, after the early-stopping one)."""
+    """Calibration window of each backtest fold (its own, after the early-stopping one); at
+    most this many with `fit_to_history`, at least 1."""
     test_dates: int = Field(2, ge=1)
-    """Held-out window of each backtest fold."""
+    """Held-out window of each backtest fold; at most this many with `fit_to_history`, at
+    least 1."""
     isotonic_min_positives: int = Field(100, ge=1)
     """Positives the calibration window needs for isotonic calibration; fewer: sigmoid."""
     min_auc: float = 0.55
@@ -73,6 +112,13 @@ class TrainingConfig(Section):
     """MLflow experiment name."""
     shap_rows: int = Field(2000, ge=10)
     """Rows sampled from the test window for the SHAP summary plot."""
+
+    @field_validator("horizons")
+    @classmethod
+    def _horizons_ascending(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or list(v) != sorted(set(v)) or min(v) < 1:
+            raise ValueError("training.horizons: distinct ascending days, each >= 1")
+        return v
 
     @field_validator("num_leaves")
     @classmethod

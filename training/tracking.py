@@ -141,6 +141,19 @@ def _metrics(test: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     return out
 
 
+def log_backtest_fit(report: Mapping[str, Any]) -> None:
+    """On the active run: the backtest each target ran (horizons, windows, folds) and the notes
+    of fitting it to the history (horizons skipped, windows shrunk)."""
+    import mlflow
+
+    if report["run"].get("backtest"):
+        mlflow.log_params(_flat("backtest.", report["run"]["backtest"]))
+    notes = report.get("notes") or []
+    mlflow.set_tag("backtest_notes", "\n".join(notes)[:5000] if notes else "none")
+    if notes:
+        mlflow.log_text("\n".join(notes) + "\n", "report/notes.txt")
+
+
 def write_plots(r: ModelResult, directory: Path, shap_rows: int, seed: int) -> list[Path]:
     """Reliability curve, lift chart and SHAP summary of one model on its test rows."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -189,6 +202,7 @@ def log_training_job(
                          "data_window": report["run"].get("data_window", ""),
                          "mode": report["run"].get("mode", "")})
         mlflow.log_dict(settings.model_dump(mode="json"), "config/resolved_config.json")
+        log_backtest_fit(report)
         for i, (label, r) in enumerate(results.items()):
             name = r.registered_as or registered_name(label)
             with mlflow.start_run(experiment_id=experiment_id, run_name=label, nested=True):
@@ -198,6 +212,11 @@ def log_training_job(
                                    **_flat("selected.", selection),
                                    **_flat("model.", r.bundle.metadata.get("params", {}))})
                 mlflow.log_metrics(_metrics(r.test))
+                seen = {f"trained_on.{k}": v for k, v in
+                        r.bundle.metadata.get("trained_on", {}).items()}
+                if seen:  # what the registered model saw: params to compare, tags to search
+                    mlflow.log_params(seen)
+                    mlflow.set_tags(seen)
                 if r.backtest_auc is not None:
                     mlflow.log_metric("backtest_model_roc_auc_mean", r.backtest_auc)
                 with tempfile.TemporaryDirectory() as tmp:

@@ -57,9 +57,8 @@ def test_censored_rows_are_left_out_of_training_never_counted_as_zero(trained):
     ts, results, _ = trained
     f = ts.frame
     for label, r in results.items():
-        window = f["as_of"].between(pd.Timestamp(r.split["train"]["first"]),
-                                    pd.Timestamp(r.split["train"]["last"]))
-        assert r.bundle.metadata["rows"]["train"] == int(f.loc[window, label].notna().sum())
+        # the registered model is refit on every labelled row, and on no censored one
+        assert r.bundle.metadata["trained_on"]["rows"] == int(f[label].notna().sum())
     # The last as-of dates have no 90-day label at all: none of them is in any window.
     last = f["as_of"].max()
     assert f.loc[f["as_of"] == last, "churn_90d"].isna().all()
@@ -136,3 +135,70 @@ def test_extra_training_snapshots_only_ever_join_the_training_window():
     ts.split_dates = None
     plain = ts.training_rows(label, split.train)
     assert set(plain["as_of"]) == set(split.train)
+
+
+@pytest.fixture(scope="module")
+def refit():
+    """A backtest whose fold models and out-of-fold calibration inputs are recorded."""
+    import training.pipeline as pipeline
+
+    ts = snapshot_frame(n_accounts=150, n_dates=20, seed=3)
+    seen = {"folds": [], "calibration": []}
+    fit, calibrate = pipeline.fit_model, pipeline.out_of_fold_calibrator
+
+    def spy_fit(train, valid, calib, *args, **kwargs):
+        bundle = fit(train, valid, calib, *args, **kwargs)
+        seen["folds"].append(bundle)
+        return bundle
+
+    def spy_calibrate(parts, methods, min_positives):
+        out = calibrate(parts, methods, min_positives)
+        seen["calibration"].append((parts, out))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "fit_model", spy_fit)
+        mp.setattr(pipeline, "out_of_fold_calibrator", spy_calibrate)
+        results = train_and_backtest(ts, TrainingConfig(max_trees=40, targets=("churn",)),
+                                     logistic=False)
+    return ts, results, seen
+
+
+def test_the_registered_model_saw_every_labelled_snapshot_up_to_the_last(refit):
+    ts, results, _ = refit
+    for label, r in results.items():
+        labelled = ts.frame[ts.frame[label].notna()]
+        seen = r.bundle.metadata["trained_on"]
+        assert seen["last_as_of"] == labelled["as_of"].max().date().isoformat()
+        assert seen["first_as_of"] == labelled["as_of"].min().date().isoformat()
+        assert seen["rows"] == len(labelled) and seen["positives"] == int(labelled[label].sum())
+        # later than anything the latest backtest fold trained on
+        assert seen["last_as_of"] > r.split["train"]["last"]
+
+
+def test_the_registered_tree_count_is_the_backtest_folds_median_best_round(refit):
+    _, results, seen = refit
+    for label, r in results.items():
+        folds = [b for b in seen["folds"] if b.label == label]
+        assert len(folds) == len(r.folds)
+        leaves = r.bundle.metadata["selection"]["num_leaves"]
+        rounds = [b.metadata["selection"]["rounds"][str(leaves)] for b in folds]
+        assert r.bundle.n_trees == int(round(float(np.median(rounds))))
+        assert r.bundle.metadata["selection"]["refit"]["rounds_by_fold"] == rounds
+
+
+def test_the_registered_calibrator_is_fitted_on_out_of_fold_predictions(refit):
+    ts, results, seen = refit
+    for (parts, (calibrator, info)), (label, r) in zip(seen["calibration"], results.items(),
+                                                       strict=True):
+        folds = [b for b in seen["folds"] if b.label == label]
+        assert r.bundle.calibrator == calibrator
+        assert info["fitted_on"] == "out-of-fold" == r.bundle.metadata["calibration"]["fitted_on"]
+        for fold_bundle, fold, (raw, y) in zip(folds, r.folds, parts, strict=True):
+            rows = ts.frame[ts.frame["as_of"].isin(pd.to_datetime(fold["_test"]))]
+            rows = rows[rows[label].notna()]
+            # each fold model's raw predictions on its own test rows, never the refit model's
+            np.testing.assert_allclose(raw, fold_bundle.predict_raw(rows))
+            assert not np.allclose(raw, r.bundle.predict_raw(rows))
+            np.testing.assert_array_equal(y, rows[label].to_numpy(float))
+        assert info["rows"] == sum(f["model"]["rows"] for f in r.folds)

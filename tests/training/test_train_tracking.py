@@ -10,7 +10,13 @@ from healthscore.settings import load_settings
 from scoring.bundle import load_bundle
 from tests.support.train_frames import shared_once, snapshot_frame
 from training import tracking
-from training.pipeline import build_report, save_bundles, train_and_backtest
+from training.pipeline import (
+    build_report,
+    plan_backtests,
+    record_fit,
+    save_bundles,
+    train_and_backtest,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +29,10 @@ def _settings(tmp_path, **training):
 
 
 def _job(settings, ts):
-    results = train_and_backtest(ts, settings.training)
+    plans = plan_backtests(ts, settings.training, settings.training.targets)
+    results = train_and_backtest(ts, settings.training, plans=plans)
     report = build_report(results, {"mode": "unit", "feature_set_version": "1"})
+    record_fit(report, results, plans)
     run_id = tracking.log_training_job(settings, results, report,
                                        fingerprint=ts.fingerprint("churn_90d"))
     save_bundles(results, settings.paths.models_dir, report)
@@ -100,6 +108,24 @@ def test_the_run_records_config_metrics_report_plots_and_the_native_model(two_jo
     saved = json.loads(Path(client.download_artifacts(run_id, "report/report.json")).read_text())
     assert saved["models"]["churn_30d"]["promotion"]["alias"] == "champion"
     assert report["run"]["run_id"] == run_id
+
+
+def test_the_run_records_what_data_each_registered_model_saw(two_jobs):
+    _, settings, (results, report, run_id), _ = two_jobs
+    client = _client(settings)
+    run = client.get_run(run_id)
+    assert run.data.params["backtest.churn.n_folds"] == "2"
+    assert json.loads(run.data.params["backtest.churn.horizons"]) == [30, 60, 90]
+    children = client.search_runs([run.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{run_id}'")
+    for child in children:
+        seen = results[child.info.run_name].bundle.metadata["trained_on"]
+        assert child.data.params["trained_on.last_as_of"] == seen["last_as_of"]
+        assert child.data.tags["trained_on.rows"] == str(seen["rows"])
+        assert report["models"][child.info.run_name]["trained_on"] == seen
+    # churn_30d is labelled up to the last month, the 90-day models three months earlier
+    assert results["churn_30d"].bundle.metadata["trained_on"]["last_as_of"] > \
+        results["churn_90d"].bundle.metadata["trained_on"]["last_as_of"]
 
 
 def test_champions_are_saved_for_serving_and_challengers_apart(two_jobs):
