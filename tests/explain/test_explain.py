@@ -382,7 +382,8 @@ def test_an_account_that_is_not_a_customer_yet_is_refused(explain_world, populat
         "select account_id, created_at from accounts order by created_at desc limit 1"
     ).fetchone()
     with pytest.raises(AnalysisError, match=f"'{account}' was created on {created:%Y-%m-%d}"):
-        analyze(account, pd.Timestamp(created).normalize(), population.con,
+        # the day before its signup day (from that day on it is a customer)
+        analyze(account, pd.Timestamp(created).normalize() - pd.Timedelta(days=1), population.con,
                 explain_world.rules, explain_world.bundles, load_peers=False,
                 feature_cfg=explain_world.feature_cfg)
 
