@@ -31,6 +31,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+SHORT = {"model": "LightGBM", "logistic": "logistic", "blend": "blend", "rules": "rules"}
 
 
 def tables() -> dict[str, tuple[pd.DataFrame, dict]]:
@@ -82,7 +83,6 @@ def main() -> int:
 
     from healthscore.settings import load_settings
     from training.table import (
-        CANDIDATE_NAMES,
         TableSpec,
         bootstrap_aucs,
         cv_folds,
@@ -105,7 +105,7 @@ def main() -> int:
 
     def shown(auc: float, ci: np.ndarray) -> str:
         lo, hi = np.nanpercentile(ci, [2.5, 97.5])
-        return f"{auc:.3f} [{lo:.3f}, {hi:.3f}]"
+        return f"{auc:.4f} [{lo:.3f}, {hi:.3f}]"
 
     from sklearn.metrics import roc_auc_score
 
@@ -126,13 +126,12 @@ def main() -> int:
         best = max(("lightgbm_default", "logistic_c1"), key=lambda k: aucs[k])
         lead = boot["ours"] - boot[best]
         lo, hi = np.nanpercentile(lead, [2.5, 97.5])
-        cands = ", ".join(f"{CANDIDATE_NAMES[k]} {v['value']:.3f}"
-                          for k, v in choice["roc_auc"].items())
+        cands = ", ".join(f"{SHORT[k]} {v['value']:.4f}" for k, v in choice["roc_auc"].items())
         out.add_row(name, f"{len(y):,}", f"{int(y.sum()):,}", shown(aucs["ours"], boot["ours"]),
-                    f"{CANDIDATE_NAMES[choice['scorer']]} ({cands})",
+                    f"{SHORT[choice['scorer']]} ({cands})",
                     shown(aucs["lightgbm_default"], boot["lightgbm_default"]),
                     shown(aucs["logistic_c1"], boot["logistic_c1"]),
-                    f"{aucs['ours'] - aucs[best]:+.3f} [{lo:+.3f}, {hi:+.3f}]", f"{seconds:.1f}")
+                    f"{aucs['ours'] - aucs[best]:+.4f} [{lo:+.4f}, {hi:+.4f}]", f"{seconds:.1f}")
         console.print(f"{name}: done in {seconds:.1f} s", style="dim")
     console.print(out)
     return 0

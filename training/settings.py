@@ -58,7 +58,7 @@ class TrainingConfig(Section):
     """Wall-time budget of one search, checked before each fit; None: only the trial count
     bounds it. A search cut short by it depends on the machine's speed (the report says so);
     one ended by the trial count is reproducible for a seed."""
-    logistic_c: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    logistic_c: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
     """Inverse L2 strengths tried for the logistic-regression candidate of the table mode; the
     one with the lowest cross-validated log loss on its own rows is kept (`training.table`)."""
     table_calibration: Literal["sigmoid", "auto"] = "sigmoid"

@@ -187,6 +187,9 @@ def _three_way(idx: np.ndarray, y: np.ndarray, seed: int
     return tr, va, ca
 
 
+PROBABILITIES = ("model", "logistic", "blend")
+"""The candidates whose scores are probabilities (the rules score only ranks)."""
+
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """Row positions of one fold: training, early stopping, calibration, test."""
 
@@ -286,8 +289,12 @@ def _fold_predictions(t: PreparedTable, rows: Rows, cfg: TrainingConfig, label: 
     lr, lr_info = fit_logistic_tuned(t, tr, va, cfg, refit)
     test = t.frame.iloc[te]
     info = {"lightgbm_search": bundle.metadata["search"], "logistic": lr_info}
-    return bundle, {"model": bundle.predict_proba(test),
-                    "logistic": baselines.predict_logistic(lr, test)}, info
+    preds = {"model": bundle.predict_proba(test),
+             "logistic": baselines.predict_logistic(lr, test)}
+    # Trees and a line err differently on a table where both are close: their mean often
+    # ranks better than either, and costs no fit.
+    preds["blend"] = (preds["model"] + preds["logistic"]) / 2
+    return bundle, preds, info
 
 
 def _time_rows(t: PreparedTable, spec: TableSpec) -> tuple[Rows, Any]:
@@ -325,7 +332,7 @@ def evaluate_table(t: PreparedTable, spec: TableSpec, cfg: TrainingConfig,
         if rules is not None:
             preds["rules"] = rules[te]
         y_test, test_rows = y[te], f.iloc[te]
-        metrics = evaluate.evaluate_rows(y_test, preds)
+        metrics = evaluate.evaluate_rows(y_test, preds, PROBABILITIES)
         folds.append({**metrics, "_test": f"{spec.time} from {first_test}"})
         split = {"scheme": f"time split on {spec.time!r}: train, early stopping, calibration, "
                            "test = 60/10/10/20% of rows in time order",
@@ -333,7 +340,7 @@ def evaluate_table(t: PreparedTable, spec: TableSpec, cfg: TrainingConfig,
                           "test": len(te)}}
         basis = "test-window ROC AUC"
     else:
-        oof = {"model": np.full(len(f), np.nan), "logistic": np.full(len(f), np.nan)}
+        oof = {k: np.full(len(f), np.nan) for k in ("model", "logistic", "blend")}
         for k, rows in enumerate(cv_folds(y, cfg)):
             te = rows[3]
             # Rows are exchangeable here, so the early-stopping rows can join the final fit.
@@ -343,7 +350,8 @@ def evaluate_table(t: PreparedTable, spec: TableSpec, cfg: TrainingConfig,
                 oof[name][te] = p
             if rules is not None:
                 preds["rules"] = rules[te]
-            folds.append({**evaluate.evaluate_rows(y[te], preds), "_test": f"fold {k}"})
+            folds.append({**evaluate.evaluate_rows(y[te], preds, PROBABILITIES),
+                          "_test": f"fold {k}"})
             if progress:
                 progress("models", k + 1, cfg.cv_folds + 1)
         # The registered model sees every row; its quality is the cross-validated estimate.
@@ -355,7 +363,7 @@ def evaluate_table(t: PreparedTable, spec: TableSpec, cfg: TrainingConfig,
         if rules is not None:
             preds["rules"] = rules
         y_test, test_rows = y, f
-        metrics = evaluate.evaluate_rows(y, preds)
+        metrics = evaluate.evaluate_rows(y, preds, PROBABILITIES)
         split = {"scheme": f"stratified {cfg.cv_folds}-fold cross-validation (out-of-fold "
                            "predictions; each fold: 70/15/15% train, early stopping, "
                            "calibration); the registered model is refitted on all rows"}
@@ -364,7 +372,7 @@ def evaluate_table(t: PreparedTable, spec: TableSpec, cfg: TrainingConfig,
     split["champion"] = choose_champion(y_test, preds, cfg.seed, basis)
     bundle.label = spec.label
     bundle.metadata["renamed_columns"] = t.renamed
-    segments = evaluate.by_segment(y_test, preds, test_rows["segment"]) \
+    segments = evaluate.by_segment(y_test, preds, test_rows["segment"], PROBABILITIES) \
         if "segment" in test_rows else {}
     return ModelResult(
         label=spec.label, target="table", horizon=0, bundle=bundle, split=split,
@@ -377,6 +385,7 @@ def evaluate_table(t: PreparedTable, spec: TableSpec, cfg: TrainingConfig,
 # --- the champion -----------------------------------------------------------------------------
 
 CANDIDATE_NAMES = {"model": "LightGBM", "logistic": "logistic regression",
+                   "blend": "the mean of LightGBM's and logistic regression's probabilities",
                    "rules": "the rules score"}
 BOOTSTRAP_RESAMPLES = 1000
 
@@ -438,8 +447,10 @@ def champion_note(choice: dict[str, Any], logistic_name: str | None) -> str | No
         lo, hi = auc[k]["ci95"]
         return f"{auc[k]['value']:.3f} [{lo:.3f}, {hi:.3f}]"
 
-    where = {"logistic": f"it is registered as {logistic_name}" if logistic_name else
-             "it is recorded as the winner (not registered: --no-register)",
+    registered = f"registered as {logistic_name}" if logistic_name else \
+        "not registered (--no-register)"
+    where = {"logistic": f"it is recorded as the winner and {registered}",
+             "blend": f"it is recorded as the winner and its logistic regression is {registered}",
              "rules": "it ranks without a fitted model, so nothing else is registered"}[win]
     return (f"LightGBM is beaten by {CANDIDATE_NAMES[win]} on the same rows ({choice['basis']} "
             f"{shown(win)} vs {shown('model')}, lead {lead['value']:+.3f} "
@@ -479,7 +490,7 @@ def train_table(settings: Settings, spec: TableSpec, *, register: bool = True,
                                            fingerprint=fingerprint, progress=progress)
         if note:
             _record_beaten(settings, run_id, result, choice, note)
-        if choice["scorer"] == "logistic" and logistic_name:
+        if choice["scorer"] in ("logistic", "blend") and logistic_name:
             with threadpool_limits(cfg.num_threads):
                 model, info = final_logistic(prepared, spec, cfg)
             report["models"][spec.label]["champion"]["registered"] = _register_logistic(
