@@ -65,7 +65,7 @@ class TrainingConfig(Section):
     """Calibration of the table mode's LightGBM. `sigmoid` (Platt): a strictly increasing map,
     so the ranking the champion is chosen on stays the booster's. `auto`: as the warehouse
     models (isotonic with `isotonic_min_positives`), whose steps tie rows: on the public tables
-    of bench/RESULTS.md that cost 0.003-0.005 ROC AUC."""
+    of bench/RESULTS.md that cost up to 0.005 ROC AUC."""
     num_threads: int = Field(1, ge=1)
     """Fixed so a seed reproduces the same trees. One thread is also the fastest on a shared
     2-core machine (OpenMP threads spin while the cores are busy: bench/RESULTS.md); raise it

@@ -5,11 +5,20 @@ or Parquet file with one row per example, a binary label and feature columns (nu
 or text that becomes a category). With `--time`, rows are split chronologically (earliest 60%
 train, then 10% early stopping, 10% calibration, latest 20% test; rows sharing a time value stay
 together); without it, stratified k-fold cross-validation estimates performance out of fold and
-a final model is fitted on all rows. Fitting, calibration, evaluation, the leakage guard and
-MLflow registration are the same code the warehouse models use.
+a final model is fitted on all rows.
 
-It owns reading and checking the table and the split schemes; it must not re-implement fitting,
-metrics or tracking.
+A table nobody here has seen may be better served by a line than by trees, so every fold fits
+the candidates on the same rows: LightGBM with its parameters searched on the fold's training
+and early-stopping rows (`training.search`) and Platt-calibrated, logistic regression with C
+chosen inside the fold, the mean of the two, and (when the table carries the data contract's
+features) the rules score. The champion is the best by pooled out-of-fold ROC AUC (test-window
+AUC with `--time`), reported with bootstrap 95% intervals of each AUC and of its lead. The
+saved bundle is always the LightGBM (the format serving loads); when another candidate beats
+it, the report's warnings and the registry say so, and a winning logistic regression is
+registered under its own name (`<name>-logistic`, alias champion).
+
+It owns reading and checking the table, the split schemes and the choice among candidates; it
+must not re-implement fitting, metrics or tracking.
 """
 
 from __future__ import annotations
