@@ -34,8 +34,10 @@ def _is_categorical(col: pd.Series) -> bool:
     return isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col)
 
 
-def fit_logistic(frame: pd.DataFrame, features: Sequence[str], label: str, seed: int) -> Pipeline:
-    """Standardised, imputed logistic regression on the features (the linear baseline)."""
+def fit_logistic(frame: pd.DataFrame, features: Sequence[str], label: str, seed: int,
+                 C: float = 1.0) -> Pipeline:
+    """Standardised, imputed logistic regression on the features (the linear baseline);
+    `C` is sklearn's inverse L2 strength."""
     cats = [f for f in features if _is_categorical(frame[f])]
     nums = [f for f in features if f not in cats]
     # Features that are entirely missing in training carry nothing and break the imputer.
@@ -48,7 +50,7 @@ def fit_logistic(frame: pd.DataFrame, features: Sequence[str], label: str, seed:
                               OneHotEncoder(handle_unknown="ignore", min_frequency=20)), cats),
     ])
     model = Pipeline([("pre", pre),
-                      ("lr", LogisticRegression(C=1.0, max_iter=2000, random_state=seed))])
+                      ("lr", LogisticRegression(C=C, max_iter=2000, random_state=seed))])
     model.fit(_as_sklearn_frame(frame, nums, cats), frame[label].to_numpy(int))
     model.feature_names_ = (nums, cats)  # type: ignore[attr-defined]
     return model

@@ -86,6 +86,22 @@ class TrainingConfig(Section):
     documents `basic` as over-constraining and `intermediate` as much less so. With `basic`, a
     usage-cut account's usage factors often do not lead its explanation; `intermediate` trains
     no slower (bench/RESULTS.md)."""
+    search_trials: int = Field(16, ge=0)
+    """LightGBM configurations a search starts from (`training.search`: successive halving on
+    the early-stopping rows; the configured values are always among them). 0 or 1: no search,
+    the configured values. Used by the bring-your-own-table mode."""
+    search_seconds: float | None = Field(60.0, gt=0)
+    """Wall-time budget of one search, checked before each fit; None: only the trial count
+    bounds it. A search cut short by it depends on the machine's speed (the report says so);
+    one ended by the trial count is reproducible for a seed."""
+    logistic_c: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+    """Inverse L2 strengths tried for the logistic-regression candidate of the table mode; the
+    one with the lowest cross-validated log loss on its own rows is kept (`training.table`)."""
+    table_calibration: Literal["sigmoid", "auto"] = "sigmoid"
+    """Calibration of the table mode's LightGBM. `sigmoid` (Platt): a strictly increasing map,
+    so the ranking the champion is chosen on stays the booster's. `auto`: as the warehouse
+    models (isotonic with `isotonic_min_positives`), whose steps tie rows: on the public tables
+    of bench/RESULTS.md that cost up to 0.005 ROC AUC."""
     num_threads: int = Field(1, ge=1)
     """Fixed so a seed reproduces the same trees. One thread is also the fastest on a shared
     2-core machine (OpenMP threads spin while the cores are busy: bench/RESULTS.md); raise it
