@@ -28,6 +28,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import InvalidInput
+from serving.problems import problem
 from serving.settings import ServingConfig
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -94,11 +95,8 @@ class BodyLimit:
         limit = _body_limit(scope)
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            from starlette.requests import Request
-
-            from serving.problems import problem
-
-            await problem(Request(scope), 413, BodyTooLarge(limit).detail)(scope, receive, send)
+            refused = problem(Request(scope), 413, BodyTooLarge(limit).detail)
+            await refused(scope, receive, send)
             return
         seen = 0
 

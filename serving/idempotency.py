@@ -31,9 +31,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.auth import HEADER
+from serving.problems import field_error, problem
 from serving.store import Base
 
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -207,10 +209,6 @@ async def _replay(send: Send, got: Claim) -> None:
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str,
                   headers: dict[str, str] | None = None,
                   loc: list[str | int] | None = None) -> None:
-    from starlette.requests import Request
-
-    from serving.problems import field_error, problem
-
     errors = [field_error(loc or ["header", "Idempotency-Key"], detail)] \
         if status == 422 else None
     response = problem(Request(scope, receive), status, detail, errors=errors, headers=headers)
