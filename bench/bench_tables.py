@@ -13,7 +13,8 @@ SMB SaaS churn without months_active, RavenStack's account table). Nothing is do
 
     .venv/bin/python bench/bench_tables.py [--small] [--tables wa_churn,attrition]
 
-`--small`: 3 folds and 8 search candidates.
+`--small`: 3 folds and 8 search candidates. `--champion-se 0` / `--logistic-c-se 0`: the
+choices by the bare best estimate instead of the one-standard-error rule.
 """
 
 from __future__ import annotations
@@ -97,6 +98,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="3 folds, 8 search candidates")
     parser.add_argument("--tables", default=None, help="comma-separated subset")
+    parser.add_argument("--champion-se", type=float, default=None,
+                        help="the champion rule's standard errors (training.champion_se)")
+    parser.add_argument("--logistic-c-se", type=float, default=None,
+                        help="the C rule's standard errors (training.logistic_c_se)")
     args = parser.parse_args()
 
     from threadpoolctl import threadpool_limits
@@ -113,6 +118,9 @@ def main() -> int:
     cfg = load_settings().training
     if args.small:
         cfg = cfg.model_copy(update={"cv_folds": 3, "search_trials": 8})
+    for option in ("champion_se", "logistic_c_se"):
+        if getattr(args, option) is not None:
+            cfg = cfg.model_copy(update={option: getattr(args, option)})
     chosen = tables()
     if args.tables:
         chosen = {k: chosen[k] for k in args.tables.split(",")}

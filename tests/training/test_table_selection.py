@@ -124,7 +124,8 @@ def test_with_one_standard_error_a_lead_within_the_noise_keeps_the_simpler_candi
     close = choose_champion(y, {"model": trees, "logistic": line}, 0, "x", se=1.0)
     assert close["best"] == "model" and close["scorer"] == "logistic"
     assert close["lead"]["model"]["value"] < 0
-    assert choose_champion(y, {"model": trees, "logistic": line}, 0, "x")["scorer"] == "model"
+    assert choose_champion(y, {"model": trees, "logistic": line}, 0, "x", se=0.0)["scorer"] \
+        == "model"
     assert choose_champion(y, {"model": far, "logistic": line}, 0, "x", se=1.0)["scorer"] == \
         "model"
 
