@@ -9,6 +9,7 @@ rows per second and the peak memory of the ingest itself.
     .venv/bin/python bench/bench_ingest.py --accounts 10000 --no-csv
     .venv/bin/python bench/bench_ingest.py --big            # a ~500 MB usage-event CSV
     .venv/bin/python bench/bench_ingest.py --big --code /path/to/other/checkout
+    .venv/bin/python bench/bench_ingest.py --big --compare /path/to/other/checkout --rounds 2
 
 Worlds are generated into bench/out/ingest_* by a child process and reused (--fresh rebuilds);
 each ingest also runs in its own child process, so the peak memory reported is the ingest's.
@@ -18,7 +19,10 @@ generated world (300 accounts x 730 days) whose accounts, subscriptions and usag
 with shifted account ids until usage_events.csv is about `--mb` MB, written once to
 /tmp/healthscore_bench_ingest_big and reused. The ingest is `healthscore ingest` run under
 `/usr/bin/time -v` (wall time, maximum resident set size); `--code` runs the command of another
-checkout of the project on the same folder, for a before/after figure.
+checkout of the project on the same folder, for a before/after figure. `--compare` runs the
+other checkout and this one alternately (other, this, other, this, ... `--rounds` times each) on
+the same folder and reports every run and the medians: on a shared machine the load changes
+from minute to minute, and only runs interleaved this way compare the code rather than the load.
 """
 
 from __future__ import annotations
@@ -153,6 +157,49 @@ def big(mb: int, code: Path) -> dict[str, str]:
             "rows": f"{sum(rows.values()):,}", "usage_rows": f"{rows.get('usage_events', 0):,}"}
 
 
+def _seconds(wall: str) -> float:
+    """`/usr/bin/time`'s wall clock (h:mm:ss or m:ss.ss) in seconds."""
+    total = 0.0
+    for part in wall.split(":"):
+        total = total * 60 + float(part)
+    return total
+
+
+def compare(mb: int, other: Path, this: Path, rounds: int) -> int:
+    """Alternate `rounds` ingests of each checkout on the big folder; print each and medians."""
+    import statistics
+
+    from rich.progress import Progress
+
+    console = Console()
+    runs: list[dict[str, str]] = []
+    order = [(other, "other"), (this, "this")] * rounds
+    with Progress(console=console) as bar:
+        task = bar.add_task(f"ingesting a {mb} MB usage CSV, alternately", total=len(order))
+        for code, which in order:
+            load = os.getloadavg()[0]
+            start = datetime.now(UTC)
+            r = big(mb, code)
+            runs.append({**r, "which": which, "code": str(code), "start": f"{start:%H:%M}",
+                         "load": f"{load:.1f}-{os.getloadavg()[0]:.1f}"})
+            bar.advance(task)
+    table = Table(title=f"ingest of a {runs[0]['csv_mb']} MB usage-event CSV, alternating")
+    for col in ("run", "code", "start (UTC)", "load average", "rows loaded", "wall time",
+                "peak RSS MB"):
+        table.add_column(col, justify="left" if col in ("code",) else "right")
+    for i, r in enumerate(runs, 1):
+        table.add_row(str(i), r["code"], r["start"], r["load"], r["rows"], r["wall"],
+                      r["peak_mb"])
+    for which, code in (("other", other), ("this", this)):
+        mine = [r for r in runs if r["which"] == which]
+        wall = statistics.median(_seconds(r["wall"]) for r in mine)
+        peak = statistics.median(float(r["peak_mb"].replace(",", "")) for r in mine)
+        table.add_row("median", str(code), "", "", mine[0]["rows"], f"{wall:.1f} s",
+                      f"{peak:,.0f}")
+    console.print(table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", action="store_true",
@@ -160,12 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=int, default=500, help="size of the big usage CSV")
     parser.add_argument("--code", type=Path, default=Path(__file__).resolve().parents[1],
                         help="checkout whose `healthscore ingest` runs the big bench")
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="with --big: alternate runs of this checkout and of --code")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each with --compare")
     parser.add_argument("--small", action="store_true", help="300 accounts x 365 days")
     parser.add_argument("--accounts", type=int, default=None)
     parser.add_argument("--days", type=int, default=None)
     parser.add_argument("--fresh", action="store_true", help="regenerate the worlds")
     parser.add_argument("--no-csv", action="store_true", help="skip the CSV copy of the world")
     args = parser.parse_args(argv)
+    if args.big and args.compare is not None:
+        return compare(args.mb, args.compare.resolve(), args.code.resolve(), args.rounds)
     if args.big:
         console = Console()
         with console.status(f"ingesting a {args.mb} MB usage CSV with {args.code}"):

@@ -13,7 +13,8 @@ SMB SaaS churn without months_active, RavenStack's account table). Nothing is do
 
     .venv/bin/python bench/bench_tables.py [--small] [--tables wa_churn,attrition]
 
-`--small`: 3 folds and 8 search candidates.
+`--small`: 3 folds and 8 search candidates. `--champion-se 0` / `--logistic-c-se 0`: the
+choices by the bare best estimate instead of the one-standard-error rule.
 """
 
 from __future__ import annotations
@@ -73,10 +74,34 @@ def baselines_on_folds(t, cfg, folds) -> dict[str, np.ndarray]:
     return out
 
 
+def held_out_selection(y: np.ndarray, preds: dict[str, np.ndarray], folds, cfg
+                       ) -> tuple[np.ndarray, list[str]]:
+    """The table mode's choice made without the rows it is scored on: for each fold, the
+    champion rule (`choose_champion`) on the other folds' out-of-fold predictions, and that
+    candidate's predictions on the fold. The pooled result measures the selection itself on
+    held-out rows (the candidates' models never saw the fold either), where "ours" is chosen on
+    every row it is scored on."""
+    from training.table import choose_champion
+
+    out = np.full(len(y), np.nan)
+    chosen = []
+    for *_, te in folds:
+        rest = np.setdiff1d(np.arange(len(y)), te)
+        pick = choose_champion(y[rest], {k: v[rest] for k, v in preds.items()}, cfg.seed,
+                               "other folds", cfg.champion_se)["scorer"]
+        out[te] = preds[pick][te]
+        chosen.append(pick)
+    return out, chosen
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="3 folds, 8 search candidates")
     parser.add_argument("--tables", default=None, help="comma-separated subset")
+    parser.add_argument("--champion-se", type=float, default=None,
+                        help="the champion rule's standard errors (training.champion_se)")
+    parser.add_argument("--logistic-c-se", type=float, default=None,
+                        help="the C rule's standard errors (training.logistic_c_se)")
     args = parser.parse_args()
 
     from threadpoolctl import threadpool_limits
@@ -93,6 +118,9 @@ def main() -> int:
     cfg = load_settings().training
     if args.small:
         cfg = cfg.model_copy(update={"cv_folds": 3, "search_trials": 8})
+    for option in ("champion_se", "logistic_c_se"):
+        if getattr(args, option) is not None:
+            cfg = cfg.model_copy(update={option: getattr(args, option)})
     chosen = tables()
     if args.tables:
         chosen = {k: chosen[k] for k in args.tables.split(",")}
@@ -100,7 +128,8 @@ def main() -> int:
     out = Table(title=f"Pooled out-of-fold ROC AUC \\[bootstrap 95%], {cfg.cv_folds} stratified "
                       f"folds, seed {cfg.seed}, search {cfg.search_trials} candidates")
     for col in ("table", "rows", "positives", "ours", "champion", "LightGBM default",
-                "logistic C=1", "ours - best baseline", "seconds (ours)"):
+                "logistic C=1", "ours - best baseline", "held-out selection (per fold)",
+                "held-out - best baseline", "seconds (ours)"):
         out.add_column(col, justify="left" if col in ("table", "champion") else "right")
 
     def shown(auc: float, ci: np.ndarray) -> str:
@@ -117,22 +146,33 @@ def main() -> int:
             clock = time.perf_counter()
             result = evaluate_table(t, spec, cfg)
             seconds = time.perf_counter() - clock
-            base = baselines_on_folds(t, cfg, cv_folds(y, cfg))
+            folds = cv_folds(y, cfg)
+            base = baselines_on_folds(t, cfg, folds)
         choice = result.split["champion"]
-        ours = np.asarray(result.test_predictions[choice["scorer"]], float)
-        scores = {"ours": ours, **base}
+        preds = {k: np.asarray(v, float) for k, v in result.test_predictions.items()
+                 if v is not None}
+        ours = preds[choice["scorer"]]
+        held, picks = held_out_selection(y, preds, folds, cfg)
+        scores = {"ours": ours, "held": held, **base}
         boot = bootstrap_aucs(y, scores, cfg.seed)
         aucs = {k: float(roc_auc_score(y, v)) for k, v in scores.items()}
         best = max(("lightgbm_default", "logistic_c1"), key=lambda k: aucs[k])
         lead = boot["ours"] - boot[best]
         lo, hi = np.nanpercentile(lead, [2.5, 97.5])
+        held_lead = boot["held"] - boot[best]
+        hlo, hhi = np.nanpercentile(held_lead, [2.5, 97.5])
         cands = ", ".join(f"{SHORT[k]} {v['value']:.4f}" for k, v in choice["roc_auc"].items())
         out.add_row(name, f"{len(y):,}", f"{int(y.sum()):,}", shown(aucs["ours"], boot["ours"]),
                     f"{SHORT[choice['scorer']]} ({cands})",
                     shown(aucs["lightgbm_default"], boot["lightgbm_default"]),
                     shown(aucs["logistic_c1"], boot["logistic_c1"]),
-                    f"{aucs['ours'] - aucs[best]:+.4f} [{lo:+.4f}, {hi:+.4f}]", f"{seconds:.1f}")
-        console.print(f"{name}: done in {seconds:.1f} s", style="dim")
+                    f"{aucs['ours'] - aucs[best]:+.4f} [{lo:+.4f}, {hi:+.4f}]",
+                    f"{shown(aucs['held'], boot['held'])} ({', '.join(SHORT[p] for p in picks)})",
+                    f"{aucs['held'] - aucs[best]:+.4f} [{hlo:+.4f}, {hhi:+.4f}]",
+                    f"{seconds:.1f}")
+        logistic_c = [f["logistic"]["C"] for f in result.split["candidates"]]
+        console.print(f"{name}: done in {seconds:.1f} s; logistic C per fold {logistic_c}; "
+                      f"champion rule: {choice['rule']}", style="dim")
     console.print(out)
     return 0
 

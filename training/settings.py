@@ -96,7 +96,22 @@ class TrainingConfig(Section):
     one ended by the trial count is reproducible for a seed."""
     logistic_c: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
     """Inverse L2 strengths tried for the logistic-regression candidate of the table mode; the
-    one with the lowest cross-validated log loss on its own rows is kept (`training.table`)."""
+    one with the lowest cross-validated log loss on its own rows is kept (`training.table`),
+    unless `logistic_c_default` is within `logistic_c_se` standard errors of it."""
+    logistic_c_default: float = Field(1.0, gt=0)
+    """The C the logistic candidate keeps unless another C's cross-validated log loss beats it
+    by more than `logistic_c_se` standard errors: the log losses of neighbouring Cs differ by
+    less than their own standard error on most tables, and choosing among them by the bare
+    minimum picks noise (bench/RESULTS.md)."""
+    logistic_c_se: float = Field(1.0, ge=0)
+    """One-standard-error rule for C: the standard errors of the per-row log-loss difference
+    by which another C must beat `logistic_c_default`. 0: the lowest log loss."""
+    champion_se: float = Field(1.0, ge=0)
+    """One-standard-error rule for the table mode's champion: the paired bootstrap standard
+    errors of ROC AUC by which a more complex candidate (trees over a line, the blend over
+    either) must lead the simplest one before it is chosen. 0: the highest AUC, ties to the
+    simpler. Chosen again on each fold's other folds (bench/bench_tables.py), the rule at 1
+    held on 4 of the 5 public tables of bench/RESULTS.md and at 0 on 3."""
     table_calibration: Literal["sigmoid", "auto"] = "sigmoid"
     """Calibration of the table mode's LightGBM. `sigmoid` (Platt): a strictly increasing map,
     so the ranking the champion is chosen on stays the booster's. `auto`: as the warehouse

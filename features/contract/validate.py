@@ -421,6 +421,14 @@ def _arrow_type_sql(con: duckdb.DuckDBPyConnection, arrow: pa.Table) -> dict[str
     return {c: ("VARCHAR" if t in ("NULL", '"NULL"') else t) for c, t in described.items()}
 
 
+@dataclass(frozen=True)
+class _AccountLookup:
+    index: pd.Index
+    known: np.ndarray
+    signup_day: np.ndarray
+    first_start: np.ndarray
+
+
 class Validation:
     """One validation run over tables that arrive in chunks, in contract order (`TABLES`).
 
@@ -454,6 +462,8 @@ class Validation:
         self._known: pd.Index | None = None
         self._signup: pd.Series | None = None
         self._first_start: pd.Series | None = None
+        self._lookup_cache: _AccountLookup | None = None
+        """Built from `_known`, `_signup` and `_first_start`; reset when they change."""
         self._seq = 0
 
     # --- feeding ---------------------------------------------------------------------------
@@ -484,6 +494,7 @@ class Validation:
             kept = kept.drop_duplicates("account_id")
             self._known = pd.Index(kept["account_id"].dropna().unique())
             self._signup = pd.Series(kept["created_at"].to_numpy(), index=kept["account_id"])
+            self._lookup_cache = None
             return
         if self._known is None:
             return
@@ -507,6 +518,7 @@ class Validation:
             ).to_arrow_table().to_pandas()
             self._first_start = pd.Series(first["first"].to_numpy(dtype="datetime64[us]"),
                                           index=first["account_id"])
+            self._lookup_cache = None
 
     def finish(self, extra_tables: Iterable[str] = ()) -> ValidationReport:
         """The report of the run (after the churn-flag check, which needs every table)."""
@@ -569,22 +581,48 @@ class Validation:
         """The cross-table marks of a chunk (counted in `end`, over the rows still kept)."""
         assert self._known is not None and self._signup is not None
         ids = typed["account_id"]
-        typed["__unknown"] = (ids.notna() & ~ids.isin(self._known)).to_numpy(dtype=bool)
+        # One hash look-up of the chunk's ids serves every mark (a map per mark hashed the
+        # same strings again: the marks were a fifth of a big usage file's ingest).
+        lookup = self._lookup()
+        pos = lookup.index.get_indexer(ids)
+        hit = pos >= 0
+        at = np.where(hit, pos, 0)
+        typed["__unknown"] = ids.notna().to_numpy(dtype=bool) & ~(hit & lookup.known[at])
         shown = np.zeros(len(typed), dtype=bool)
         time_col = spec.time_column
         if time_col is not None and spec.name not in PAST_CHECK_EXEMPT_TABLES:
             # By calendar day: a date-only event on the signup day is not before the signup.
-            created = ids.map(self._signup).astype("datetime64[us]").dt.normalize()
-            early = (typed[time_col] < created).fillna(False).to_numpy(dtype=bool)
+            created = np.where(hit, lookup.signup_day[at], np.datetime64("NaT", "us"))
+            early = typed[time_col].to_numpy(dtype="datetime64[us]") < created
             typed["__early"] = early
             shown |= early
         if spec.name == "usage_events" and self._first_start is not None:
-            first = ids.map(self._first_start).astype("datetime64[us]")
-            before = (typed["ts"] < first).fillna(False).to_numpy(dtype=bool)
+            first = np.where(hit, lookup.first_start[at], np.datetime64("NaT", "us"))
+            before = typed["ts"].to_numpy(dtype="datetime64[us]") < first
             typed["__before_sub"] = before
             shown |= before
         if shown.any() and time_col in raw:
             typed[SHOWN_COL] = _as_text(raw[time_col]).where(shown)
+
+    def _lookup(self) -> _AccountLookup:
+        """Per account id: known to accounts, its signup day, its first subscription start
+        (NaT where none), built once per state of the accounts and subscriptions."""
+        if self._lookup_cache is not None:
+            return self._lookup_cache
+        assert self._known is not None and self._signup is not None
+        signup = self._signup[self._signup.index.notna()]
+        first = self._first_start if self._first_start is not None else \
+            pd.Series([], dtype="datetime64[us]")
+        first = first[first.index.notna()]
+        index = pd.Index(self._known).append(pd.Index(signup.index)).append(
+            pd.Index(first.index)).unique()
+        day = signup.astype("datetime64[us]").dt.normalize()
+        lookup = _AccountLookup(
+            index, index.isin(self._known),
+            day.reindex(index).to_numpy(dtype="datetime64[us]"),
+            first.astype("datetime64[us]").reindex(index).to_numpy(dtype="datetime64[us]"))
+        self._lookup_cache = lookup
+        return lookup
 
     def _stage(self, name: str, spec: Table, typed: pd.DataFrame) -> None:
         arrow = pa.Table.from_pandas(typed, preserve_index=False)
