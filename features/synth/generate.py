@@ -29,6 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.contract.tables import TABLES
+from features.synth import params as P
 from features.synth.accounts import account_ids, build_accounts, draw_profiles
 from features.synth.columns import str_column, timestamps
 from features.synth.commercial import (
@@ -39,7 +40,6 @@ from features.synth.commercial import (
     subscription_rows,
 )
 from features.synth.latent import SHOCK_KINDS, Latent, simulate
-from features.synth import params as P
 from features.synth.params import EventTypeEffect
 from features.synth.signals import build_surveys, build_tickets, build_touchpoints
 from features.synth.usage import build_usage

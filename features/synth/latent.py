@@ -6,8 +6,9 @@ It owns the truth: `churn_hazard[d, a]` is the probability the account churns on
 is still a customer), and the churn draw uses exactly that number, so the probability computed
 from the hazards is the true one given the hidden path. Beside it, the state each day's data
 came from, in the terms of the churn decision (`end_logit`, `midterm_hazard`, `days_to_end`,
-`event_logit`): what the oracle as of a date reads, since the path after it shows in no data. The process goes on after a churn
-(hypothetically) so the hazards in any window never depend on the draws. It must not produce
+`event_logit`): what the oracle as of a date reads, since the path after it shows in no data.
+The process goes on after a churn (hypothetically) so the hazards in any window never depend
+on the draws. It must not produce
 observations (usage, tickets, ...): those are noisy views of this state built by other modules.
 Arrays are day-major, shape (days, accounts), so each simulated day writes one contiguous row.
 """

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from features.contract.tables import TABLES
 from features.synth.generate import (
+    STATE_COLUMNS,
     World,
     generate_world,
-    STATE_COLUMNS,
     oracle_probability,
     path_probability,
     write_world,
@@ -344,12 +344,12 @@ def test_the_oracle_reads_the_state_of_the_day_before_not_the_path_after_it(worl
     as_of = pd.Timestamp(START) + 200 * DAY
     ents = _entities(world, pd.DatetimeIndex([as_of]))
     before = oracle_probability(world.truth, ents, 90)
-    future = world.truth.copy()
+    future = world.truth.astype({"end_logit": float})
     later = future["date"] >= as_of
     future.loc[later, ["end_logit", "churn_hazard"]] += [3.0, 0.01]
     pd.testing.assert_series_equal(oracle_probability(future, ents, 90), before)
     assert (path_probability(future, ents, 90) > path_probability(world.truth, ents, 90)).all()
-    worse = world.truth.copy()
+    worse = world.truth.astype({"end_logit": float})
     worse.loc[worse["date"] == as_of - DAY, "end_logit"] += 3.0
     assert (oracle_probability(worse, ents, 90) >= before).all()
     assert (oracle_probability(worse, ents, 90) > before).mean() > 0.1

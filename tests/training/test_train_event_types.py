@@ -1,8 +1,8 @@
 """Churn models learn a customer's own event types: on a generated world whose declared event
 types raise, lower or do not move churn (`features.synth.params.EXAMPLE_EVENT_TYPES`), the
 strongest types are among the model's top factors, the raising types raise the risk of the
-accounts that do them often and the lowering type lowers it, and the model is within a small
-world's bound of the oracle.
+accounts that do them often and the lowering type lowers it, and the model is to come within
+0.03 ROC AUC of the oracle (the state as of each date, `oracle_probability`).
 
 The world is small (a test of about a minute); bench/bench_event_types.py measures the gap to
 the oracle on a larger one (bench/RESULTS.md)."""
@@ -86,10 +86,12 @@ def test_churn_raising_types_are_top_factors_that_raise_the_risk_of_their_users(
         assert sign * by_type[slug][seldom].mean() < 0, slug
 
 
-def test_the_model_comes_within_a_small_worlds_bound_of_the_oracle(trained):
+@pytest.mark.xfail(strict=False, reason="the product requirement is not met yet: the model "
+                   "stays about 0.06-0.10 ROC AUC below the oracle of the state as of the date "
+                   "(bench/RESULTS.md, 'Event-type worlds: model vs oracle')")
+def test_the_model_comes_within_003_of_the_oracle(trained):
+    """The oracle reads the state each row's data came from (`oracle_probability`), not the
+    path after the as-of date: what the data can reveal, so the model can come close."""
     _, with_types = trained
     auc = {k: v["roc_auc"] for k, v in with_types.pooled.items()}
-    # A small world (one fold of two test dates, a few dozen churns): the bound is loose; the
-    # larger world's figures are in bench/RESULTS.md.
-    assert auc["model"] >= auc["oracle"] - 0.3, auc
-    assert auc["model"] > 0.6, auc
+    assert auc["model"] >= auc["oracle"] - 0.03, auc
