@@ -39,6 +39,7 @@ from features.synth.commercial import (
     build_subscriptions,
     subscription_rows,
 )
+from features.synth.intent_estimate import filtered_intent, observed_counts
 from features.synth.latent import SHOCK_KINDS, Latent, simulate
 from features.synth.params import EventTypeEffect
 from features.synth.signals import build_surveys, build_tickets, build_touchpoints
@@ -54,7 +55,8 @@ SHOCKS_FILE = "truth_events.csv"
 VOICE_TABLES = ("tickets", "surveys", "touchpoints")
 """The tables an events-only world leaves out (not connected): only product events, billing and
 the commercial outcomes."""
-STATE_COLUMNS = ("term", "days_to_end", "end_logit", "midterm_hazard", "event_logit")
+STATE_COLUMNS = ("term", "days_to_end", "end_logit", "midterm_hazard", "event_logit",
+                 "event_logit_seen", "event_logit_var")
 """Truth columns `oracle_probability` reads (see `World.truth`)."""
 
 
@@ -75,8 +77,12 @@ class World:
     is monthly), days_to_end (to the next scheduled contract end, 0 on it), end_logit (log-odds
     of leaving were a contract end that day, from health, shocks, plan and renewal count),
     midterm_hazard (daily early termination from the same), both without the hidden churn risk
-    and the intent; event_logit (log-odds the declared event types' intent adds to a decision
-    that day: the intent of `params.EVENT_INTENT_LEAD` days before; 0 without event types)."""
+    and the intent; event_logit (log-odds the declared event types' latent intent adds to a
+    decision that day: the intent of `params.EVENT_INTENT_LEAD` days before; 0 without event
+    types); event_logit_seen and event_logit_var (the posterior mean and variance of the
+    intent's log-odds as of that day given the usage table's event counts up to it,
+    `features.synth.intent_estimate`: what the data shows of the intent, aligned to the day the
+    counts end, not to a decision)."""
     shocks: pd.DataFrame
     """account_id, date, kind: the hidden events (champion_left, outage, usage_cut, budget_cut,
     new_use_case)."""
@@ -123,6 +129,7 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
     usage = build_usage(latent, profiles, ids, start, rng["usage"],
                         lambda f: report("usage", 0.25 + 0.55 * f),
                         event_types=event_types, propensity=propensity)
+    seen_logit, seen_var = _intent_seen(usage, event_types, ids, start, days)
     report("billing", 0.8)
     rows = subscription_rows(latent, profiles)
     tables: dict[str, pd.DataFrame] = {
@@ -143,7 +150,7 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
     tables = {t.name: _contract_order(tables[t.name], t.column_names) for t in TABLES
               if t.name in tables}
     report("truth", 0.94)
-    truth = _truth_frame(latent, ids, start, profiles.term)
+    truth = _truth_frame(latent, ids, start, profiles.term, seen_logit, seen_var)
     shocks = _shock_frame(latent, ids, start)
     report("done", 1.0)
     log.info("generated %d accounts x %d days: %s", n_accounts, days,
@@ -181,13 +188,28 @@ def recent_intent(intent: np.ndarray) -> np.ndarray:
     return out
 
 
+def _intent_seen(usage: pd.DataFrame, event_types: Sequence[EventTypeEffect], ids: np.ndarray,
+                 start: date, days: int) -> tuple[np.ndarray, np.ndarray]:
+    """(days, accounts) the churn log-odds the declared types' intent adds, as the usage
+    table shows it up to each day (`intent_estimate`): the posterior mean and variance of
+    sum(churn_effect * decision intent). Zeros without event types."""
+    n = len(ids)
+    if not event_types:
+        return np.zeros((days, n)), np.zeros((days, n))
+    counts, active = observed_counts(usage, event_types, ids, start, days)
+    mean, var = filtered_intent(counts, active, event_types)
+    effect = np.array([t.churn_effect for t in event_types])
+    return (np.einsum("k,dkn->dn", effect, mean), np.einsum("k,dkn->dn", effect**2, var))
+
+
 def _contract_order(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """Contract columns in contract order, then any custom attributes (accounts only)."""
     extra = [c for c in frame.columns if c not in columns]
     return frame[list(columns) + extra]
 
 
-def _truth_frame(lat: Latent, ids: np.ndarray, start: date, term: np.ndarray) -> pd.DataFrame:
+def _truth_frame(lat: Latent, ids: np.ndarray, start: date, term: np.ndarray,
+                 seen_logit: np.ndarray, seen_var: np.ndarray) -> pd.DataFrame:
     d = np.arange(lat.days)[None, :]
     # Account-major: one block of consecutive days per account, from its first day on.
     a, day = np.nonzero(d >= lat.first_day[:, None])
@@ -202,6 +224,8 @@ def _truth_frame(lat: Latent, ids: np.ndarray, start: date, term: np.ndarray) ->
         "end_logit": lat.end_logit[day, a],
         "midterm_hazard": lat.midterm_hazard[day, a],
         "event_logit": lat.event_logit[day, a],
+        "event_logit_seen": seen_logit[day, a],
+        "event_logit_var": seen_var[day, a],
     })
 
 
@@ -308,27 +332,41 @@ def path_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int,
 
 
 def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int,
-                       target: Target = "churn") -> pd.Series:
+                       target: Target = "churn", intent: str = "seen") -> pd.Series:
     """P(event within `horizon` days of as_of) per entity row, as the state the data came from
-    tells it: the best a model of the data can aim at.
+    tells it: the reference a model of the data is measured against.
 
-    It reads, for each row, the truth's `STATE_COLUMNS` on the last day before as_of (the day
-    whose state made the latest rows a feature sees) and the account's contract schedule and
-    term, and nothing after that day but the intent the event types already showed: a decision
-    on day D acts on the intent of D - `params.EVENT_INTENT_LEAD`, which is known for the days
-    D up to that last day + the lead, and held at its last value after them. Health and shocks
-    are held at their last state (their drift and new shocks are in no data). The hidden churn
-    risk shows in no table, so it is averaged out over its spread (`params.HIDDEN_RISK_SD`),
-    not read. Each day of the window [as_of, as_of + horizon) then has the hazard that state
-    gives (a contract end's log-odds on a scheduled end, the early-termination rate between),
-    and churn is 1 - their product of survivals; expansion is a first expansion at the last
-    day's expansion hazard with churn competing, as in `path_probability`. Days past the data
-    add nothing. Rows whose account the truth does not know get NaN. A truth without the state
-    columns (written before they existed) gets `path_probability`.
+    What it reads, for each row, on s = the last day before as_of (the day whose state made the
+    latest rows a feature sees), and why:
+    - the contract schedule and term (`term`, `days_to_end`): the subscriptions table shows
+      them;
+    - the churn log-odds of that day's health, shocks, plan and renewal count (`end_logit`,
+      `midterm_hazard`): latent, held at their value on s for the whole window (their drift and
+      new shocks are in no data). Usage, tickets, surveys and touchpoints are noisy views of
+      them, so this part is better informed than any model of the data: a small edge;
+    - the event types' intent only as the usage table shows it (`event_logit_seen`,
+      `event_logit_var`, `features.synth.intent_estimate`: the filtered posterior given the
+      event counts up to a day, not the latent intent). A decision on day D weighs the intent
+      of D - `params.EVENT_INTENT_LEAD`: its estimate from the counts up to that day, or up to
+      s when that is later (held after s);
+    - the hidden churn risk (`params.HIDDEN_RISK_SD`) and the intent's posterior spread are in
+      no table: averaged out, not read.
+    Each day of the window [as_of, as_of + horizon) then has the hazard that state gives (a
+    contract end's log-odds on a scheduled end, the early-termination rate between), and churn
+    is 1 - their product of survivals; expansion is a first expansion at s's expansion hazard
+    with churn competing, as in `path_probability`. Days past the data add nothing. Rows whose
+    account the truth does not know get NaN. `intent="latent"` reads the latent intent instead
+    (`event_logit`, known up to s + the lead): what the counts lose; so does a truth without
+    the seen columns. A truth without the other state columns gets `path_probability`.
     """
     if horizon < 1:
         raise ValueError(f"horizon must be at least 1 day, got {horizon}")
-    missing_state = [c for c in STATE_COLUMNS if c not in truth.columns]
+    seen_columns = ("event_logit_seen", "event_logit_var")
+    if intent == "seen" and not set(seen_columns) <= set(truth.columns):
+        log.warning("truth has no %s: the oracle reads the latent intent instead",
+                    ", ".join(seen_columns))
+        intent = "latent"
+    missing_state = [c for c in STATE_COLUMNS if c not in truth.columns and c not in seen_columns]
     if missing_state:
         log.warning("truth has no %s: the oracle reads the hidden path instead",
                     ", ".join(missing_state))
@@ -352,7 +390,13 @@ def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int
     def col(name: str) -> np.ndarray:
         return truth[name].to_numpy(np.float64)
 
-    end_logit, midterm, event_logit = col("end_logit"), col("midterm_hazard"), col("event_logit")
+    if intent not in ("seen", "latent"):
+        raise ValueError(f"intent must be seen or latent, got {intent!r}")
+    end_logit, midterm = col("end_logit"), col("midterm_hazard")
+    if intent == "seen":
+        intent_mean, intent_var = col("event_logit_seen"), col("event_logit_var")
+    else:
+        intent_mean, intent_var = col("event_logit"), np.zeros(len(truth))
     expansion = np.clip(col("expansion_hazard"), 0.0, 1.0 - 1e-12)
     to_end, term = col("days_to_end").astype(np.int64), col("term").astype(np.int64)
 
@@ -366,10 +410,7 @@ def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int
     state = np.where(state >= 0, state, 0)
     end0 = s + to_end[state]
     every = np.maximum(term[state], 1)
-    # The hidden risk averaged out: E[sigmoid(x + sd Z)] ~ sigmoid(x / sqrt(1 + pi sd^2 / 8))
-    # (the probit match), E[exp(sd Z)] = exp(sd^2 / 2).
-    shrink = 1.0 / np.sqrt(1.0 + np.pi * P.HIDDEN_RISK_SD**2 / 8.0)
-    spread = np.exp(P.HIDDEN_RISK_SD**2 / 2.0)
+    lead = P.EVENT_INTENT_LEAD
     log_survival = np.zeros(len(r))
     incidence = np.zeros(len(r))
     e = expansion[state]
@@ -378,11 +419,22 @@ def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int
         inside = known & (d >= 0) & (d < n_days)
         if not inside.any():
             continue
-        seen = pos[r, np.clip(np.minimum(d, s + P.EVENT_INTENT_LEAD), 0, n_days - 1)]
-        intent = np.where(seen >= 0, event_logit[np.maximum(seen, 0)], event_logit[state])
+        if intent == "seen":
+            # The decision on d weighs the intent of d - lead: as the counts up to then show
+            # it, or up to s (the last day of data) when that is later.
+            shown = pos[r, np.clip(np.minimum(d - lead, s), first_day[r], n_days - 1)]
+        else:
+            shown = pos[r, np.clip(np.minimum(d, s + lead), 0, n_days - 1)]
+        shown = np.where(shown >= 0, shown, state)
+        mu, var = intent_mean[shown], intent_var[shown]
+        # What no data shows averaged out (the hidden risk, the intent's posterior spread):
+        # E[sigmoid(x + sd Z)] ~ sigmoid(x / sqrt(1 + pi sd^2 / 8)) (the probit match),
+        # E[exp(sd Z)] = exp(sd^2 / 2).
+        unseen = P.HIDDEN_RISK_SD**2 + var
         at_end = (d >= end0) & ((d - end0) % every == 0)
-        h = np.where(at_end, 1.0 / (1.0 + np.exp(-(end_logit[state] + intent) * shrink)),
-                     np.minimum(midterm[state] * np.exp(intent) * spread, 0.05))
+        h = np.where(at_end, 1.0 / (1.0 + np.exp(-(end_logit[state] + mu)
+                                                 / np.sqrt(1.0 + np.pi * unseen / 8.0))),
+                     np.minimum(midterm[state] * np.exp(mu + unseen / 2.0), 0.05))
         h = np.where(inside, np.clip(h, 0.0, 1.0 - 1e-12), 0.0)
         if target == "expansion":
             ek = np.where(inside, e, 0.0)

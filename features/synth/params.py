@@ -133,8 +133,9 @@ class EventTypeEffect:
     its log-odds gain `churn_effect` times that average.
     Positive: an account heading to churn does it more in the weeks before it leaves (exports
     its data, views the downgrade page); negative: less (an integration set up); 0: noise. So
-    the effect acts through behaviour the data shows before the churn, and the truth records
-    the intent's log-odds per day (`event_logit`) for the oracle.
+    the effect acts through behaviour the data shows before the churn. The truth records the
+    intent's log-odds per day (`event_logit`) and what the counts show of it
+    (`event_logit_seen`), which is what the oracle weighs.
     """
 
     name: str

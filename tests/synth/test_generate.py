@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from features.contract.tables import TABLES
+from features.synth import params as P
 from features.synth.generate import (
     STATE_COLUMNS,
     World,
@@ -460,3 +461,30 @@ def test_an_event_type_cannot_take_a_product_events_name():
 
     with pytest.raises(ValueError, match="app.login"):
         EventTypeEffect("app.login", churn_effect=1.0)
+
+
+def test_the_oracle_weighs_the_intent_the_counts_show_not_the_latent_one(typed_world):
+    """The truth's seen intent is the filtered posterior from the usage table's counts: it
+    tracks the latent intent closely (dozens of events a month) but not exactly, its variance
+    falls as counts accrue, and the oracle reads it (changing the latent intent leaves the
+    oracle as it is; changing the seen one moves it)."""
+    truth = typed_world.truth
+    later = truth[truth["date"] >= pd.Timestamp(START) + 120 * DAY]
+    active = later[later["event_logit_var"] < 0.5]
+    # Seen on day d estimates the intent a decision lead days later weighs (latent row d + lead).
+    latent = truth.set_index(["account_id", "date"])["event_logit"].reindex(
+        pd.MultiIndex.from_arrays([active["account_id"], active["date"] + P.EVENT_INTENT_LEAD
+                                   * DAY])).to_numpy()
+    known = ~np.isnan(latent)
+    r = np.corrcoef(active["event_logit_seen"].to_numpy()[known], latent[known])[0, 1]
+    assert 0.8 < r < 1.0, r
+    assert later["event_logit_var"].median() < 0.5 * truth.groupby("account_id")[
+        "event_logit_var"].first().median()
+    as_of = pd.Timestamp(START) + 200 * DAY
+    ents = _entities(typed_world, pd.DatetimeIndex([as_of]))
+    before = oracle_probability(truth, ents, 90)
+    moved = truth.assign(event_logit=truth["event_logit"] + 2.0)
+    pd.testing.assert_series_equal(oracle_probability(moved, ents, 90), before)
+    assert (oracle_probability(moved, ents, 90, intent="latent") > before).mean() > 0.9
+    seen = truth.assign(event_logit_seen=truth["event_logit_seen"] + 2.0)
+    assert (oracle_probability(seen, ents, 90) > before).mean() > 0.9
