@@ -25,6 +25,14 @@ _GEN_SEED = typer.Option(7, "--seed", help="Random seed: the same seed writes th
 _GEN_OUT = typer.Option("data/raw", "--out", help="Folder to write one file per table into.")
 _GEN_FORMAT = typer.Option("parquet", "--format", help="File format of the tables: parquet or "
                            "csv (the truth is always truth.parquet and truth_events.csv).")
+_GEN_EVENT_TYPES = typer.Option(None, "--event-types", help="Customer event types of known "
+                                "churn effect to add: 'example' (two raising churn, one "
+                                "lowering it, two noise) or a YAML file listing name, "
+                                "churn_effect and optionally rate, spread, timescale.")
+_GEN_BILLING = typer.Option("mixed", "--billing", help="Contract terms: mixed (each segment's "
+                            "own), monthly (every account) or annual (no monthly plan).")
+_GEN_EVENTS_ONLY = typer.Option(False, "--events-only", help="Leave out tickets, surveys and "
+                                "touchpoints: product events, billing and outcomes only.")
 
 
 def generate(
@@ -34,6 +42,9 @@ def generate(
     seed: int = _GEN_SEED,
     out: str = _GEN_OUT,
     fmt: str = _GEN_FORMAT,
+    event_types: str | None = _GEN_EVENT_TYPES,
+    billing: str = _GEN_BILLING,
+    events_only: bool = _GEN_EVENTS_ONLY,
 ) -> None:
     """Generate a synthetic B2B SaaS world in the contract format."""
     from datetime import date
@@ -43,7 +54,9 @@ def generate(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from features.synth.event_type_file import EventTypeFileError, load_event_types
     from features.synth.generate import FORMATS, generate_world, write_world
+    from features.synth.params import BILLING
 
     try:
         first = date.fromisoformat(start)
@@ -53,6 +66,13 @@ def generate(
     if fmt not in FORMATS:
         raise typer.BadParameter(f"{fmt!r}: use one of {', '.join(FORMATS)}",
                                  param_hint="--format")
+    if billing not in BILLING:
+        raise typer.BadParameter(f"{billing!r}: use one of {', '.join(BILLING)}",
+                                 param_hint="--billing")
+    try:
+        declared = load_event_types(event_types) if event_types else ()
+    except EventTypeFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--event-types") from None
     console = Console()
     folder = Path(out)
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(),
@@ -62,6 +82,7 @@ def generate(
             accounts, first, days, seed,
             progress=lambda stage, done: bar.update(task, completed=done,
                                                     description=f"generate: {stage}"),
+            event_types=declared, billing=billing, events_only=events_only,
         )
         task = bar.add_task("write", total=1.0)
         paths = write_world(
@@ -77,6 +98,9 @@ def generate(
     for name, path in paths.items():
         table.add_row(name, f"{len(frames[name]):,}", str(path))
     console.print(table)
+    if declared:
+        console.print("event types: " + ", ".join(
+            f"{t.name} (churn effect {t.churn_effect:+g})" for t in declared))
 
 
 # --- ingest: features/contract/ingest.py ----------------------------------------------------------

@@ -20,6 +20,56 @@ from features.contract.tables import TABLES, Column, Table
 from features.contract.validate import BOOL_TOKENS, FUTURE_ALLOWED
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "data-contract.md"
+GENERATED_WORLDS = """\
+## Generated worlds
+`healthscore generate` writes a synthetic world in this format (one file per table) plus its
+ground truth (`truth.parquet`, `truth_events.csv`, which ingest ignores). Options beyond
+`--accounts`, `--start`, `--days`, `--seed`, `--out` and `--format`:
+
+- `--event-types example|FILE.yaml`: customer event types of known churn effect, emitted into
+  `usage_events` next to the product's own events. `example` declares two raising churn
+  (`billing.downgrade_viewed`, `data.export_all`), one lowering it (`integration.connected`) and
+  two noise. A file lists entries with `name` and `churn_effect` (log-odds per unit of the
+  account's propensity: positive raises churn, negative lowers it, 0 is noise) and optionally
+  `rate` (events per active day at propensity 0, default 1), `spread` (default 1) and
+  `timescale` (days the propensity remembers, default 60; 0 fixed), as a list or under
+  `event_types:`:
+
+  ```yaml
+  event_types:
+    - {name: export_data, churn_effect: 1.2, rate: 2}
+    - {name: cancel_page_view, churn_effect: 0.8}
+    - {name: sso_enabled, churn_effect: -1.0, timescale: 0}
+  ```
+
+  An account emits a type by its propensity (its intent) of the day; a churn decision acts on
+  the intent averaged over the month up to 30 days before it, so accounts heading to churn do
+  the raising types more in the weeks before they leave. A bad entry is refused naming the file,
+  the entry and the field.
+- `--billing mixed|monthly|annual`: each segment's own mix of monthly and yearly terms (the
+  default), every account monthly, or no monthly plan.
+- `--events-only`: no `tickets`, `surveys` or `touchpoints` (not connected): product events,
+  billing and outcomes only.
+
+The truth holds, per account and day, the hazards the churns and expansions were drawn from
+(`path_probability` in `features.synth.generate`: what a forecaster who saw the future would
+say) and the state each day's data came from. The oracle `healthscore train --truth` reports is
+`oracle_probability`: the churn probability over the horizon that state gives as of the day
+before the as-of date. What it reads, and how much of it the data shows:
+
+- the contract schedule and term: shown by `subscriptions`;
+- the churn log-odds of that day's health, shocks (champion left, usage or budget cut), plan and
+  renewal count: latent, held over the horizon; the data shows them only through noisy views
+  (usage, tickets, surveys, touchpoints), so here the oracle knows more than any model can;
+- the event types' intent as the usage counts show it, not the latent intent: the posterior
+  mean and variance of each account's intent given its counts of each declared type on its
+  active days up to that day (`features.synth.intent_estimate`, a filter over the Poisson
+  counts); the intent after the last day of data is held at its last estimate;
+- the hidden churn risk (no table shows it) and the intent's posterior spread: averaged out.
+
+"""
+"""The page's section on `healthscore generate` worlds and their ground truth (features.synth
+has no contract declarations to render it from)."""
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -201,6 +251,8 @@ def render() -> str:
         "`features/contract/mappings/ravenstack.yaml`.",
         "",
         *_mapping_keys(),
+        "",
+        *GENERATED_WORLDS.rstrip("\n").split("\n"),
         "",
         "## Tables",
         "",

@@ -74,8 +74,15 @@ class Profiles:
         return values[self.segment]
 
 
-def draw_profiles(n: int, days: int, rng: np.random.Generator) -> Profiles:
-    """Draw n accounts: most signed up before the period starts, some during it."""
+def draw_profiles(n: int, days: int, rng: np.random.Generator,
+                  billing: str = "mixed") -> Profiles:
+    """Draw n accounts: most signed up before the period starts, some during it.
+
+    `billing` (one of `params.BILLING`) picks the contract terms: the segments' own mix, all
+    monthly, or no monthly plan. It reuses the same draws, so the accounts are the same ones
+    either way but for their terms (and what follows from them)."""
+    if billing not in P.BILLING:
+        raise ValueError(f"billing must be one of {', '.join(P.BILLING)}, got {billing!r}")
     profiles = P.SEGMENT_PROFILES
     segment = rng.choice(len(profiles), size=n, p=[p.share for p in profiles]).astype(np.int8)
     industry = rng.integers(0, len(P.INDUSTRIES), size=n).astype(np.int16)
@@ -100,7 +107,7 @@ def draw_profiles(n: int, days: int, rng: np.random.Generator) -> Profiles:
         m = segment == s
         k = int(m.sum())
         plan[m] = _pick(prof.plan_probs, u[0, m])
-        term[m] = np.asarray(prof.terms)[_pick(prof.term_probs, u[1, m])]
+        term[m] = _terms(prof, u[1, m], billing)
         auto_renew[m] = u[2, m] < prof.auto_renew_prob
         csm_tier[m] = _pick(prof.csm_tiers, u[3, m])
         raw = prof.seats_median * np.exp(prof.seats_sigma * rng.standard_normal(k))
@@ -165,6 +172,17 @@ def _survivor_traits(rng: np.random.Generator, segment: np.ndarray, term: np.nda
         if not todo.any():
             break
     return health, hidden
+
+
+def _terms(prof: P.SegmentProfile, u: np.ndarray, billing: str) -> np.ndarray:
+    """Contract terms of a segment's accounts from their uniforms, as `billing` has it."""
+    if billing == "monthly":
+        return np.full(len(u), P.MONTH)
+    terms, probs = prof.terms, prof.term_probs
+    if billing == "annual" and P.MONTH in terms:
+        kept = [i for i, t in enumerate(terms) if t != P.MONTH]
+        terms, probs = tuple(terms[i] for i in kept), tuple(probs[i] for i in kept)
+    return np.asarray(terms)[_pick(probs, u)]
 
 
 def _pick(probs: tuple[float, ...], u: np.ndarray) -> np.ndarray:

@@ -1,10 +1,12 @@
 """The synthetic B2B SaaS world: generate it, write it in the contract format, and score the
 oracle from its ground truth.
 
-A world is the nine contract tables plus the truth the tables are noisy views of: each account's
-hidden daily health and the exact daily churn and expansion hazards the generator drew from (so
-`oracle_probability` is the true event probability given the hidden path), and the shocks (champion
-left, outage, usage cut, budget cut, new use case) with their dates. This module orchestrates the
+A world is the contract tables plus the truth the tables are noisy views of: each account's
+hidden daily health, the exact daily churn and expansion hazards the generator drew from (so
+`path_probability` is the true event probability given the hidden path), the state each day's
+data came from (what `oracle_probability` reads as of a date: the best a model of the data can
+aim at), and the shocks (champion left, outage, usage cut, budget cut, new use case) with their
+dates. This module orchestrates the
 other `features.synth` modules and does the file I/O; the behaviour lives in them. It knows nothing
 of features or models: they read the files (or `World.tables`) like any customer data. Same seed,
 same bytes: every draw comes from `numpy.random.default_rng(seed)` and its spawned children, in a
@@ -27,6 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.contract.tables import TABLES
+from features.synth import params as P
 from features.synth.accounts import account_ids, build_accounts, draw_profiles
 from features.synth.columns import str_column, timestamps
 from features.synth.commercial import (
@@ -36,6 +39,7 @@ from features.synth.commercial import (
     build_subscriptions,
     subscription_rows,
 )
+from features.synth.intent_estimate import filtered_intent, observed_counts
 from features.synth.latent import SHOCK_KINDS, Latent, simulate
 from features.synth.params import EventTypeEffect
 from features.synth.signals import build_surveys, build_tickets, build_touchpoints
@@ -48,19 +52,37 @@ Target = Literal["churn", "expansion"]
 FORMATS = ("parquet", "csv")
 TRUTH_FILE = "truth.parquet"
 SHOCKS_FILE = "truth_events.csv"
+VOICE_TABLES = ("tickets", "surveys", "touchpoints")
+"""The tables an events-only world leaves out (not connected): only product events, billing and
+the commercial outcomes."""
+STATE_COLUMNS = ("term", "days_to_end", "end_logit", "midterm_hazard", "event_logit",
+                 "event_logit_seen", "event_logit_var")
+"""Truth columns `oracle_probability` reads (see `World.truth`)."""
 
 
 @dataclass
 class World:
     tables: dict[str, pd.DataFrame]
-    """The nine contract tables, columns exactly as in features/contract/tables.py."""
+    """The contract tables, columns exactly as in features/contract/tables.py: all nine, or
+    without `VOICE_TABLES` in an events-only world."""
     truth: pd.DataFrame
-    """account_id, date, churn_hazard, expansion_hazard, health: one row per account and day
-    from its first day in the data to the last day of the period. churn_hazard is the
-    probability of a churn dated that day for a customer; health is the latent z-scale (0
-    typical, higher healthier). Rows go on after a churn with the values the account would
-    have had: the hidden path never depends on the churn draw, which is what makes
-    `oracle_probability` exact (and calibrated) for any window."""
+    """account_id, date, churn_hazard, expansion_hazard, health, then `STATE_COLUMNS`: one row
+    per account and day from its first day in the data to the last day of the period.
+    churn_hazard is the probability of a churn dated that day for a customer; health is the
+    latent z-scale (0 typical, higher healthier). Rows go on after a churn with the values the
+    account would have had: the hidden path never depends on the churn draw, which is what makes
+    `path_probability` exact (and calibrated) for any window.
+
+    The state columns are that day's state in the terms of the churn decision: term (days; 30
+    is monthly), days_to_end (to the next scheduled contract end, 0 on it), end_logit (log-odds
+    of leaving were a contract end that day, from health, shocks, plan and renewal count),
+    midterm_hazard (daily early termination from the same), both without the hidden churn risk
+    and the intent; event_logit (log-odds the declared event types' latent intent adds to a
+    decision that day: the intent of `params.EVENT_INTENT_LEAD` days before; 0 without event
+    types); event_logit_seen and event_logit_var (the posterior mean and variance of the
+    intent's log-odds as of that day given the usage table's event counts up to it,
+    `features.synth.intent_estimate`: what the data shows of the intent, aligned to the day the
+    counts end, not to a decision)."""
     shocks: pd.DataFrame
     """account_id, date, kind: the hidden events (champion_left, outage, usage_cut, budget_cut,
     new_use_case)."""
@@ -68,13 +90,18 @@ class World:
 
 def generate_world(n_accounts: int, start: date, days: int, seed: int,
                    progress: Progress | None = None,
-                   event_types: Sequence[EventTypeEffect] = ()) -> World:
+                   event_types: Sequence[EventTypeEffect] = (),
+                   billing: str = "mixed", events_only: bool = False) -> World:
     """Simulate `n_accounts` accounts over the `days` days from `start` (exclusive end).
 
     `event_types`: customer event types with known churn effects (`EventTypeEffect`), added to
     the product's own events. Their propensities come from a generator of their own, so the
-    rest of the world draws what it draws without them; their effect is in the true hazards
-    (and so in the oracle)."""
+    rest of the world draws what it draws without them; an account emits them by its intent of
+    the day and its churn decisions act on the intent of `params.EVENT_INTENT_LEAD` days before,
+    so the events show a churn coming. `billing`: one of `params.BILLING` (the segments' own
+    mix of monthly and yearly terms, all monthly, or none monthly). `events_only`: leave out
+    tickets, surveys and touchpoints (`VOICE_TABLES`), as a customer that connects only its
+    product events and billing."""
     if n_accounts < 1:
         raise ValueError(f"n_accounts must be at least 1, got {n_accounts}")
     if days < 1:
@@ -85,12 +112,16 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
                     "touchpoints"), np.random.default_rng(seed).spawn(7), strict=True))
 
     report("accounts", 0.0)
-    profiles = draw_profiles(n_accounts, days, rng["accounts"])
+    profiles = draw_profiles(n_accounts, days, rng["accounts"], billing=billing)
     ids = account_ids(n_accounts)
-    propensity = event_propensity(event_types, n_accounts, days,
-                                  np.random.default_rng([seed, len(rng)]))
-    event_logit = (np.einsum("k,dkn->dn", [t.churn_effect for t in event_types], propensity)
-                   if event_types else None)
+    lead = P.EVENT_INTENT_LEAD
+    # The intent path starts `lead` days early: day d's decisions act on row d (the intent of
+    # day d - lead), day d's events show row d + lead (the intent of day d).
+    intent = event_propensity(event_types, n_accounts, days + lead,
+                              np.random.default_rng([seed, len(rng)]))
+    propensity = intent[lead:]
+    event_logit = (np.einsum("k,dkn->dn", [t.churn_effect for t in event_types],
+                             recent_intent(intent)[:days]) if event_types else None)
     report("health", 0.02)
     latent = simulate(profiles, days, rng["latent"],
                       lambda f: report("health", 0.02 + 0.23 * f), event_logit=event_logit)
@@ -98,6 +129,7 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
     usage = build_usage(latent, profiles, ids, start, rng["usage"],
                         lambda f: report("usage", 0.25 + 0.55 * f),
                         event_types=event_types, propensity=propensity)
+    seen_logit, seen_var = _intent_seen(usage, event_types, ids, start, days)
     report("billing", 0.8)
     rows = subscription_rows(latent, profiles)
     tables: dict[str, pd.DataFrame] = {
@@ -106,16 +138,19 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
         "usage_events": usage,
     }
     report("support", 0.84)
-    tables["tickets"], rated = build_tickets(latent, profiles, ids, start, rng["tickets"])
-    tables["surveys"] = build_surveys(latent, profiles, rated, ids, start, rng["surveys"])
-    tables["touchpoints"] = build_touchpoints(latent, profiles, ids, start, rng["touchpoints"])
+    if not events_only:
+        tables["tickets"], rated = build_tickets(latent, profiles, ids, start, rng["tickets"])
+        tables["surveys"] = build_surveys(latent, profiles, rated, ids, start, rng["surveys"])
+        tables["touchpoints"] = build_touchpoints(latent, profiles, ids, start,
+                                                  rng["touchpoints"])
     tables["invoices"] = build_invoices(rows, latent, profiles, ids, start, rng["commercial"])
     tables["churn_events"] = build_churn_events(latent, ids, start)
     tables["expansion_events"] = build_expansion_events(latent, profiles, ids, start,
                                                         rng["commercial"])
-    tables = {t.name: _contract_order(tables[t.name], t.column_names) for t in TABLES}
+    tables = {t.name: _contract_order(tables[t.name], t.column_names) for t in TABLES
+              if t.name in tables}
     report("truth", 0.94)
-    truth = _truth_frame(latent, ids, start)
+    truth = _truth_frame(latent, ids, start, profiles.term, seen_logit, seen_var)
     shocks = _shock_frame(latent, ids, start)
     report("done", 1.0)
     log.info("generated %d accounts x %d days: %s", n_accounts, days,
@@ -138,13 +173,43 @@ def event_propensity(event_types: Sequence[EventTypeEffect], n_accounts: int, da
     return out
 
 
+def recent_intent(intent: np.ndarray) -> np.ndarray:
+    """The intent a decision weighs: the exponential average over the last
+    `params.EVENT_INTENT_MEMORY` days (day-major, as `event_propensity`). A customer decides on
+    what it has been doing for weeks, not on one day's mood, which is also what counts of its
+    events over weeks can show."""
+    out = np.empty_like(intent)
+    if not len(intent):
+        return out
+    out[0] = intent[0]
+    keep = np.exp(-1.0 / P.EVENT_INTENT_MEMORY) if P.EVENT_INTENT_MEMORY else 0.0
+    for d in range(1, len(intent)):
+        out[d] = keep * out[d - 1] + (1.0 - keep) * intent[d]
+    return out
+
+
+def _intent_seen(usage: pd.DataFrame, event_types: Sequence[EventTypeEffect], ids: np.ndarray,
+                 start: date, days: int) -> tuple[np.ndarray, np.ndarray]:
+    """(days, accounts) the churn log-odds the declared types' intent adds, as the usage
+    table shows it up to each day (`intent_estimate`): the posterior mean and variance of
+    sum(churn_effect * decision intent). Zeros without event types."""
+    n = len(ids)
+    if not event_types:
+        return np.zeros((days, n)), np.zeros((days, n))
+    counts, active = observed_counts(usage, event_types, ids, start, days)
+    mean, var = filtered_intent(counts, active, event_types)
+    effect = np.array([t.churn_effect for t in event_types])
+    return (np.einsum("k,dkn->dn", effect, mean), np.einsum("k,dkn->dn", effect**2, var))
+
+
 def _contract_order(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """Contract columns in contract order, then any custom attributes (accounts only)."""
     extra = [c for c in frame.columns if c not in columns]
     return frame[list(columns) + extra]
 
 
-def _truth_frame(lat: Latent, ids: np.ndarray, start: date) -> pd.DataFrame:
+def _truth_frame(lat: Latent, ids: np.ndarray, start: date, term: np.ndarray,
+                 seen_logit: np.ndarray, seen_var: np.ndarray) -> pd.DataFrame:
     d = np.arange(lat.days)[None, :]
     # Account-major: one block of consecutive days per account, from its first day on.
     a, day = np.nonzero(d >= lat.first_day[:, None])
@@ -154,6 +219,13 @@ def _truth_frame(lat: Latent, ids: np.ndarray, start: date) -> pd.DataFrame:
         "churn_hazard": lat.churn_hazard[day, a],
         "expansion_hazard": lat.expansion_hazard[day, a],
         "health": lat.health[day, a].astype(np.float64),
+        "term": term[a].astype(np.int32),
+        "days_to_end": lat.days_to_end[day, a],
+        "end_logit": lat.end_logit[day, a],
+        "midterm_hazard": lat.midterm_hazard[day, a],
+        "event_logit": lat.event_logit[day, a],
+        "event_logit_seen": seen_logit[day, a],
+        "event_logit_var": seen_var[day, a],
     })
 
 
@@ -201,9 +273,12 @@ def write_world(world: World, out: Path, fmt: str = "parquet",
     return written
 
 
-def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int,
-                       target: Target = "churn") -> pd.Series:
-    """P(event within `horizon` days of as_of) per entity row, from the true daily hazards.
+def path_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int,
+                     target: Target = "churn") -> pd.Series:
+    """P(event within `horizon` days of as_of) per entity row, from the true daily hazards of
+    the hidden path: what a forecaster who saw the future state (health, shocks, intent, the
+    hidden churn risk) would say. It is the probability the draws were made with (the sum over
+    accounts matches the count of events), not a bound a model of the data can reach.
 
     The window is the days [as_of, as_of + horizon), exactly what `training.labels` counts
     (features see rows dated before as_of; an event dated on the as-of day is future). For churn
@@ -252,6 +327,122 @@ def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int
         p = 1.0 - np.exp(log_survival[r, hi] - log_survival[r, lo])
     else:
         p = (incidence[r, hi] - incidence[r, lo]) * np.exp(-log_survival[r, lo])
+    return pd.Series(np.where(known, p, np.nan), index=entities.index,
+                     name=f"path_{target}_{horizon}d")
+
+
+def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int,
+                       target: Target = "churn", intent: str = "seen") -> pd.Series:
+    """P(event within `horizon` days of as_of) per entity row, as the state the data came from
+    tells it: the reference a model of the data is measured against.
+
+    What it reads, for each row, on s = the last day before as_of (the day whose state made the
+    latest rows a feature sees), and why:
+    - the contract schedule and term (`term`, `days_to_end`): the subscriptions table shows
+      them;
+    - the churn log-odds of that day's health, shocks, plan and renewal count (`end_logit`,
+      `midterm_hazard`): latent, held at their value on s for the whole window (their drift and
+      new shocks are in no data). Usage, tickets, surveys and touchpoints are noisy views of
+      them, so this part is better informed than any model of the data: a small edge;
+    - the event types' intent only as the usage table shows it (`event_logit_seen`,
+      `event_logit_var`, `features.synth.intent_estimate`: the filtered posterior given the
+      event counts up to a day, not the latent intent). A decision on day D weighs the intent
+      of D - `params.EVENT_INTENT_LEAD`: its estimate from the counts up to that day, or up to
+      s when that is later (held after s);
+    - the hidden churn risk (`params.HIDDEN_RISK_SD`) and the intent's posterior spread are in
+      no table: averaged out, not read.
+    Each day of the window [as_of, as_of + horizon) then has the hazard that state gives (a
+    contract end's log-odds on a scheduled end, the early-termination rate between), and churn
+    is 1 - their product of survivals; expansion is a first expansion at s's expansion hazard
+    with churn competing, as in `path_probability`. Days past the data add nothing. Rows whose
+    account the truth does not know get NaN. `intent="latent"` reads the latent intent instead
+    (`event_logit`, known up to s + the lead): what the counts lose; so does a truth without
+    the seen columns. A truth without the other state columns gets `path_probability`.
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be at least 1 day, got {horizon}")
+    seen_columns = ("event_logit_seen", "event_logit_var")
+    if intent == "seen" and not set(seen_columns) <= set(truth.columns):
+        log.warning("truth has no %s: the oracle reads the latent intent instead",
+                    ", ".join(seen_columns))
+        intent = "latent"
+    missing_state = [c for c in STATE_COLUMNS if c not in truth.columns and c not in seen_columns]
+    if missing_state:
+        log.warning("truth has no %s: the oracle reads the hidden path instead",
+                    ", ".join(missing_state))
+        return path_probability(truth, entities, horizon, target).rename(
+            f"oracle_{target}_{horizon}d")
+    if target not in ("churn", "expansion"):
+        raise ValueError(f"target must be churn or expansion, got {target!r}")
+    missing = {"account_id", "as_of"} - set(entities.columns)
+    if missing:
+        raise ValueError(f"entities lack column(s) {', '.join(sorted(missing))}")
+
+    codes, accounts = pd.factorize(truth["account_id"], sort=False)
+    day0 = pd.Timestamp(truth["date"].min()).normalize()
+    days = ((pd.to_datetime(truth["date"]) - day0) // pd.Timedelta(days=1)).to_numpy(np.int64)
+    n_days = int(days.max()) + 1 if len(days) else 0
+    # Truth row of (account, day), -1 where the account has no row that day.
+    pos = np.full((len(accounts), n_days), -1, dtype=np.int64)
+    pos[codes, days] = np.arange(len(truth))
+    first_day = np.where(pos >= 0, np.arange(n_days)[None, :], n_days).min(axis=1)
+
+    def col(name: str) -> np.ndarray:
+        return truth[name].to_numpy(np.float64)
+
+    if intent not in ("seen", "latent"):
+        raise ValueError(f"intent must be seen or latent, got {intent!r}")
+    end_logit, midterm = col("end_logit"), col("midterm_hazard")
+    if intent == "seen":
+        intent_mean, intent_var = col("event_logit_seen"), col("event_logit_var")
+    else:
+        intent_mean, intent_var = col("event_logit"), np.zeros(len(truth))
+    expansion = np.clip(col("expansion_hazard"), 0.0, 1.0 - 1e-12)
+    to_end, term = col("days_to_end").astype(np.int64), col("term").astype(np.int64)
+
+    row = pd.Index(accounts).get_indexer(entities["account_id"])
+    known = row >= 0
+    r = np.where(known, row, 0)
+    as_of = pd.to_datetime(entities["as_of"]).dt.normalize()
+    t = ((as_of - day0) // pd.Timedelta(days=1)).to_numpy(np.int64)
+    s = np.clip(t - 1, first_day[r], max(n_days - 1, 0))
+    state = pos[r, s]
+    state = np.where(state >= 0, state, 0)
+    end0 = s + to_end[state]
+    every = np.maximum(term[state], 1)
+    lead = P.EVENT_INTENT_LEAD
+    log_survival = np.zeros(len(r))
+    incidence = np.zeros(len(r))
+    e = expansion[state]
+    for k in range(horizon):
+        d = t + k
+        inside = known & (d >= 0) & (d < n_days)
+        if not inside.any():
+            continue
+        if intent == "seen":
+            # The decision on d weighs the intent of d - lead: as the counts up to then show
+            # it, or up to s (the last day of data) when that is later.
+            shown = pos[r, np.clip(np.minimum(d - lead, s), first_day[r], n_days - 1)]
+        else:
+            shown = pos[r, np.clip(np.minimum(d, s + lead), 0, n_days - 1)]
+        shown = np.where(shown >= 0, shown, state)
+        mu, var = intent_mean[shown], intent_var[shown]
+        # What no data shows averaged out (the hidden risk, the intent's posterior spread):
+        # E[sigmoid(x + sd Z)] ~ sigmoid(x / sqrt(1 + pi sd^2 / 8)) (the probit match),
+        # E[exp(sd Z)] = exp(sd^2 / 2).
+        unseen = P.HIDDEN_RISK_SD**2 + var
+        at_end = (d >= end0) & ((d - end0) % every == 0)
+        h = np.where(at_end, 1.0 / (1.0 + np.exp(-(end_logit[state] + mu)
+                                                 / np.sqrt(1.0 + np.pi * unseen / 8.0))),
+                     np.minimum(midterm[state] * np.exp(mu + unseen / 2.0), 0.05))
+        h = np.where(inside, np.clip(h, 0.0, 1.0 - 1e-12), 0.0)
+        if target == "expansion":
+            ek = np.where(inside, e, 0.0)
+            incidence += np.exp(log_survival) * (1.0 - h) * ek
+            log_survival += np.log1p(-h) + np.log1p(-ek)
+        else:
+            log_survival += np.log1p(-h)
+    p = 1.0 - np.exp(log_survival) if target == "churn" else incidence
     return pd.Series(np.where(known, p, np.nan), index=entities.index,
                      name=f"oracle_{target}_{horizon}d")
 

@@ -3,9 +3,12 @@ commercial events it drives (renewal or churn at contract ends, yearly or monthl
 early termination, expansions), with the exact daily hazards each draw used.
 
 It owns the truth: `churn_hazard[d, a]` is the probability the account churns on day d (given it
-is still a customer), and the churn draw uses exactly that number, so the oracle computed from
-the hazards is the true probability given the hidden path. The process goes on after a churn
-(hypothetically) so the hazards in any window never depend on the draws. It must not produce
+is still a customer), and the churn draw uses exactly that number, so the probability computed
+from the hazards is the true one given the hidden path. Beside it, the state each day's data
+came from, in the terms of the churn decision (`end_logit`, `midterm_hazard`, `days_to_end`,
+`event_logit`): what the oracle as of a date reads, since the path after it shows in no data.
+The process goes on after a churn (hypothetically) so the hazards in any window never depend
+on the draws. It must not produce
 observations (usage, tickets, ...): those are noisy views of this state built by other modules.
 Arrays are day-major, shape (days, accounts), so each simulated day writes one contiguous row.
 """
@@ -51,6 +54,17 @@ class Latent:
     """(days, accounts) strength of a recent champion departure (0 none, 1 just left)."""
     outage: np.ndarray
     """(days, accounts) an outage hit the account in the last few days."""
+    end_logit: np.ndarray
+    """(days, accounts) log-odds of leaving at a contract end, were one on that day, from that
+    day's state: health, shocks, plan and renewal count; without the hidden churn risk (which
+    no data shows) and without the event types' intent (`event_logit`)."""
+    midterm_hazard: np.ndarray
+    """(days, accounts) the daily early-termination hazard from that day's state, without the
+    hidden churn risk and the intent (0 on monthly plans, which end only at a period end)."""
+    days_to_end: np.ndarray
+    """(days, accounts) days from that day to the next scheduled contract end (0: that day)."""
+    event_logit: np.ndarray
+    """(days, accounts) churn log-odds the event types' intent adds to a decision that day."""
     first_day: np.ndarray
     churn_day: np.ndarray
     """Day index of the churn; `days` when the account did not churn in the period."""
@@ -153,6 +167,9 @@ def simulate(p: Profiles, days: int, rng: np.random.Generator,
     usage_factor = np.zeros(shape, dtype=np.float32)
     champion_gone = np.zeros(shape, dtype=np.float32)
     outage = np.zeros(shape, dtype=bool)
+    end_state = np.zeros(shape, dtype=np.float32)
+    midterm_state = np.zeros(shape, dtype=np.float32)
+    days_to_end = np.zeros(shape, dtype=np.int32)
 
     shocks, churns, expansions, contracts = _Log(), _Log(), _Log(), _Log()
     first = np.arange(n)
@@ -210,16 +227,20 @@ def simulate(p: Profiles, days: int, rng: np.random.Generator,
         # Segments also die of their own causes: enterprises when the champion leaves, small
         # customers when usage collapses (interactions no single linear score captures).
         champion_now = np.clip(-shock_level[i_champ] / champion_size, 0.0, 1.0)
-        cause = (champion_logit * champion_now + usage_cut_logit * (1.0 - cut_factor)
-                 + P.BUDGET_CUT_LOGIT * budget + p.hidden_risk)
-        if event_logit is not None:
-            cause = cause + event_logit[d]
-        end_logit = cause + np.where(
+        seen = (champion_logit * champion_now + usage_cut_logit * (1.0 - cut_factor)
+                + P.BUDGET_CUT_LOGIT * budget)
+        state_end = seen + np.where(
             monthly_plan, monthly_logit + P.MONTHLY_BETA * risk,
             renewal_logit + P.RENEWAL_BETA * risk + P.FIRST_RENEWAL_LOGIT * (renewals_done == 0)
             + P.AUTO_RENEW_LOGIT * p.auto_renew)
-        daily = np.where(monthly_plan, 0.0,
-                         midterm_hazard * np.exp(P.MIDTERM_BETA * risk + cause))
+        state_daily = np.where(monthly_plan, 0.0,
+                               midterm_hazard * np.exp(P.MIDTERM_BETA * risk + seen))
+        traits = p.hidden_risk + (event_logit[d] if event_logit is not None else 0.0)
+        end_logit = state_end + traits
+        daily = state_daily * np.exp(traits)
+        end_state[d] = state_end
+        midterm_state[d] = state_daily
+        days_to_end[d] = next_end - d
         h = np.where(at_end, sigmoid(end_logit), np.minimum(daily, 0.05))
         h = np.where(created & ~new, h, 0.0)
         churned = alive & (rng.random(n) < h)
@@ -272,7 +293,11 @@ def simulate(p: Profiles, days: int, rng: np.random.Generator,
 
     return Latent(health=health, churn_hazard=churn_h, expansion_hazard=expand_h,
                   seats=seats_use, usage_factor=usage_factor, champion_gone=champion_gone,
-                  outage=outage, first_day=first_day, churn_day=churn_day,
+                  outage=outage, end_logit=end_state, midterm_hazard=midterm_state,
+                  days_to_end=days_to_end,
+                  event_logit=(np.zeros(shape, dtype=np.float32) if event_logit is None
+                               else event_logit.astype(np.float32)),
+                  first_day=first_day, churn_day=churn_day,
                   contract_start=contract_start, shocks=shocks.events(),
                   churns=churns.events(), expansions=expansions.events(with_seats=True),
                   contracts=contracts.events(with_seats=True))

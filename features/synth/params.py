@@ -38,7 +38,8 @@ class SegmentProfile:
     renewal_logit: float
     """Log-odds of not renewing at an annual contract end for a typical (health 0) account."""
     monthly_logit: float
-    """Log-odds of cancelling at a monthly period end for a typical account."""
+    """Log-odds of cancelling at a monthly period end for a typical account (segments without
+    monthly terms use it only in a world billed monthly throughout, `BILLING`)."""
     midterm_hazard: float
     """Daily churn hazard inside an annual contract (early termination) for a typical account.
     With `renewal_logit` it sets how annual-plan churn divides between non-renewals at a
@@ -69,7 +70,7 @@ SEGMENT_PROFILES: tuple[SegmentProfile, ...] = (
         seats_median=45, seats_sigma=0.55, seats_min=15, seats_max=300,
         price_per_seat=(900.0, 1600.0), plans=("enterprise",), plan_probs=(1.0,),
         terms=(365, 730, 1095), term_probs=(0.7, 0.2, 0.1), auto_renew_prob=0.15,
-        health_offset=0.15, renewal_logit=-4.65, monthly_logit=0.0, midterm_hazard=0.000045,
+        health_offset=0.15, renewal_logit=-4.65, monthly_logit=-5.0, midterm_hazard=0.000045,
         expansion_hazard=0.0008,
         health_sensitivity=0.7, champion_logit=1.6, usage_cut_logit=0.3,
         csm_tiers=(0.85, 0.15, 0.0), user_logit=-2.3,
@@ -80,7 +81,7 @@ SEGMENT_PROFILES: tuple[SegmentProfile, ...] = (
         seats_median=14, seats_sigma=0.5, seats_min=5, seats_max=80,
         price_per_seat=(500.0, 900.0), plans=("pro", "business"), plan_probs=(0.4, 0.6),
         terms=(365, 730), term_probs=(0.92, 0.08), auto_renew_prob=0.35,
-        health_offset=0.0, renewal_logit=-4.25, monthly_logit=0.0, midterm_hazard=0.00007,
+        health_offset=0.0, renewal_logit=-4.25, monthly_logit=-4.4, midterm_hazard=0.00007,
         expansion_hazard=0.0006,
         health_sensitivity=1.0, champion_logit=0.8, usage_cut_logit=0.9,
         csm_tiers=(0.2, 0.75, 0.05), user_logit=-2.3,
@@ -126,10 +127,15 @@ class EventTypeEffect:
 
     Each account has a hidden propensity for the type, standard normal on any day, drifting
     over time (an AR(1) process with a memory of `timescale` days; fixed for 0): on each day it
-    is active it emits `rate * exp(spread * propensity)` of the type's events on average,
-    and its churn log-odds at every churn decision gain `churn_effect * propensity`. Positive:
-    accounts that do it more churn more (a downgrade page viewed); negative: less (an
-    integration set up); 0: noise. The truth's hazards hold the effect, so the oracle does too.
+    is active it emits `rate * exp(spread * propensity)` of the type's events on average. The
+    propensity is the account's intent, and a churn decision acts on the intent it had
+    `EVENT_INTENT_LEAD` days before (averaged over the `EVENT_INTENT_MEMORY` days up to then):
+    its log-odds gain `churn_effect` times that average.
+    Positive: an account heading to churn does it more in the weeks before it leaves (exports
+    its data, views the downgrade page); negative: less (an integration set up); 0: noise. So
+    the effect acts through behaviour the data shows before the churn. The truth records the
+    intent's log-odds per day (`event_logit`) and what the counts show of it
+    (`event_logit_seen`), which is what the oracle weighs.
     """
 
     name: str
@@ -159,6 +165,17 @@ EXAMPLE_EVENT_TYPES: tuple[EventTypeEffect, ...] = (
 )
 """A world's customer event types with known effects: two raising churn, one lowering it, two
 noise (what the event-type tests and bench/bench_event_types.py generate)."""
+EVENT_INTENT_LEAD = 30
+"""Days between an account's intent (its event-type propensities) and the churn decision it
+drives: customers make up their minds weeks before the contract end, and their events show it
+in between. It is what lets data as of a date reveal most of the next month's decisions."""
+
+EVENT_INTENT_MEMORY = 30.0
+"""Days of the exponential average of the intent a churn decision weighs (0: that day's)."""
+
+BILLING = ("mixed", "monthly", "annual")
+"""How a world bills: each segment's own mix of terms, every account monthly, or no monthly
+plan (each segment's yearly and multi-year terms in their own proportions)."""
 
 # Latent health: account effect + AR(1) + shocks.
 ACCOUNT_EFFECT_SD = 0.6

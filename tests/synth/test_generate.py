@@ -13,11 +13,13 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from features.contract.tables import TABLES
+from features.synth import params as P
 from features.synth.generate import (
+    STATE_COLUMNS,
     World,
     generate_world,
-    oracle_expansion_probability,
     oracle_probability,
+    path_probability,
     write_world,
 )
 
@@ -296,7 +298,7 @@ def test_observations_are_noisy_views_of_the_hidden_health(big_world):
 def test_truth_covers_every_day_and_churns_happen_where_hazard_is(world):
     truth = world.truth
     assert list(truth.columns) == ["account_id", "date", "churn_hazard", "expansion_hazard",
-                                   "health"]
+                                   "health", *STATE_COLUMNS]
     assert truth["churn_hazard"].between(0, 1).all()
     assert truth["expansion_hazard"].between(0, 1).all()
     assert truth["health"].notna().all()
@@ -313,7 +315,7 @@ def test_truth_covers_every_day_and_churns_happen_where_hazard_is(world):
     assert {"usage_cut", "champion_left", "outage"} <= kinds
 
 
-def test_oracle_probability_is_one_minus_the_product_of_survivals_over_the_window():
+def test_path_probability_is_one_minus_the_product_of_survivals_over_the_window():
     truth = pd.DataFrame({
         "account_id": ["a"] * 5 + ["b"] * 2,
         "date": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04",
@@ -325,16 +327,33 @@ def test_oracle_probability_is_one_minus_the_product_of_survivals_over_the_windo
     ents = pd.DataFrame({"account_id": ["a", "a", "b", "zz"],
                          "as_of": pd.to_datetime(["2024-01-02", "2024-01-05", "2024-01-02",
                                                   "2024-01-02"])})
-    p = oracle_probability(truth, ents, horizon=2)
+    p = path_probability(truth, ents, horizon=2)
     # The as-of day itself is in the window (training.labels counts a churn dated on it).
     assert p[0] == pytest.approx(1 - 0.8 * 0.7)
     assert p[1] == pytest.approx(0.5), "days past the data add nothing"
     assert p[2] == pytest.approx(0.5)
     assert np.isnan(p[3]), "an unknown account has no oracle"
     # Expansion: a first expansion while still a customer; that day's churn draw comes first.
-    e = oracle_expansion_probability(truth, ents, horizon=3)
+    e = path_probability(truth, ents, horizon=3, target="expansion")
     assert e[0] == pytest.approx((0.8 * 0.7) * 0.6 * 0.5)
     assert e[2] == pytest.approx(0.0)
+
+
+def test_the_oracle_reads_the_state_of_the_day_before_not_the_path_after_it(world):
+    """Changing the truth on or after the as-of date (the future) moves the path probability
+    but not the oracle; changing the state of the day before moves the oracle."""
+    as_of = pd.Timestamp(START) + 200 * DAY
+    ents = _entities(world, pd.DatetimeIndex([as_of]))
+    before = oracle_probability(world.truth, ents, 90)
+    future = world.truth.astype({"end_logit": float})
+    later = future["date"] >= as_of
+    future.loc[later, ["end_logit", "churn_hazard"]] += [3.0, 0.01]
+    pd.testing.assert_series_equal(oracle_probability(future, ents, 90), before)
+    assert (path_probability(future, ents, 90) > path_probability(world.truth, ents, 90)).all()
+    worse = world.truth.astype({"end_logit": float})
+    worse.loc[worse["date"] == as_of - DAY, "end_logit"] += 3.0
+    assert (oracle_probability(worse, ents, 90) >= before).all()
+    assert (oracle_probability(worse, ents, 90) > before).mean() > 0.1
 
 
 def test_oracle_ranks_90_day_churners_well_and_matches_the_churn_count(big_world):
@@ -354,7 +373,7 @@ def test_churns_and_expansions_are_drawn_from_the_truth_hazards(big_world):
     ents = pd.DataFrame({"account_id": acc["account_id"],
                          "as_of": acc["created_at"].clip(lower=pd.Timestamp(START))})
     for target, table in (("churn", "churn_events"), ("expansion", "expansion_events")):
-        p = oracle_probability(big_world.truth, ents, 730, target=target).to_numpy()
+        p = path_probability(big_world.truth, ents, 730, target=target).to_numpy()
         observed = big_world.tables[table]["account_id"].nunique()
         sd = np.sqrt((p * (1 - p)).sum())
         assert abs(p.sum() - observed) < 4 * sd, (target, p.sum(), observed, sd)
@@ -442,3 +461,30 @@ def test_an_event_type_cannot_take_a_product_events_name():
 
     with pytest.raises(ValueError, match="app.login"):
         EventTypeEffect("app.login", churn_effect=1.0)
+
+
+def test_the_oracle_weighs_the_intent_the_counts_show_not_the_latent_one(typed_world):
+    """The truth's seen intent is the filtered posterior from the usage table's counts: it
+    tracks the latent intent closely (dozens of events a month) but not exactly, its variance
+    falls as counts accrue, and the oracle reads it (changing the latent intent leaves the
+    oracle as it is; changing the seen one moves it)."""
+    truth = typed_world.truth
+    later = truth[truth["date"] >= pd.Timestamp(START) + 120 * DAY]
+    active = later[later["event_logit_var"] < 0.5]
+    # Seen on day d estimates the intent a decision lead days later weighs (latent row d + lead).
+    latent = truth.set_index(["account_id", "date"])["event_logit"].reindex(
+        pd.MultiIndex.from_arrays([active["account_id"], active["date"] + P.EVENT_INTENT_LEAD
+                                   * DAY])).to_numpy()
+    known = ~np.isnan(latent)
+    r = np.corrcoef(active["event_logit_seen"].to_numpy()[known], latent[known])[0, 1]
+    assert 0.8 < r < 1.0, r
+    assert later["event_logit_var"].median() < 0.5 * truth.groupby("account_id")[
+        "event_logit_var"].first().median()
+    as_of = pd.Timestamp(START) + 200 * DAY
+    ents = _entities(typed_world, pd.DatetimeIndex([as_of]))
+    before = oracle_probability(truth, ents, 90)
+    moved = truth.assign(event_logit=truth["event_logit"] + 2.0)
+    pd.testing.assert_series_equal(oracle_probability(moved, ents, 90), before)
+    assert (oracle_probability(moved, ents, 90, intent="latent") > before).mean() > 0.9
+    seen = truth.assign(event_logit_seen=truth["event_logit_seen"] + 2.0)
+    assert (oracle_probability(seen, ents, 90) > before).mean() > 0.9

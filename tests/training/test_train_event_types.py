@@ -1,11 +1,13 @@
 """Churn models learn a customer's own event types: on a generated world whose declared event
 types raise, lower or do not move churn (`features.synth.params.EXAMPLE_EVENT_TYPES`), the
 strongest types are among the model's top factors, the raising types raise the risk of the
-accounts that do them often and the lowering type lowers it, and the model is within a small
-world's bound of the oracle.
+accounts that do them often and the lowering type lowers it, and the model is to come within
+0.03 ROC AUC of the oracle (the state as of each date with the intent as the counts show it,
+`oracle_probability`).
 
-The world is small (a test of about a minute); bench/bench_event_types.py measures the gap to
-the oracle on a larger one (bench/RESULTS.md)."""
+The world is as large as a test of under a minute and a half of CPU allows (1,200 accounts,
+about 1,000 churns in 90 days over its as-of dates); bench/bench_event_types.py measures the gap
+to the oracle on more seeds and sizes (bench/RESULTS.md)."""
 
 from datetime import date
 
@@ -34,7 +36,7 @@ STRONGEST = [event_slug(t.name) for t in EXAMPLE_EVENT_TYPES
 
 
 def _build(_root):
-    w = generate_world(400, date(2024, 1, 1), 570, seed=3, event_types=EXAMPLE_EVENT_TYPES)
+    w = generate_world(1200, date(2024, 1, 1), 570, seed=3, event_types=EXAMPLE_EVENT_TYPES)
     con = warehouse(w.tables)
     dates = as_of_dates(con, None, None, CFG.as_of_frequency, CFG.horizons)
     ts = build_training_set(con, dates, FeatureConfig(), CFG.horizons)
@@ -86,10 +88,14 @@ def test_churn_raising_types_are_top_factors_that_raise_the_risk_of_their_users(
         assert sign * by_type[slug][seldom].mean() < 0, slug
 
 
-def test_the_model_comes_within_a_small_worlds_bound_of_the_oracle(trained):
+@pytest.mark.xfail(strict=False, reason="the product requirement is not met yet: on this world "
+                   "the model is 0.071 ROC AUC below the oracle (0.838 vs 0.909; seeds 1, 2, 7: "
+                   "0.046-0.061): about 0.025 "
+                   "is the latent health state the oracle reads, 0.02-0.03 what ~600 churns "
+                   "teach (bench/RESULTS.md, 'Event-type worlds: model vs oracle')")
+def test_the_model_comes_within_003_of_the_oracle(trained):
+    """The oracle reads the state each row's data came from (`oracle_probability`), not the
+    path after the as-of date, and the intent only as the event counts show it."""
     _, with_types = trained
     auc = {k: v["roc_auc"] for k, v in with_types.pooled.items()}
-    # A small world (one fold of two test dates, a few dozen churns): the bound is loose; the
-    # larger world's figures are in bench/RESULTS.md.
-    assert auc["model"] >= auc["oracle"] - 0.3, auc
-    assert auc["model"] > 0.6, auc
+    assert auc["model"] >= auc["oracle"] - 0.03, auc
