@@ -23,6 +23,9 @@ _GEN_START = typer.Option("2024-01-01", "--start", help="First day of the data (
 _GEN_DAYS = typer.Option(730, "--days", min=1, help="Days of data from --start.")
 _GEN_SEED = typer.Option(7, "--seed", help="Random seed: the same seed writes the same bytes.")
 _GEN_OUT = typer.Option("data/raw", "--out", help="Folder to write one file per table into.")
+_GEN_ANOMALIES = typer.Option(0.0, "--anomalies", min=0.0, help="Inject labelled usage "
+                              "anomalies, this many per account and year (written to "
+                              "truth_anomalies.csv); 0, the default, injects none.")
 _GEN_FORMAT = typer.Option("parquet", "--format", help="File format of the tables: parquet or "
                            "csv (the truth is always truth.parquet and truth_events.csv).")
 
@@ -34,6 +37,7 @@ def generate(
     seed: int = _GEN_SEED,
     out: str = _GEN_OUT,
     fmt: str = _GEN_FORMAT,
+    anomalies: float = _GEN_ANOMALIES,
 ) -> None:
     """Generate a synthetic B2B SaaS world in the contract format."""
     from datetime import date
@@ -43,6 +47,7 @@ def generate(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from features.synth.anomalies import AnomalyInjection
     from features.synth.generate import FORMATS, generate_world, write_world
 
     try:
@@ -62,6 +67,7 @@ def generate(
             accounts, first, days, seed,
             progress=lambda stage, done: bar.update(task, completed=done,
                                                     description=f"generate: {stage}"),
+            anomalies=AnomalyInjection(per_account_year=anomalies) if anomalies > 0 else None,
         )
         task = bar.add_task("write", total=1.0)
         paths = write_world(
@@ -74,6 +80,8 @@ def generate(
     table.add_column("rows", justify="right")
     table.add_column("file")
     frames = {**world.tables, "truth": world.truth, "truth_events": world.shocks}
+    if world.anomalies is not None:
+        frames["truth_anomalies"] = world.anomalies
     for name, path in paths.items():
         table.add_row(name, f"{len(frames[name]):,}", str(path))
     console.print(table)
