@@ -101,13 +101,14 @@ def record_lifecycle(session: Session, stages: pd.DataFrame, as_of: date,
     changes = stage_changes(stages, last_stages(session, as_of))
     names = dict(zip(stages["account_id"], stages["name"], strict=True))
     rows = [{"account_id": c.account_id, "as_of": as_of, "stage": c.to_stage,
-             "from_stage": c.from_stage, "cause": c.cause, "recorded_at": now}
+             "from_stage": None if pd.isna(c.from_stage) else c.from_stage, "cause": c.cause,
+             "recorded_at": now}
             for c in changes.itertuples(index=False)]
     if rows:
         session.execute(JourneyEntry.__table__.insert(), rows)
     outcome.journey_entries += len(rows)
     for c in changes.itertuples(index=False):
-        if c.from_stage is None:
+        if pd.isna(c.from_stage):
             continue  # an account's first stage is where its journey starts, not a change
         key = f"{idempotency}:{c.account_id}:{as_of}:{LIFECYCLE_CHANGED}" if idempotency \
             else None

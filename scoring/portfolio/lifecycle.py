@@ -93,7 +93,8 @@ def stage_changes(stages: pd.DataFrame, last: Mapping[str, str]) -> pd.DataFrame
     prev = np.array([last.get(a) for a in stages["account_id"]], dtype=object)
     moved = prev != stages["stage"].to_numpy(dtype=object)
     out = pd.DataFrame({"account_id": stages["account_id"].to_numpy()[moved],
-                        "from_stage": prev[moved],
+                        # object, not text: a first entry's from_stage stays None, not NaN
+                        "from_stage": pd.Series(prev[moved], dtype=object),
                         "to_stage": stages["stage"].to_numpy()[moved],
                         "cause": stages["cause"].to_numpy()[moved]},
                        columns=list(CHANGE_COLUMNS))
