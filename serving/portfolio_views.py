@@ -23,7 +23,7 @@ from scoring.portfolio.inputs import column
 from scoring.portfolio.lifecycle import lifecycle_stages
 from scoring.portfolio.rfm import quintile_edges, rfm_scores
 from scoring.portfolio.value import value_scores
-from serving.errors import Unavailable
+from serving.errors import PayloadError, Unavailable
 from serving.portfolio_store import JourneyEntry, UsageAnomaly
 from serving.schemas import portfolio as out
 from serving.snapshot import WarehouseUnavailable
@@ -43,9 +43,15 @@ def _str(value: Any) -> str | None:
         else str(value)
 
 
+EARLIEST, LATEST = date(1900, 1, 1), date(2200, 1, 1)
+"""The as-of dates a portfolio view is computed for (timestamps beyond them do not exist)."""
+
+
 def active_frame(state: ServiceState, as_of: date | None) -> ScoredFrame:
     """The active accounts scored by the pipeline as of `as_of` (None: the warehouse's
     today)."""
+    if as_of is not None and not EARLIEST <= as_of <= LATEST:
+        raise PayloadError(["query", "asOf"], f"must be between {EARLIEST} and {LATEST}")
     state.tick()
     portfolio = state.portfolio
     when = as_of or state.default_as_of
