@@ -126,12 +126,13 @@ class AnomalyConfig(Section):
     """Weeks before the window the weekday profile (median and MAD per weekday) is built on:
     four follow an account's level closely (health drifts over weeks) while the median of four
     still ignores one unusual week."""
-    z_threshold: float = Field(4.0, gt=0)
+    z_threshold: float = Field(3.5, gt=0)
     """Robust z of the window's total against its expected total, beyond which it is unusual."""
-    min_drop: float = Field(0.75, gt=0, le=1)
+    min_drop: float = Field(0.8, gt=0, le=1)
     """A drop must also lose at least this share of the expected total."""
-    min_spike: float = Field(1.5, gt=0)
-    """A spike must also exceed the expected total by at least this share (1.5: 2.5 times)."""
+    min_spike: float = Field(2.0, gt=0)
+    """A spike must also exceed the expected total by at least this share (2.0: three times):
+    a new use case lifts an account's usage twofold without anything being wrong."""
     min_expected: float = Field(30.0, ge=0)
     """Windows expecting fewer than this (tiny accounts) are not judged: too noisy."""
     min_history_days: int = Field(21, ge=7)
