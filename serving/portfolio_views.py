@@ -90,7 +90,9 @@ def value(state: ServiceState, as_of: date | None, tier: str | None, segment: st
     if tier:
         rows = rows[rows["tier"] == tier]
     if segment:
-        rows = rows[[any(c["class"] == segment for c in cs) for cs in rows["classes"]]]
+        # Any account qualifying for the class; Standard is the segment of those with none.
+        rows = rows[[seg == segment or any(c["class"] == segment for c in cs)
+                     for seg, cs in zip(rows["segment"], rows["classes"], strict=True)]]
     rows = rows.sort_values("value_score", ascending=False, na_position="last", kind="stable")
     items = [out.ValueItem(
         accountId=r["account_id"], name=_str(r["name"]), arr=_num(r["arr"]),

@@ -233,3 +233,24 @@ def test_score_alerts_and_anomaly_alerts_never_resolve_each_other(store):
     with Session(store.engine) as s:
         open_rules = [a.rule for a in s.scalars(select(Alert).where(Alert.status == "open"))]
     assert open_rules == ["score_critical"]
+
+
+def test_nothing_to_judge_is_no_error():
+    got = judge_windows(np.zeros((0, DAYS)), CFG)
+    assert got.anomalous.shape == (0,)
+
+
+def test_cli_generate_writes_the_anomaly_truth_only_when_asked(tmp_path):
+    from typer.testing import CliRunner
+
+    from healthscore.cli import app
+
+    base = ["generate", "--accounts", "30", "--days", "120", "--seed", "2"]
+    plain = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    assert not (tmp_path / "plain" / "truth_anomalies.csv").exists()
+    made = CliRunner().invoke(app, [*base, "--anomalies", "4", "--out", str(tmp_path / "inj")])
+    assert made.exit_code == 0, made.output
+    labels = pd.read_csv(tmp_path / "inj" / "truth_anomalies.csv")
+    assert list(labels.columns) == ["account_id", "start", "end", "kind", "metrics", "size"]
+    assert len(labels) > 0

@@ -34,6 +34,14 @@ def test_every_portfolio_route_needs_a_key(client):
         assert client.get(path, headers={"X-API-Key": ""}).status_code == 401, path
 
 
+def test_webhooks_subscribe_to_the_portfolio_events(client):
+    made = client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook",
+                                             "eventTypes": ["lifecycle.changed",
+                                                            "anomaly.detected"]})
+    assert made.status_code == 201, made.text
+    assert made.json()["eventTypes"] == ["lifecycle.changed", "anomaly.detected"]
+
+
 def test_value_lists_tiers_and_classes_with_reasons(client, reader):
     state = state_of_client()
     active = len(state.portfolio.active())
