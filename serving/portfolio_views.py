@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -91,8 +92,10 @@ def value(state: ServiceState, as_of: date | None, tier: str | None, segment: st
         rows = rows[rows["tier"] == tier]
     if segment:
         # Any account qualifying for the class; Standard is the segment of those with none.
-        rows = rows[[seg == segment or any(c["class"] == segment for c in cs)
-                     for seg, cs in zip(rows["segment"], rows["classes"], strict=True)]]
+        keep = np.array([seg == segment or any(c["class"] == segment for c in cs)
+                         for seg, cs in zip(rows["segment"], rows["classes"], strict=True)],
+                        dtype=bool)
+        rows = rows.loc[keep]
     rows = rows.sort_values("value_score", ascending=False, na_position="last", kind="stable")
     items = [out.ValueItem(
         accountId=r["account_id"], name=_str(r["name"]), arr=_num(r["arr"]),

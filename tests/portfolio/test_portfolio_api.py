@@ -128,5 +128,8 @@ def test_another_date_and_a_date_without_customers(client, reader):
     assert got.status_code == 200 and got.json()["asOf"] == "2024-12-01"
     none = client.get("/v1/portfolio/rfm", headers=reader, params={"asOf": "2000-01-01"})
     assert none.status_code == 200 and none.json()["total"] == 0
+    empty = client.get("/v1/portfolio/value", headers=reader,
+                       params={"asOf": "2000-01-01", "segment": "Strategic"})
+    assert empty.status_code == 200 and empty.json()["items"] == []
     far = client.get("/v1/portfolio/lifecycle", headers=reader, params={"asOf": "9999-01-01"})
     assert far.status_code == 422 and far.json()["errors"][0]["loc"] == ["query", "asOf"]
