@@ -17,7 +17,9 @@ from tests.support.service_fixtures import BACKENDS, service_client, state_of_cl
 @pytest.fixture(scope="module", params=BACKENDS)
 def client(request, world_root, tmp_path_factory):
     with store_for(request.param, tmp_path_factory.mktemp("portfolio")) as url, \
-            service_client(world_root, url) as c:
+            service_client(world_root, url, request_timeout_seconds=120) as c:
+        # Another date is scored on demand (the whole portfolio): on a loaded machine that
+        # takes longer than the default 10 s request timeout.
         yield c
 
 
