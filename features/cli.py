@@ -23,6 +23,9 @@ _GEN_START = typer.Option("2024-01-01", "--start", help="First day of the data (
 _GEN_DAYS = typer.Option(730, "--days", min=1, help="Days of data from --start.")
 _GEN_SEED = typer.Option(7, "--seed", help="Random seed: the same seed writes the same bytes.")
 _GEN_OUT = typer.Option("data/raw", "--out", help="Folder to write one file per table into.")
+_GEN_ANOMALIES = typer.Option(0.0, "--anomalies", min=0.0, help="Inject labelled usage "
+                              "anomalies, this many per account and year (written to "
+                              "truth_anomalies.csv); 0, the default, injects none.")
 _GEN_FORMAT = typer.Option("parquet", "--format", help="File format of the tables: parquet or "
                            "csv (the truth is always truth.parquet and truth_events.csv).")
 _GEN_EVENT_TYPES = typer.Option(None, "--event-types", help="Customer event types of known "
@@ -45,6 +48,7 @@ def generate(
     event_types: str | None = _GEN_EVENT_TYPES,
     billing: str = _GEN_BILLING,
     events_only: bool = _GEN_EVENTS_ONLY,
+    anomalies: float = _GEN_ANOMALIES,
 ) -> None:
     """Generate a synthetic B2B SaaS world in the contract format."""
     from datetime import date
@@ -54,6 +58,7 @@ def generate(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from features.synth.anomalies import AnomalyInjection
     from features.synth.event_type_file import EventTypeFileError, load_event_types
     from features.synth.generate import FORMATS, generate_world, write_world
     from features.synth.params import BILLING
@@ -83,6 +88,7 @@ def generate(
             progress=lambda stage, done: bar.update(task, completed=done,
                                                     description=f"generate: {stage}"),
             event_types=declared, billing=billing, events_only=events_only,
+            anomalies=AnomalyInjection(per_account_year=anomalies) if anomalies > 0 else None,
         )
         task = bar.add_task("write", total=1.0)
         paths = write_world(
@@ -95,6 +101,8 @@ def generate(
     table.add_column("rows", justify="right")
     table.add_column("file")
     frames = {**world.tables, "truth": world.truth, "truth_events": world.shocks}
+    if world.anomalies is not None:
+        frames["truth_anomalies"] = world.anomalies
     for name, path in paths.items():
         table.add_row(name, f"{len(frames[name]):,}", str(path))
     console.print(table)

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from features.contract.settings import IngestConfig
 from features.settings import FeatureConfig, PathsConfig
+from scoring.portfolio.settings import PortfolioConfig
 from scoring.settings import HealthConfig
 from serving.settings import ServingConfig
 from training.settings import TrainingConfig
@@ -36,6 +37,7 @@ class Settings(BaseSettings):
     health: HealthConfig = HealthConfig()
     training: TrainingConfig = TrainingConfig()
     serving: ServingConfig = ServingConfig()
+    portfolio: PortfolioConfig = PortfolioConfig()
 
     @field_validator("training")
     @classmethod

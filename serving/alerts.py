@@ -25,6 +25,15 @@ from serving.ops_store import Alert, add_event, aware, last_resolved, open_alert
 logger = logging.getLogger(__name__)
 
 MANUAL = "manual"
+ANOMALY = "anomaly"
+"""The family of usage-anomaly alerts (`anomaly:<metric>`, raised by serving.portfolio): a pass
+of one family never resolves another's alerts."""
+SCORE = "score"
+
+
+def family(rule: str) -> str:
+    """Which pass owns a rule's alerts: `anomaly` for `anomaly:*`, else `score`."""
+    return ANOMALY if rule.startswith(ANOMALY + ":") else SCORE
 
 
 @dataclass(frozen=True)
@@ -105,12 +114,15 @@ def resolve_alert(session: Session, alert: Alert, by: str, resolution: str,
 
 def apply_alerts(session: Session, account_id: str, conditions: Mapping[str, Condition],
                  rules: AlertRules, *, as_of: date | None = None, now: datetime | None = None,
-                 dedupe_key: str | None = None) -> tuple[list[Alert], list[Alert]]:
-    """Raise new alerts and auto-resolve cleared ones; returns (created, resolved)."""
+                 dedupe_key: str | None = None, of_family: str = SCORE
+                 ) -> tuple[list[Alert], list[Alert]]:
+    """Raise new alerts and auto-resolve cleared ones of one family of rules (`of_family`: the
+    score's rules, or usage anomalies); returns (created, resolved)."""
     now = now or utcnow()
     created: list[Alert] = []
     resolved: list[Alert] = []
-    open_by_rule = {a.rule: a for a in open_alerts(session, account_id) if a.rule != MANUAL}
+    open_by_rule = {a.rule: a for a in open_alerts(session, account_id)
+                    if a.rule != MANUAL and family(a.rule) == of_family}
     for rule, alert in open_by_rule.items():
         if rule not in conditions:
             resolved.append(resolve_alert(session, alert, "system", "auto: condition cleared",

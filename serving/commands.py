@@ -47,6 +47,7 @@ def score(
     from features.contract.warehouse import today
     from scoring.pipeline import score_accounts
     from serving.events import record_daily
+    from serving.portfolio import record_portfolio
     from serving.store import open_store
 
     settings = settings_of(ctx)
@@ -68,6 +69,11 @@ def score(
                              churn=frame.longest("churn"))
             written = len(scored)
             report("writing", 1.0)
+            # Lifecycle changes and usage anomalies of the date, idempotent like the scores.
+            report("portfolio", 0.0)
+            portfolio = record_portfolio(store.engine, frame, con, settings.portfolio,
+                                         idempotency=f"daily:{when}")
+            report("portfolio", 1.0)
     con.close()
 
     table = Table(title=f"Health scores as of {when} ({written} accounts, "
@@ -88,6 +94,10 @@ def score(
     missing = scored["missing"].explode().dropna().value_counts()
     if len(missing):
         console.print("Missing dimensions: " + ", ".join(f"{d} {c}" for d, c in missing.items()))
+    console.print(f"Lifecycle: {portfolio.journey_entries} stage changes recorded "
+                  f"({portfolio.lifecycle_events} lifecycle.changed events); usage anomalies: "
+                  f"{portfolio.anomalies} ({portfolio.anomaly_alerts} new alerts, "
+                  f"{portfolio.anomaly_alerts_resolved} resolved)")
     console.print(f"Written to {store_url or settings.paths.store_url}")
 
 

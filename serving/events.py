@@ -7,6 +7,8 @@ Owns
   `Risk.increased` (a risk flag raised that the previous score did not have, or the churn
   probability up by `risk_points`), `Threshold.breached` (the score fell through a status cut
   of its profile) and `health.declined` (the first time an account drops below 30);
+  `lifecycle.changed` and `anomaly.detected` are written by the daily job's portfolio pass
+  (serving.portfolio) through the same outbox;
 - `record_scores`: scores, their events, the webhook deliveries and the alerts in ONE
   transaction (the outbox); the daily job calls it with `idempotency="<as_of>"` so a re-run of a
   date adds no event twice;
@@ -63,7 +65,7 @@ logger = logging.getLogger(__name__)
 EVENT_TYPES: tuple[str, ...] = (
     "calculated", "updated", "Alert.created", "Alert.resolved", "Grade.changed",
     "Status.changed", "Risk.increased", "Score.declined", "Score.improved",
-    "Threshold.breached", "health.declined",
+    "Threshold.breached", "health.declined", "lifecycle.changed", "anomaly.detected",
 )
 DECLINE_FLOOR = 30.0
 """`health.declined` fires the first time an account's score drops below this."""

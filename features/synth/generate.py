@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from features.contract.tables import TABLES
 from features.synth import params as P
 from features.synth.accounts import account_ids, build_accounts, draw_profiles
+from features.synth.anomalies import AnomalyInjection, inject_anomalies
 from features.synth.columns import str_column, timestamps
 from features.synth.commercial import (
     build_churn_events,
@@ -58,6 +59,9 @@ the commercial outcomes."""
 STATE_COLUMNS = ("term", "days_to_end", "end_logit", "midterm_hazard", "event_logit",
                  "event_logit_seen", "event_logit_var")
 """Truth columns `oracle_probability` reads (see `World.truth`)."""
+ANOMALIES_FILE = "truth_anomalies.csv"
+ANOMALY_SEED = 7919
+"""Mixed into the seed of the injected anomalies' own generator (apart from every stage's)."""
 
 
 @dataclass
@@ -86,12 +90,16 @@ class World:
     shocks: pd.DataFrame
     """account_id, date, kind: the hidden events (champion_left, outage, usage_cut, budget_cut,
     new_use_case)."""
+    anomalies: pd.DataFrame | None = None
+    """account_id, start, end (inclusive), kind (drop, spike), metrics (`;`-joined), size: the
+    usage anomalies injected on request (`features.synth.anomalies`); None when none were."""
 
 
 def generate_world(n_accounts: int, start: date, days: int, seed: int,
                    progress: Progress | None = None,
                    event_types: Sequence[EventTypeEffect] = (),
-                   billing: str = "mixed", events_only: bool = False) -> World:
+                   billing: str = "mixed", events_only: bool = False,
+                   anomalies: AnomalyInjection | None = None) -> World:
     """Simulate `n_accounts` accounts over the `days` days from `start` (exclusive end).
 
     `event_types`: customer event types with known churn effects (`EventTypeEffect`), added to
@@ -101,7 +109,10 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
     so the events show a churn coming. `billing`: one of `params.BILLING` (the segments' own
     mix of monthly and yearly terms, all monthly, or none monthly). `events_only`: leave out
     tickets, surveys and touchpoints (`VOICE_TABLES`), as a customer that connects only its
-    product events and billing."""
+    product events and billing.
+
+    `anomalies`: labelled usage anomalies to inject (`AnomalyInjection`), off by default; their
+    draws come from a generator of their own, so the world is otherwise the same."""
     if n_accounts < 1:
         raise ValueError(f"n_accounts must be at least 1, got {n_accounts}")
     if days < 1:
@@ -130,6 +141,10 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
                         lambda f: report("usage", 0.25 + 0.55 * f),
                         event_types=event_types, propensity=propensity)
     seen_logit, seen_var = _intent_seen(usage, event_types, ids, start, days)
+    labels = None
+    if anomalies is not None:
+        usage, labels = inject_anomalies(usage, start, anomalies,
+                                         np.random.default_rng([seed, ANOMALY_SEED]))
     report("billing", 0.8)
     rows = subscription_rows(latent, profiles)
     tables: dict[str, pd.DataFrame] = {
@@ -155,7 +170,7 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
     report("done", 1.0)
     log.info("generated %d accounts x %d days: %s", n_accounts, days,
              ", ".join(f"{k}={len(v)}" for k, v in tables.items()))
-    return World(tables=tables, truth=truth, shocks=shocks)
+    return World(tables=tables, truth=truth, shocks=shocks, anomalies=labels)
 
 
 def event_propensity(event_types: Sequence[EventTypeEffect], n_accounts: int, days: int,
@@ -241,7 +256,8 @@ def _shock_frame(lat: Latent, ids: np.ndarray, start: date) -> pd.DataFrame:
 
 def write_world(world: World, out: Path, fmt: str = "parquet",
                 progress: Progress | None = None) -> dict[str, Path]:
-    """Write one `<table>.<fmt>` per contract table, `truth.parquet` and `truth_events.csv`.
+    """Write one `<table>.<fmt>` per contract table, `truth.parquet` and `truth_events.csv`
+    (and `truth_anomalies.csv` for a world with injected anomalies).
 
     A file of the same table in the other format is removed, so the folder never holds two
     versions of one table. Returns the path written for each table, truth and truth_events.
@@ -253,6 +269,8 @@ def write_world(world: World, out: Path, fmt: str = "parquet",
     written: dict[str, Path] = {}
     items = [(name, frame, fmt) for name, frame in world.tables.items()]
     items += [("truth", world.truth, "parquet"), ("truth_events", world.shocks, "csv")]
+    if world.anomalies is not None:
+        items.append(("truth_anomalies", world.anomalies, "csv"))
     for i, (name, frame, kind) in enumerate(items):
         if progress is not None:
             progress(name, i / len(items))

@@ -11,6 +11,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import serving.ops_store  # noqa: F401  (its tables join Base.metadata)
+import serving.portfolio_store  # noqa: F401
 from serving.store import Base
 
 config = context.config
