@@ -1,10 +1,9 @@
 """The API's interactive documentation at `/v1/docs`, served entirely by the service.
 
-Swagger UI's script and styles come from the `swagger-ui-bundle` package (pinned in
-pyproject.toml), mounted as static files under `/v1/docs/assets`, so the page works offline and
-asks no other host for anything: no CDN, no favicon from elsewhere, and no badge from Swagger's
-online validator (`validatorUrl` is off).
-"""
+Swagger UI 5 (it reads the OpenAPI 3.1 FastAPI writes) comes from the `swagger-ui-bundle-v2`
+package, pinned in pyproject.toml, mounted as static files under `/v1/docs/assets`: the page
+works offline and asks no other host for anything (no CDN, no favicon from elsewhere, and no
+badge from Swagger's online validator: `validatorUrl` is off)."""
 
 from __future__ import annotations
 

@@ -55,7 +55,8 @@ def _page(request: Request, state: Any, v: Any, account_id: str, *, status: int 
                   prediction=analysis.prediction, explanation=explanation,
                   churn_model=churn_model, as_of=account.as_of, notice=notice, error=error,
                   history_chart=charts.history(points, manual), history=hist,
-                  timeline=line, logins_chart=charts.logins(line.logins) if line.logins else None,
+                  timeline=line, logins_chart=charts.logins(line.logins, line.start, line.end)
+                  if line.logins else None,
                   actionable=ACTIONABLE, current={k: _plain(x) for k, x in current.items()},
                   whatif=whatif, whatif_changes=whatif_changes or {},
                   default_expiry=_default_expiry())

@@ -7,7 +7,7 @@ Pure functions of numbers already computed elsewhere: no score, no probability i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import plotly.graph_objects as go
@@ -67,10 +67,14 @@ def history(points: Sequence[tuple[str, float | None]], overrides: Sequence[tupl
     return as_json(fig)
 
 
-def logins(points: Sequence[tuple[date, int]]) -> Markup:
-    fig = go.Figure(go.Bar(x=[str(d) for d, _ in points], y=[n for _, n in points],
+def logins(points: Sequence[tuple[date, int]], start: date, end: date) -> Markup:
+    """Active users per day over the whole window (a day without activity is a zero)."""
+    by_day = dict(points)
+    days = [start + timedelta(days=i) for i in range((end - start).days)]
+    fig = go.Figure(go.Bar(x=[str(d) for d in days], y=[by_day.get(d, 0) for d in days],
                            marker={"color": ACCENT}, name="active users"))
-    fig.update_layout(**_LAYOUT, yaxis={"title": "active users"})
+    fig.update_layout(**_LAYOUT, yaxis={"title": "active users"},
+                      xaxis={"type": "date", "range": [str(start), str(end)]}, bargap=0.1)
     return as_json(fig)
 
 
