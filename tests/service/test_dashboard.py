@@ -163,3 +163,19 @@ def test_pages_load_nothing_from_another_host(client):
     assert client.get("/v1/docs/assets/swagger-ui-bundle.js").status_code == 200
     assert client.get("/static-lib/plotly.min.js").status_code == 200
     assert client.get("/v1/redoc").status_code == 404
+
+
+def test_the_templates_and_static_files_ship_with_the_package():
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["serving"]
+    files = [p.relative_to(root / "serving").as_posix()
+             for folder in ("templates", "static")
+             for p in (root / "serving" / "dashboard" / folder).iterdir()]
+    assert files
+    unshipped = [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)]
+    assert not unshipped, f"add to [tool.setuptools.package-data] serving: {unshipped}"
