@@ -4,7 +4,7 @@ every filter in the URL) with its CSV export of exactly the filtered rows."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -39,19 +39,26 @@ def portfolio_page(request: Request, state: State, v: Seen, band: Text = None,
     filters = _filters(band, segment, owner, lifecycle, flag, q, sort, order)
     rows = portfolio.select_rows(frame, filters)
     shown = portfolio.page_of(rows, page, state.settings.serving.dashboard_page_size)
-    counts = {str(k): int(n) for k, n in frame["band"].value_counts().items()}
     params = {k: val for k, val in request.query_params.items()}
+    fixed = state.derive(("portfolio-page", state.snapshot.generation,
+                          state.rules.config_version), lambda: _fixed(frame, bands))
     return render(
         request, "portfolio.html", v, params=params, filters=filters, page=shown,
-        kpis=portfolio.kpis(frame, bands[0]), as_of=state.portfolio.as_of,  # type: ignore[union-attr]
-        choices=portfolio.choices(frame, bands), dimensions=DIMENSIONS, band_counts=counts,
-        bands=bands, notice=notice,
-        donut=charts.band_donut(counts, bands),
-        over_time=charts.line(portfolio.average_over_time(state), "average score"),
-        churn_hist=charts.bars(portfolio.histogram(frame["churn"]), "90-day churn probability",
-                               "#cf222e"),
-        expansion_hist=charts.bars(portfolio.histogram(frame["expansion"]),
-                                   "90-day expansion probability", "#1a7f37"))
+        as_of=state.portfolio.as_of,  # type: ignore[union-attr]
+        dimensions=DIMENSIONS, bands=bands, notice=notice,
+        over_time=charts.line(portfolio.average_over_time(state), "average score"), **fixed)
+
+
+def _fixed(frame: Any, bands: list[str]) -> dict[str, Any]:
+    """What the page shows whatever the filters: the same until the portfolio is rescored."""
+    counts = {str(k): int(n) for k, n in frame["band"].value_counts().items()}
+    return {
+        "kpis": portfolio.kpis(frame, bands[0]), "choices": portfolio.choices(frame, bands),
+        "band_counts": counts, "donut": charts.band_donut(counts, bands),
+        "churn_hist": charts.bars(portfolio.histogram(frame["churn"]),
+                                  "90-day churn probability", "#cf222e"),
+        "expansion_hist": charts.bars(portfolio.histogram(frame["expansion"]),
+                                      "90-day expansion probability", "#1a7f37")}
 
 
 @router.get("/export.csv")

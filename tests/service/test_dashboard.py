@@ -179,3 +179,47 @@ def test_the_templates_and_static_files_ship_with_the_package():
     assert files
     unshipped = [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)]
     assert not unshipped, f"add to [tool.setuptools.package-data] serving: {unshipped}"
+
+
+def test_the_timeline_is_the_same_from_the_held_rows_and_from_the_warehouse(world_root):
+    """The account page reads the rows the online path holds in memory when there are any, and
+    queries the warehouse otherwise: both give the same timeline."""
+    from datetime import timedelta
+
+    import duckdb
+
+    from features.build import warm_online
+    from features.contract.warehouse import today
+    from features.settings import FeatureConfig
+    from serving.timeline import timeline
+
+    con = duckdb.connect(str(world_root / "warehouse.duckdb"), read_only=True)
+
+    class Snapshot:
+        generation = 1
+
+        @staticmethod
+        def connection():
+            return con
+
+    class State:
+        snapshot = Snapshot
+
+        @staticmethod
+        def known(_account):
+            return None
+
+        @staticmethod
+        def derive(_key, make):
+            return make()
+
+    as_of = today(con)
+    ids = [r[0] for r in con.execute("select account_id from accounts limit 5").fetchall()]
+    queried = [timeline(State, a, as_of, 120) for a in ids]
+    warm_online(con, FeatureConfig())
+    held = [timeline(State, a, as_of, 120) for a in ids]
+    con.close()
+    assert held == queried
+    assert any(t.logins for t in held) and any(t.items for t in held)
+    assert all(t.start == as_of - timedelta(days=120) for t in held)
+    assert all(d < as_of for t in held for d, _ in t.logins)
