@@ -81,6 +81,12 @@ def test_the_portfolio_fits_a_phone(browser, served):
     context = browser.new_context(base_url=served.base, viewport={"width": 390, "height": 844})
     pg = context.new_page()
     sign_in(pg, served.keys["reader"])
+    wide = pg.evaluate("""[...document.querySelectorAll('body *')]
+        .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1
+                && !el.closest('.table-wrap'))
+        .map(el => el.tagName + '.' + el.className + '#' + el.id).slice(0, 8)""")
+    assert not wide, f"wider than the phone: {wide}"
+    # and the page itself does not pan sideways (the table scrolls inside its own box)
     assert pg.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     shot(pg, "portfolio-phone")
     context.close()
@@ -183,4 +189,7 @@ def test_segments_report_and_docs_load_nothing_from_outside(page, served):
     shot(page, "api-docs")
     for path in ("/static_content/index.css", "/docs.json", "/assets/index.js"):
         assert page.goto(path).status == 404
+    for path in ("/metrics", "/livez", "/readyz", "/schema.json"):  # BentoML's own: no page
+        r = page.request.get(path)
+        assert r.status == 200 and "text/html" not in r.headers["content-type"], path
     # page's fixture asserts that no request of this test went to another host

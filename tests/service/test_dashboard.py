@@ -163,6 +163,15 @@ def test_pages_load_nothing_from_another_host(client):
     assert client.get("/v1/docs/assets/swagger-ui-bundle.js").status_code == 200
     assert client.get("/static-lib/plotly.min.js").status_code == 200
     assert client.get("/v1/redoc").status_code == 404
+    # What BentoML itself serves beside the mounts: no page, nothing that names another host.
+    client.cookies.clear()
+    for path in ("/livez", "/readyz", "/healthz", "/schema.json"):  # /metrics: in tests/browser
+        r = client.get(path, follow_redirects=False)
+        assert "text/html" not in r.headers.get("content-type", ""), path
+        assert not re.search(r"(?:src|href)=|googletagmanager", r.text), path
+    for path in ("/", "/docs", "/docs.json", "/static_content/swagger-ui.css", "/assets/x.js"):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/signin"), path
 
 
 def test_the_templates_and_static_files_ship_with_the_package():

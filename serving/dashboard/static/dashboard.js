@@ -13,7 +13,7 @@
     document.querySelectorAll("[data-print]").forEach(function (b) {
       b.addEventListener("click", function () { window.print(); });
     });
-    document.documentElement.setAttribute("data-ready", "1");
+    document.documentElement.setAttribute("data-ready", String(Math.round(performance.now())));
   }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", draw);
