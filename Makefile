@@ -38,7 +38,7 @@ demo: venv
 	HEALTHSCORE_SERVING__ADMIN_KEY=$(DEMO_ADMIN_KEY) $(HS) serve
 
 test: venv
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 bench: venv
 	$(PY) bench/run.py

@@ -150,7 +150,7 @@ def _browser_load(page: Any, path: str) -> float:
     t0 = time.perf_counter()
     page.goto(path)
     page.wait_for_selector("html[data-ready]")
-    page.wait_for_function("[...document.querySelectorAll('[data-chart]')]"
+    page.wait_for_function("() => [...document.querySelectorAll('[data-chart]')]"
                            ".every(el => el.querySelector('.main-svg'))")
     return time.perf_counter() - t0
 

@@ -128,6 +128,10 @@ def page(browser: Any, served: Any, request: pytest.FixtureRequest) -> Iterator[
 def shot(pg: Any, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{re.sub(r'[^a-z0-9-]+', '-', name.lower())}.png"
+    # A dashboard page is drawn once its script marks it (plotly has drawn every chart).
+    # (a function, not an expression: the pages' CSP forbids the eval an expression needs)
+    pg.wait_for_function("() => document.documentElement.dataset.ready || "
+                         "!document.querySelector('script[src=\"/static/dashboard.js\"]')")
     pg.screenshot(path=str(path), full_page=True)
     return path
 

@@ -15,7 +15,8 @@ import pytest
 from tests.browser.conftest import shot, sign_in
 from tests.support.service_fixtures import ADMIN_KEY
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+# One server and one browser for the module: its tests stay on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 
 def cells(pg: Any, col: str) -> list[str]:

@@ -11,7 +11,8 @@ import pytest
 
 from tests.support.service_fixtures import service_client
 
-pytestmark = pytest.mark.slow
+# One service for the module: its tests stay on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboard")]
 
 
 @pytest.fixture(scope="module")
