@@ -39,10 +39,12 @@ def _page(request: Request, state: Any, v: Any, account_id: str, *, status: int 
           whatif_changes: dict[str, float] | None = None) -> HTMLResponse:
     analysis = scores.analyze(state, schemas.AnalyzeRequest(accountId=account_id, topK=5))
     health, explanation = analysis.healthScore, analysis.explanation
-    account = state.account(account_id)
+    account = state.account(account_id)  # cached: analyze scored it just now
     hist = reports.history(state, account_id, None, None)
     points = [(str(r.asOf), r.score) for r in hist["scores"]]
-    manual = [(str(o.createdAt.date()), o.score) for o in hist["overrides"]]
+    # The manual score in effect, at the date the page is as of (it was set on a wall-clock
+    # day, which need not be a scored date of the data).
+    manual = [(str(account.as_of), health.override.score)] if health.override else []
     churn_model = None
     if explanation is not None:
         churns = [m for m in explanation.models if m.target == "churn"]
