@@ -31,13 +31,14 @@ demo: venv
 	$(HS) train --truth data/raw/truth.parquet
 	$(HS) score
 	@echo
-	@echo "Serving the HealthScore API on http://127.0.0.1:3000 (OpenAPI: /v1/openapi.json)."
+	@echo "Dashboard: http://127.0.0.1:3000/  (sign in with an API key, e.g. the demo admin key below)"
+	@echo "Serving the HealthScore API on http://127.0.0.1:3000/v1 (docs: /v1/docs, OpenAPI: /v1/openapi.json)."
 	@echo "Demo admin key: $(DEMO_ADMIN_KEY)  e.g.  curl -H 'Authorization: Bearer $(DEMO_ADMIN_KEY)' ..."
 	@echo "MLflow runs and models: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns.db"
 	HEALTHSCORE_SERVING__ADMIN_KEY=$(DEMO_ADMIN_KEY) $(HS) serve
 
 test: venv
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 bench: venv
 	$(PY) bench/run.py

@@ -3,7 +3,8 @@
 A thin adapter (the pattern of bentoml/BentoMLflow's service.py): `__init__` builds the settings
 and, once per worker, the `serving.state.ServiceState` (rules, champion models, warehouse
 snapshot, score store), hands it to the FastAPI app mounted at `/v1` (all the API routes,
-typed with pydantic, with their OpenAPI document at `/v1/openapi.json`), and starts the webhook
+typed with pydantic, with their OpenAPI document at `/v1/openapi.json`) and to the dashboard
+mounted at `/` (serving.dashboard), and starts the webhook
 delivery worker; `on_shutdown` stops it cleanly so pending deliveries resume at the next start.
 Per-request access logs are off, and the objects loaded at start-up are frozen out of
 the garbage collector's full passes. No scoring, no business rule and no HTTP logic lives here.
@@ -19,6 +20,7 @@ from typing import Any
 import bentoml
 
 from serving.app import app as api_app
+from serving.dashboard.app import app as dashboard_app
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,9 @@ _TRACING = os.environ.get("HEALTHSCORE_SERVING__TRACING", "false").strip().lower
     "1", "true", "yes", "on")
 
 
+# The dashboard second: the API wins for `/v1`, the dashboard answers every other path
+# (BentoML's own root page and static content included: they load outside hosts).
+@bentoml.asgi_app(dashboard_app, path="/")
 @bentoml.asgi_app(api_app, path="/v1")
 @bentoml.service(
     name="healthscore",
@@ -48,6 +53,7 @@ class HealthScoreService:
         self.settings = load_settings()
         self.state = ServiceState(self.settings)
         api_app.state.service = self.state
+        dashboard_app.state.service = self.state
         # Everything loaded so far (libraries, models, the precomputed portfolio) lives as long
         # as the worker. A full collection walks all of it with the event loop stopped, a pause
         # that sets the p99 under load (bench/RESULTS.md). Frozen objects are never scanned.

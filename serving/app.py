@@ -15,7 +15,7 @@ import logging
 from fastapi import Depends, FastAPI, HTTPException, Request
 from starlette.routing import Match
 
-from serving import problems
+from serving import api_docs, problems
 from serving.auth import HEADER
 from serving.errors import NotFound
 from serving.guards import BodyLimit, TextGuard, known_query
@@ -38,12 +38,17 @@ app = FastAPI(
     "that changes something may carry an `Idempotency-Key` header: a retry with the same key "
     "and body gets the first answer again instead of making the change twice.",
     dependencies=[Depends(known_query)],
+    # Swagger UI from the installed `swagger-ui-bundle` package (below), not from a CDN: the
+    # docs work offline and the page loads nothing from another host. ReDoc ships no local copy.
+    docs_url=None,
+    redoc_url=None,
 )
 app.add_middleware(IdempotencyMiddleware)
 app.add_middleware(TextGuard)
 app.add_middleware(BodyLimit)
 for _routes in (scores, reports, changes, alerts, portfolio, admin):
     app.include_router(_routes.router)
+api_docs.install(app)
 problems.install(app)
 for _outage in OUTAGE_ERRORS:  # the store out of reach: 503 + Retry-After, never a hang or 500
     app.add_exception_handler(_outage, store_unavailable)

@@ -111,7 +111,11 @@ class KeyChecker:
         if not key:
             raise AccessDenied(401, f"missing API key: send it in the {HEADER} header "
                                     "(or Authorization: Bearer <key>)")
-        digest = hash_key(key)
+        return self.principal_of_digest(hash_key(key))
+
+    def principal_of_digest(self, digest: str) -> Principal:
+        """The principal of a key known by its hash (what a signed dashboard cookie carries, so
+        the key itself never sits in the browser), or AccessDenied(401)."""
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(digest)
@@ -128,7 +132,11 @@ class KeyChecker:
         return found
 
     def require(self, key: str | None, needed: Role, action: str) -> Principal:
-        who = self.principal(key)
+        return self.check_role(self.principal(key), needed, action)
+
+    @staticmethod
+    def check_role(who: Principal, needed: Role, action: str) -> Principal:
+        """`who`, or AccessDenied(403) when its role is below `needed`."""
         if not who.allows(needed):
             raise AccessDenied(403, f"{action} needs the {needed} role; key {who.name!r} has "
                                     f"the {who.role} role")

@@ -62,6 +62,7 @@ def serve(
     host, port = host or settings.serving.host, port or settings.serving.port
     cmd = serve_command(host, port)
     typer.echo(f"HealthScore API on http://{host}:{port}/v1 (OpenAPI: /v1/docs)")
+    typer.echo(f"HealthScore dashboard on http://{host}:{port}/ (sign in with an API key)")
     sys.stdout.flush()  # exec drops whatever is still buffered
     sys.stderr.flush()
     env = service_env(config)

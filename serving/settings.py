@@ -64,6 +64,19 @@ class ServingConfig(Section):
     """A claimed delivery becomes another worker's to retry after this long: what a worker
     killed mid-delivery delays its claims by."""
 
+    session_secret: SecretStr | None = None
+    """Key that signs the dashboard's session cookies (HEALTHSCORE_SERVING__SESSION_SECRET);
+    every worker must share it. Unset: a random key kept in `session.key` beside the warehouse,
+    made on first start (so sign-ins survive a restart and work across workers)."""
+    session_hours: float = Field(8.0, gt=0)
+    """A dashboard sign-in lasts this long; then the API key is asked again."""
+    session_secure_cookie: bool = False
+    """Mark the session cookie Secure (only sent over HTTPS): on behind a TLS proxy."""
+    dashboard_page_size: int = Field(50, ge=5, le=500)
+    """Accounts per page of the portfolio table."""
+    dashboard_timeline_days: int = Field(90, ge=7, le=730)
+    """How far back an account's engagement timeline reaches."""
+
     @field_validator("webhook_allow_hosts")
     @classmethod
     def _allow_entries(cls, v: tuple[str, ...]) -> tuple[str, ...]:

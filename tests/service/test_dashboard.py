@@ -1,0 +1,235 @@
+"""The dashboard over the ASGI app (no server process): access control, the session cookie,
+CSRF on every POST, role separation, the CSV export's rows, and no outside host in any page."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+
+from tests.support.service_fixtures import service_client
+
+# One service for the module: its tests stay on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboard")]
+
+
+@pytest.fixture(scope="module")
+def client(world_root, tmp_path_factory):
+    store = tmp_path_factory.mktemp("dash") / "store.db"
+    with service_client(world_root, f"sqlite:///{store}") as c:
+        keys = {role: c.post("/v1/keys", json={"name": f"dash-{role}", "role": role}).json()["key"]
+                for role in ("reader", "writer")}
+        c.headers.pop("X-API-Key")
+        c.keys = keys  # type: ignore[attr-defined]
+        yield c
+
+
+def sign_in(c, key: str) -> None:
+    c.cookies.clear()
+    page = c.get("/signin")
+    token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
+    r = c.post("/signin", data={"key": key, "token": token, "next": "/"},
+               follow_redirects=False)
+    assert r.status_code == 303, r.text
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def test_without_a_session_every_page_is_the_sign_in_page(client):
+    client.cookies.clear()
+    for path in ("/", "/accounts/x", "/segments", "/report", "/settings", "/export.csv",
+                 "/static_content/index.css", "/docs.json", "/anything"):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/signin"), path
+        r = client.get(path)
+        assert "API key" in r.text and "Accounts" not in r.text, path
+    r = client.post("/settings/save", data={"kind": "weights", "w_usage": "9"})
+    assert r.status_code == 401 and "Sign in" in r.text
+
+
+def test_a_wrong_key_gets_the_sign_in_page_and_no_cookie(client):
+    client.cookies.clear()
+    page = client.get("/signin")
+    token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
+    r = client.post("/signin", data={"key": "hs_wrong", "token": token},
+                    follow_redirects=False)
+    assert r.status_code == 401 and "not valid" in r.text
+    assert "hs_session" not in r.headers.get("set-cookie", "")
+    # A forged cookie is no session either.
+    client.cookies.set("hs_session", "eyJoIjoiYWJjIn0.forged.sig")
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_needs_the_form_token(client):
+    client.cookies.clear()
+    r = client.post("/signin", data={"key": client.keys["reader"], "token": "made-up"},
+                    follow_redirects=False)
+    assert r.status_code == 403 and "hs_session" not in r.headers.get("set-cookie", "")
+
+
+def test_the_session_cookie_is_httponly_strict_and_holds_no_key(client):
+    client.cookies.clear()
+    page = client.get("/signin")
+    token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
+    r = client.post("/signin", data={"key": client.keys["reader"], "token": token},
+                    follow_redirects=False)
+    cookie = [h for h in r.headers.get_list("set-cookie") if h.startswith("hs_session=")][0]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert client.keys["reader"] not in cookie
+
+
+def test_a_reader_sees_pages_but_no_edit_form_and_cannot_post_changes(client):
+    sign_in(client, client.keys["reader"])
+    home = client.get("/")
+    assert home.status_code == 200 and "Accounts" in home.text
+    account = re.search(r'href="/accounts/([^"]+)"', home.text).group(1)
+    page = client.get(f"/accounts/{account}")
+    assert page.status_code == 200
+    assert "/override" not in page.text and "/resolve" not in page.text
+    settings = client.get("/settings")
+    assert settings.status_code == 200 and "/settings/save" not in settings.text
+    assert "/settings/preview" not in settings.text
+    csrf = csrf_of(home.text)
+    for path, data in (("/settings/save", {"kind": "weights", "w_usage": "9"}),
+                       ("/settings/preview", {"kind": "weights", "w_usage": "9"}),
+                       (f"/accounts/{account}/override", {"score": "50", "reason": "xyz",
+                                                          "expires": "2999-01-01T00:00"}),
+                       (f"/accounts/{account}/override/end", {})):
+        r = client.post(path, data={**data, "csrf": csrf})
+        assert r.status_code == 403, path
+    # A what-if changes nothing: a reader may run it.
+    r = client.post(f"/accounts/{account}/whatif", data={"csrf": csrf, "f_open_tickets": "0"})
+    assert r.status_code in (200, 422)
+
+
+def test_every_post_needs_the_session_csrf_token(client):
+    sign_in(client, client.keys["writer"])
+    home = client.get("/")
+    account = re.search(r'href="/accounts/([^"]+)"', home.text).group(1)
+    data = {"score": "50", "reason": "test override", "expires": "2999-01-01T00:00"}
+    assert client.post(f"/accounts/{account}/override", data=data).status_code == 403
+    assert client.post(f"/accounts/{account}/override",
+                       data={**data, "csrf": "wrong"}).status_code == 403
+    assert client.post("/signout").status_code == 403
+    ok = client.post(f"/accounts/{account}/override", data={**data, "csrf": csrf_of(home.text)},
+                     follow_redirects=False)
+    assert ok.status_code == 303
+    page = client.get(f"/accounts/{account}")
+    assert "Manual score by dash-writer" in page.text
+    end = client.post(f"/accounts/{account}/override/end", data={"csrf": csrf_of(page.text)},
+                      follow_redirects=False)
+    assert end.status_code == 303
+    assert "Manual score by" not in client.get(f"/accounts/{account}").text
+
+
+def test_the_csv_export_holds_exactly_the_filtered_rows(client):
+    sign_in(client, client.keys["reader"])
+    home = client.get("/")
+    band = re.search(r'<option >([^<]+)</option>', home.text.split('id="f-band"')[1]).group(1)
+    for query in ({"band": band}, {"band": band, "sort": "churn", "order": "desc"},
+                  {"q": "a"}, {}):
+        rows = list(csv.DictReader(io.StringIO(client.get("/export.csv", params=query).text)))
+        page = client.get("/", params=query).text
+        total = int(re.search(r'<span id="total">(\d+)</span>', page).group(1))
+        assert len(rows) == total, query
+        if "band" in query:
+            assert rows and {r["band"] for r in rows} == {band}
+        if query.get("sort") == "churn":
+            churn = [float(r["churn"]) for r in rows if r["churn"]]
+            assert churn == sorted(churn, reverse=True)
+        if "q" in query:
+            assert all("a" in (r["name"] + r["account_id"]).lower() for r in rows)
+        shown = re.findall(r'<tr data-account="([^"]+)">', page)
+        assert [r["account_id"] for r in rows[:len(shown)]] == shown
+
+
+def test_pages_load_nothing_from_another_host(client):
+    sign_in(client, client.keys["writer"])
+    home = client.get("/")
+    account = re.search(r'href="/accounts/([^"]+)"', home.text).group(1)
+    for path in ("/", f"/accounts/{account}", "/segments", "/report", "/settings", "/signin",
+                 "/v1/docs"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        outside = re.findall(r'(?:src|href)="(https?://[^"]+|//[^"]+)"', r.text)
+        assert not outside, (path, outside)
+        if path != "/v1/docs":
+            assert "default-src 'self'" in r.headers["content-security-policy"]
+    docs = client.get("/v1/docs").text
+    assert "/v1/docs/assets/swagger-ui-bundle.js" in docs and '"validatorUrl": null' in docs
+    assert client.get("/v1/docs/assets/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/static-lib/plotly.min.js").status_code == 200
+    assert client.get("/v1/redoc").status_code == 404
+    # What BentoML itself serves beside the mounts: no page, nothing that names another host.
+    client.cookies.clear()
+    for path in ("/livez", "/readyz", "/healthz", "/schema.json"):  # /metrics: in tests/browser
+        r = client.get(path, follow_redirects=False)
+        assert "text/html" not in r.headers.get("content-type", ""), path
+        assert not re.search(r"(?:src|href)=|googletagmanager", r.text), path
+    for path in ("/", "/docs", "/docs.json", "/static_content/swagger-ui.css", "/assets/x.js"):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/signin"), path
+
+
+def test_the_templates_and_static_files_ship_with_the_package():
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["serving"]
+    files = [p.relative_to(root / "serving").as_posix()
+             for folder in ("templates", "static")
+             for p in (root / "serving" / "dashboard" / folder).iterdir()]
+    assert files
+    unshipped = [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)]
+    assert not unshipped, f"add to [tool.setuptools.package-data] serving: {unshipped}"
+
+
+def test_the_timeline_is_the_same_from_the_held_rows_and_from_the_warehouse(world_root):
+    """The account page reads the rows the online path holds in memory when there are any, and
+    queries the warehouse otherwise: both give the same timeline."""
+    from datetime import timedelta
+
+    import duckdb
+
+    from features.build import warm_online
+    from features.contract.warehouse import today
+    from features.settings import FeatureConfig
+    from serving.timeline import timeline
+
+    con = duckdb.connect(str(world_root / "warehouse.duckdb"), read_only=True)
+
+    class Snapshot:
+        generation = 1
+
+        @staticmethod
+        def connection():
+            return con
+
+    class State:
+        snapshot = Snapshot
+
+        @staticmethod
+        def known(_account):
+            return None
+
+        @staticmethod
+        def derive(_key, make):
+            return make()
+
+    as_of = today(con)
+    ids = [r[0] for r in con.execute("select account_id from accounts limit 5").fetchall()]
+    queried = [timeline(State, a, as_of, 120) for a in ids]
+    warm_online(con, FeatureConfig())
+    held = [timeline(State, a, as_of, 120) for a in ids]
+    con.close()
+    assert held == queried
+    assert any(t.logins for t in held) and any(t.items for t in held)
+    assert all(t.start == as_of - timedelta(days=120) for t in held)
+    assert all(d < as_of for t in held for d, _ in t.logins)
