@@ -44,7 +44,7 @@ def portfolio_page(request: Request, state: State, v: Seen, band: Text = None,
     fixed = state.derive(("portfolio-page", state.snapshot.generation,
                           state.rules.config_version), lambda: _fixed(frame, bands))
     return render(
-        request, "portfolio_table.html", v, params=params, filters=filters, page=shown,
+        request, "portfolio.html", v, params=params, filters=filters, page=shown,
         as_of=state.portfolio.as_of,  # type: ignore[union-attr]
         dimensions=DIMENSIONS, bands=bands, notice=notice,
         over_time=charts.line(portfolio_table.average_over_time(state), "average score"), **fixed)
