@@ -4,9 +4,10 @@ and exported, with the KPIs over it.
 Every number comes from the portfolio the one pipeline scored (`ServiceState.portfolio`, made by
 `scoring.pipeline.score_accounts`, the same frame `compareSegment` and `predict` read): the
 score, band, trend, dimensions, flags and the calibrated probabilities. The warehouse's
-`accounts` table adds who owns each account and, where the table has one, its `lifecycle`
-stage. The table is built once per warehouse snapshot and rules version. Pure functions below
-the one reading `table`; no HTTP here.
+`accounts` table adds who owns each account; the lifecycle stage is the one
+`scoring.portfolio.lifecycle` derives from the same frame, as the daily job records it. The
+table is built once per warehouse snapshot and rules version. Pure functions below the one
+reading `table`; no HTTP here.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from scoring.pipeline import longest_label
+from scoring.portfolio.lifecycle import lifecycle_stages
 from serving.errors import Unavailable
 from serving.state import ServiceState
 from serving.store import DIMENSIONS, HealthScoreRecord
 
 ATTRIBUTES: tuple[str, ...] = ("segment", "owner", "lifecycle")
 """The columns the table is filtered by besides band and flag. A column the warehouse does not
-have (no `lifecycle` stage yet) is left out of the table, and so out of the filters."""
+have (no `owner`) is left out of the table, and so out of the filters."""
 
 SORTS: dict[str, str] = {
     "score": "score", "band": "band_rank", "trend": "change", "churn": "churn",
@@ -116,6 +118,9 @@ def _build(state: ServiceState, portfolio: Any) -> pd.DataFrame:
     else:
         out["renewal"] = None
     attrs = _account_attributes(state)
+    stages = lifecycle_stages(portfolio, state.settings.portfolio.lifecycle)
+    out["lifecycle"] = out["account_id"].map(
+        dict(zip(stages["account_id"], stages["stage"], strict=True))).astype("string")
     if "segment" in f:
         out["segment"] = f["segment"].astype("string").to_numpy()
     for col in ATTRIBUTES:

@@ -147,6 +147,19 @@ def test_the_csv_export_holds_exactly_the_filtered_rows(client):
         assert [r["account_id"] for r in rows[:len(shown)]] == shown
 
 
+def test_the_lifecycle_filter_keeps_the_stage_the_lifecycle_resource_gives(client):
+    stages = client.get("/v1/portfolio/lifecycle", params={"limit": 10_000},
+                        headers={"X-API-Key": client.keys["reader"]}).json()
+    stage, count = max(stages["stages"].items(), key=lambda kv: kv[1])
+    sign_in(client, client.keys["reader"])
+    assert f"<option >{stage}</option>" in client.get("/").text.split('id="f-lifecycle"')[1]
+    rows = list(csv.DictReader(io.StringIO(
+        client.get("/export.csv", params={"lifecycle": stage}).text)))
+    assert len(rows) == count and {r["lifecycle"] for r in rows} == {stage}
+    assert {r["account_id"] for r in rows} == {
+        i["accountId"] for i in stages["items"] if i["stage"] == stage}
+
+
 def test_pages_load_nothing_from_another_host(client):
     sign_in(client, client.keys["writer"])
     home = client.get("/")
