@@ -99,6 +99,18 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10,
     return float((w * (curve["mean_predicted"] - curve["observed"]).abs()).sum())
 
 
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC (ties shared, rows with a NaN score left out); None with one class only. The one
+    AUC of every report: over a backtest's pooled out-of-fold rows it is the number the
+    champion is chosen by and registered with (`training.selection.pooled_auc`)."""
+    y, score = np.asarray(y, float), np.asarray(score, float)
+    keep = ~np.isnan(score)
+    y, score = y[keep], score[keep]
+    if not 0 < y.sum() < len(y):
+        return None
+    return float(roc_auc_score(y, score))
+
+
 def binary_metrics(y: np.ndarray, score: np.ndarray, probability: bool = True
                    ) -> dict[str, float | int | None]:
     """Every metric of one ranking (and, if it is a probability, its calibration)."""
@@ -109,7 +121,7 @@ def binary_metrics(y: np.ndarray, score: np.ndarray, probability: bool = True
     out: dict[str, float | int | None] = {
         "rows": int(len(y)), "positives": int(y.sum()),
         "base_rate": float(y.mean()) if len(y) else None,
-        "roc_auc": float(roc_auc_score(y, score)) if two_classes else None,
+        "roc_auc": roc_auc(y, score),
         "pr_auc": float(average_precision_score(y, score)) if two_classes else None,
         "top_decile_lift": _none_if_nan(top_decile_lift(y, score)) if len(y) else None,
         "recall_at_10pct": _none_if_nan(recall_at_top(y, score)) if len(y) else None,
@@ -238,7 +250,22 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"Trees: {m.get('trees', '–')}{leaves}; calibration: "
                      f"{cal.get('method', '–')} ({cal.get('positives', '–')} positives in its "
                      "window).")
-        lines += ["", "### Held-out test", "", metrics_table(m["test"])]
+        champ = m.get("champion")
+        if champ:
+            lines += ["", f"### Candidates ({champ['basis']}, {champ['rows']} rows, "
+                      f"{champ['positives']} positives; bootstrap 95% intervals)", "",
+                      "| candidate | ROC AUC | 95% interval | champion's lead |",
+                      "|---|---|---|---|"]
+            for k, a in champ["roc_auc"].items():
+                ci = a.get("ci95")
+                lead = champ["lead"].get(k, {})
+                lines.append(f"| {k} | {_fmt(a['value'])} | "
+                             + (f"{ci[0]:.3f}..{ci[1]:.3f}" if ci else "–") + " | "
+                             + ("champion" if k == champ["scorer"] else _fmt(lead.get("value")))
+                             + " |")
+            lines += ["", f"**Champion:** {champ['scorer']} ({champ['kind']})."]
+        title = "Backtest, every fold's test rows pooled" if champ else "Held-out test"
+        lines += ["", f"### {title}", "", metrics_table(m["test"])]
         gap = m.get("gap_to_oracle")
         if gap:
             lines += ["", "Gap to the oracle (oracle minus model): "
@@ -246,7 +273,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         bt = m.get("backtest")
         if bt:
             lines += ["", f"### Rolling-origin backtest ({len(bt['folds'])} folds, mean ± sd)", ""]
-            cols = ("roc_auc", "pr_auc", "top_decile_lift", "ece")
+            cols = tuple(c for c in ("roc_auc", "pr_auc", "top_decile_lift", "ece")
+                         if any(c in ms for ms in bt["summary"].values()))
             lines.append("| scorer | " + " | ".join(cols) + " |")
             lines.append("|---|" + "---|" * len(cols))
             for scorer, ms in bt["summary"].items():
