@@ -1,21 +1,22 @@
 """Choosing each target's champion among LightGBM, logistic regression and the rules score.
 
-The three candidates of a (target, horizon) are judged on the same backtest folds by one
-metric, `pooled_auc`: every fold's out-of-fold test predictions pooled, one ROC AUC over them,
-with a bootstrap 95% interval (`training.bootstrap_resamples` paired resamples, seeded; the
-bootstrap of `training.table`). Pooling rather than averaging fold AUCs: one ranking over more
-events, and the same rows for every candidate. The champion is the candidate with the highest
-pooled AUC; an exact tie goes to the simpler one (the rules score, then logistic regression),
-so a model its own baseline matches is never the champion. Whatever wins is what is refit,
-registered and served (`scoring.bundle`: all three kinds are servable), and when LightGBM is
-not the winner the report and the registry say so in a sentence (`beaten_note`).
+The three candidates of a (target, horizon) are judged on the same backtest folds by one metric,
+`pooled_auc`: every fold's out-of-fold test predictions pooled, one ROC AUC over them, with a
+bootstrap 95% interval (`training.bootstrap_resamples` paired resamples, seeded:
+`training.evaluate.bootstrap_aucs`, the table mode's scheme). Pooling rather than averaging fold
+AUCs: one ranking over more events, and the same rows for every candidate. The champion is the
+candidate with the highest pooled AUC; an exact tie goes to the simpler one (the rules score,
+then logistic regression), so a model its own baseline matches is never the champion. Whatever
+wins is what is refit, registered and served (`scoring.bundle`: all three kinds are servable),
+and when LightGBM is not the winner the report and the registry say so in a sentence
+(`beaten_note`).
 
 Here also the fitting of the two candidates that are not LightGBM, in their servable form: the
 logistic regression as `scoring.linear.LinearModel` (fitted by sklearn on that model's own
-standardised design, C chosen among `training.logistic_c` by log loss on the fold's
-early-stopping window) and the rules score as `scoring.rules_model.RulesScoreModel` (its
-score through a fitted logistic line). The backtest scores the logistic candidate with the very
-numbers serving would use.
+standardised design, C chosen among `training.logistic_c` by log loss on the fold's early-
+stopping window) and the rules score as `scoring.rules_model.RulesScoreModel` (its score through
+a fitted logistic line). The backtest scores the logistic candidate with the very numbers
+serving would use.
 """
 
 from __future__ import annotations
@@ -59,11 +60,9 @@ def auc_intervals(y: np.ndarray, scores: Mapping[str, np.ndarray], seed: int, re
                   ) -> dict[str, dict[str, Any]]:
     """`pooled_auc` of each scorer with its bootstrap 95% interval (the same resamples for
     every scorer, so their differences are paired)."""
-    from training.table import bootstrap_aucs  # table mode's bootstrap (it imports the job)
-
     y = np.asarray(y, float)
     scores = {k: np.asarray(v, float) for k, v in scores.items()}
-    boot = bootstrap_aucs(y, scores, seed, resamples) if resamples > 0 else {}
+    boot = evaluate.bootstrap_aucs(y, scores, seed, resamples) if resamples > 0 else {}
     out = {}
     for k, s in scores.items():
         value = pooled_auc(y, s)
