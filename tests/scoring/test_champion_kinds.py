@@ -75,3 +75,21 @@ def test_the_rules_champion_ranks_as_the_rules_score(bundles, frame):
     p = b.predict_proba(frame)
     have = ~np.isnan(score)
     assert pd.Series(p[have]).corr(pd.Series(score[have]), method="spearman") < -0.99
+
+
+def test_the_explanation_path_explains_a_logistic_and_a_rules_champion_together(bundles, frame):
+    from dataclasses import replace
+
+    from serving.explain import analyze_features
+
+    loaded, _ = bundles
+    models = {"churn_30d": loaded["logistic"], "churn_60d": replace(loaded["rules"],
+                                                                    label="churn_60d")}
+    row = frame.drop(columns=["churn_30d"]).head(1)
+    analysis = analyze_features(row, loaded["rules"].booster.connected, load_rules(), models,
+                                max_candidates=2)
+    assert set(analysis.probabilities) == {"churn_30d", "churn_60d"}
+    assert analysis.probabilities["churn_30d"] <= analysis.probabilities["churn_60d"]
+    for m in analysis.models:
+        assert m.positive or m.negative or m.missing or m.profile
+        assert np.isfinite(m.raw_log_odds)
