@@ -305,7 +305,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             for scorer, ms in bt["summary"].items():
                 lines.append(f"| {scorer} | " + " | ".join(
                     f"{_fmt(ms[c]['mean'])} ± {_fmt(ms[c]['std'])}" for c in cols) + " |")
-            if bt.get("pooled"):
+            if bt.get("pooled") and not champ:
                 lines += ["", "Every fold's test rows pooled:", "", metrics_table(bt["pooled"])]
             if bt.get("gap_to_oracle"):
                 lines += ["", "Gap to the oracle, pooled folds (oracle minus model): " + ", ".join(

@@ -100,7 +100,7 @@ class ModelResult:
             out["test_rows"] = "every backtest fold's test rows pooled (out of fold)"
             out["champion"] = self.selection
             out["kind"] = self.bundle.kind
-            del out["backtest"]["model_roc_auc_mean"], out["backtest"]["pooled"]
+            del out["backtest"]["model_roc_auc_mean"]  # `pooled` is `test`: the same numbers
             for scorer in out["backtest"]["summary"].values():
                 scorer.pop("roc_auc", None)
         if self.promotion:
