@@ -312,7 +312,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                     f"{k} {_fmt(v)}" for k, v in bt["gap_to_oracle"].items())]
         seg = m.get("segments")
         if seg:
-            lines += ["", "### By segment (test, ROC AUC / top-decile lift)", ""]
+            rows_of = "pooled backtest rows" if champ else "test"
+            lines += ["", f"### By segment ({rows_of}, ROC AUC / top-decile lift)", ""]
             scorers = sorted({s for v in seg.values() for s in v})
             lines.append("| segment | rows | positives | " + " | ".join(scorers) + " |")
             lines.append("|---|---|---|" + "---|" * len(scorers))
