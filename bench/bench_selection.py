@@ -63,7 +63,7 @@ def main() -> None:
     from training.pipeline import plan_backtests, train_and_backtest
     from training.selection import NAMES, shown_auc
 
-    console = Console()
+    console = Console(width=200)
     table = Table(title=f"{args.accounts} accounts x {args.days} days, monthly billing, events "
                         "only, customer event types: pooled out-of-fold ROC AUC [95% CI]")
     for col in ("seed", "model", "folds", "rows", "pos", "LightGBM", "logistic", "rules",
