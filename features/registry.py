@@ -47,7 +47,7 @@ DIMENSION_SOURCES: dict[str, tuple[str, ...]] = {
     "profile": ("accounts",),
 }
 
-FEATURE_SET_VERSION = "1"
+FEATURE_SET_VERSION = "2"
 """Bump when a definition changes meaning: models record it and refuse a mismatch."""
 
 

@@ -1,8 +1,12 @@
 """The model bundle: what serving needs to rebuild a model's input and score it, saved on disk.
 
-A bundle is one directory: `model.txt` (LightGBM's native text model) and `bundle.json` (the
-ordered feature list, the category levels of categorical features, the feature-set version, the
-calibrator's parameters, the label it predicts and free metadata). Categorical features are
+A bundle is one directory: the model and `bundle.json` (the model's kind, the ordered feature
+list, the category levels of categorical features, the feature-set version, the calibrator's
+parameters, the label it predicts and free metadata). The model is the champion of its target's
+backtest: LightGBM (`model.txt`, its native text model), a logistic regression
+(`scoring.linear`, `model.json`) or the rules score read as a probability
+(`scoring.rules_model`, `model.json`). All three take LightGBM's `predict` arguments, so
+everything downstream scores and explains them the same way. Categorical features are
 encoded here, the same way for training and serving: the code of a value is its position in the
 saved levels, and an unseen value is missing. Training writes bundles; serving loads them and
 calls `Bundle.predict_proba`, which refuses a frame that lacks a feature or a bundle built for
@@ -27,11 +31,20 @@ import numpy as np
 import pandas as pd
 
 from features.registry import FEATURE_SET_VERSION
+from scoring.linear import KIND as LINEAR_KIND
+from scoring.linear import LinearModel
+from scoring.rules_model import KIND as RULES_KIND
+from scoring.rules_model import RulesScoreModel
 
 log = logging.getLogger(__name__)
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2
+"""2: a bundle says its model's kind (LightGBM, logistic regression or the rules score)."""
 MODEL_FILE = "model.txt"
+NUMERIC_MODEL_FILE = "model.json"
+"""The model file of a logistic-regression or rules-score bundle (numbers only)."""
+LIGHTGBM = "lightgbm"
+MODEL_KINDS = (LIGHTGBM, LINEAR_KIND, RULES_KIND)
 META_FILE = "bundle.json"
 _TIE_BREAK = 1e-6
 
@@ -85,7 +98,8 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 class Bundle:
     """A trained model and everything needed to score new rows with it."""
 
-    booster: lgb.Booster
+    booster: lgb.Booster | LinearModel | RulesScoreModel
+    """The model: a LightGBM booster, or a logistic or rules-score model with its interface."""
     label: str
     """What it predicts, e.g. `churn_90d`."""
     features: tuple[str, ...]
@@ -98,6 +112,15 @@ class Bundle:
     @property
     def n_trees(self) -> int:
         return int(self.booster.num_trees())
+
+    @property
+    def kind(self) -> str:
+        """`lightgbm`, `logistic` or `rules`: which candidate of the backtest this is."""
+        if isinstance(self.booster, LinearModel):
+            return LINEAR_KIND
+        if isinstance(self.booster, RulesScoreModel):
+            return RULES_KIND
+        return LIGHTGBM
 
     def matrix(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
         """The float64 model matrix, columns in `features` order, categories as codes."""
@@ -124,7 +147,9 @@ class Bundle:
         return self.calibrator.apply(self.predict_raw(data))
 
     def contributions(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Exact TreeSHAP contributions in log-odds: one column per feature, then the bias."""
+        """Exact additive contributions in log-odds, one column per feature, then the base value:
+        TreeSHAP for LightGBM, coefficient times standardised deviation for logistic
+        regression, the rules' own feature shares for the rules score."""
         x = self.matrix(data)
         return np.asarray(self.booster.predict(
             x, pred_contrib=True, num_threads=prediction_threads(x)), dtype=float)
@@ -230,9 +255,15 @@ def save_bundle(bundle: Bundle, directory: Path | str) -> Path:
     """Write the bundle to a directory (created if needed); returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    bundle.booster.save_model(str(directory / MODEL_FILE))
+    stale = directory / (NUMERIC_MODEL_FILE if bundle.kind == LIGHTGBM else MODEL_FILE)
+    stale.unlink(missing_ok=True)  # a directory that held another kind of champion before
+    if bundle.kind == LIGHTGBM:
+        bundle.booster.save_model(str(directory / MODEL_FILE))
+    else:
+        (directory / NUMERIC_MODEL_FILE).write_text(json.dumps(bundle.booster.to_dict()))
     meta = {
         "format": BUNDLE_FORMAT,
+        "kind": bundle.kind,
         "label": bundle.label,
         "features": list(bundle.features),
         "categories": bundle.categories,
@@ -250,12 +281,20 @@ def load_bundle(
     """Load a bundle; refuse one built for another feature-set version (None skips the check)."""
     directory = Path(directory)
     meta_path = directory / META_FILE
-    if not meta_path.exists() or not (directory / MODEL_FILE).exists():
+    if not meta_path.exists():
         raise FileNotFoundError(
-            f"{directory} is not a model bundle (needs {MODEL_FILE} and {META_FILE}): "
-            "run `healthscore train` first"
+            f"{directory} is not a model bundle (needs {META_FILE}): run `healthscore train` "
+            "first"
         )
     meta = json.loads(meta_path.read_text())
+    kind = meta.get("kind", LIGHTGBM)
+    model_file = directory / (MODEL_FILE if kind == LIGHTGBM else NUMERIC_MODEL_FILE)
+    if kind not in MODEL_KINDS:
+        raise BundleMismatchError(f"{meta_path}: unknown model kind {kind!r} "
+                                  f"(this code reads {', '.join(MODEL_KINDS)})")
+    if not model_file.exists():
+        raise FileNotFoundError(f"{directory} is not a model bundle (needs {model_file.name} "
+                                f"and {META_FILE}): run `healthscore train` first")
     if meta.get("format") != BUNDLE_FORMAT:
         raise BundleMismatchError(
             f"{meta_path}: bundle format {meta.get('format')!r}, this code reads {BUNDLE_FORMAT}"
@@ -266,10 +305,16 @@ def load_bundle(
             f"{meta['feature_set_version']!r} but the features are version "
             f"{feature_set_version!r}: retrain with `healthscore train`"
         )
-    booster = lgb.Booster(model_file=str(directory / MODEL_FILE))
+    booster: lgb.Booster | LinearModel | RulesScoreModel
+    if kind == LIGHTGBM:
+        booster = lgb.Booster(model_file=str(model_file))
+    elif kind == LINEAR_KIND:
+        booster = LinearModel.from_dict(json.loads(model_file.read_text()))
+    else:
+        booster = RulesScoreModel.from_dict(json.loads(model_file.read_text()))
     features = tuple(meta["features"])
     if tuple(booster.feature_name()) != features:
-        raise BundleMismatchError(f"{meta_path}: feature list differs from {MODEL_FILE}'s")
+        raise BundleMismatchError(f"{meta_path}: feature list differs from {model_file.name}'s")
     return Bundle(
         booster=booster,
         label=meta["label"],

@@ -234,7 +234,9 @@ def _print(report: dict[str, Any], console: Any, as_json: bool) -> None:
                    "warnings": report["warnings"]}
         typer.echo(json.dumps(jsonable(payload), indent=2))
         return
-    table = Table(title=f"Held-out test: {report['run'].get('data_window', '')}")
+    pooled = any(m.get("champion") for m in report["models"].values())
+    title = "Backtest, every fold's test rows pooled" if pooled else "Held-out test"
+    table = Table(title=f"{title}: {report['run'].get('data_window', '')}")
     table.add_column("model", no_wrap=True)
     table.add_column("scorer", no_wrap=True)
     for c in _COLUMNS:
@@ -242,14 +244,22 @@ def _print(report: dict[str, Any], console: Any, as_json: bool) -> None:
     table.add_column("alias", no_wrap=True)
     last = None
     for r in rows:
-        table.add_row("" if r["model"] == last else r["model"], r["scorer"],
+        table.add_row("" if r["model"] == last else r["model"],
+                      r["scorer"] + (" *" if r.get("champion") and pooled else ""),
                       *(_cell(r.get(c)) for c in _COLUMNS), r.get("alias") or "",
                       end_section=False)
         last = r["model"]
     console.print(table)
     for label, m in report["models"].items():
         bt = m.get("backtest", {})
-        if bt.get("model_roc_auc_mean") is not None:
+        champ = m.get("champion")
+        if champ:
+            from training.selection import shown_auc
+
+            console.print(f"{label}: champion [bold]{champ['scorer']}[/bold] by {champ['basis']}"
+                          ": " + ", ".join(f"{k} {shown_auc(champ, k)}"
+                                           for k in champ["roc_auc"]), highlight=False)
+        elif bt.get("model_roc_auc_mean") is not None:
             console.print(f"{label}: backtest ROC AUC {bt['model_roc_auc_mean']:.3f} "
                           f"(mean of {len(bt['folds'])} folds)")
     for p in promotions.values():
@@ -261,7 +271,8 @@ def _print(report: dict[str, Any], console: Any, as_json: bool) -> None:
         if seen:
             console.print(f"{label}: registered model refit on {seen['rows']} rows "
                           f"({seen['positives']} positives), as-of {seen['first_as_of']} .. "
-                          f"{seen['last_as_of']}, {m['trees']} trees")
+                          f"{seen['last_as_of']}, " + (f"{m['trees']} trees" if m.get(
+                              "kind", "lightgbm") == "lightgbm" else m["kind"]))
     for n in report.get("notes", []):
         console.print(f"[cyan]note:[/cyan] {n}", highlight=False)
     for w in report["warnings"]:

@@ -99,6 +99,43 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10,
     return float((w * (curve["mean_predicted"] - curve["observed"]).abs()).sum())
 
 
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC (ties shared, rows with a NaN score left out); None with one class only. The one
+    AUC of every report: over a backtest's pooled out-of-fold rows it is the number the
+    champion is chosen by and registered with (`training.selection.pooled_auc`)."""
+    y, score = np.asarray(y, float), np.asarray(score, float)
+    keep = ~np.isnan(score)
+    y, score = y[keep], score[keep]
+    if not 0 < y.sum() < len(y):
+        return None
+    return float(roc_auc_score(y, score))
+
+
+def bootstrap_aucs(y: np.ndarray, scores: Mapping[str, np.ndarray], seed: int,
+                   resamples: int) -> dict[str, np.ndarray]:
+    """ROC AUC of each scorer on `resamples` row bootstraps (multinomial row weights), the same
+    resamples for every scorer so that differences are paired; ties shared as in `roc_auc`.
+    The scheme of the table mode's champion intervals (`training.table`)."""
+    y = np.asarray(y, float)
+    n = len(y)
+    weights = np.random.default_rng(seed).multinomial(
+        n, np.full(n, 1.0 / n), size=resamples).astype(float)
+    out: dict[str, np.ndarray] = {}
+    for name, s in scores.items():
+        _, group = np.unique(np.asarray(s, float), return_inverse=True)
+        g = int(group.max()) + 1
+        aucs = np.empty(resamples)
+        for b in range(resamples):
+            w = weights[b]
+            pos = np.bincount(group, w * y, g)
+            neg = np.bincount(group, w * (1 - y), g)
+            below = np.cumsum(neg) - neg
+            total = pos.sum() * neg.sum()
+            aucs[b] = (pos * (below + 0.5 * neg)).sum() / total if total > 0 else np.nan
+        out[name] = aucs
+    return out
+
+
 def binary_metrics(y: np.ndarray, score: np.ndarray, probability: bool = True
                    ) -> dict[str, float | int | None]:
     """Every metric of one ranking (and, if it is a probability, its calibration)."""
@@ -109,7 +146,7 @@ def binary_metrics(y: np.ndarray, score: np.ndarray, probability: bool = True
     out: dict[str, float | int | None] = {
         "rows": int(len(y)), "positives": int(y.sum()),
         "base_rate": float(y.mean()) if len(y) else None,
-        "roc_auc": float(roc_auc_score(y, score)) if two_classes else None,
+        "roc_auc": roc_auc(y, score),
         "pr_auc": float(average_precision_score(y, score)) if two_classes else None,
         "top_decile_lift": _none_if_nan(top_decile_lift(y, score)) if len(y) else None,
         "recall_at_10pct": _none_if_nan(recall_at_top(y, score)) if len(y) else None,
@@ -238,7 +275,22 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"Trees: {m.get('trees', '–')}{leaves}; calibration: "
                      f"{cal.get('method', '–')} ({cal.get('positives', '–')} positives in its "
                      "window).")
-        lines += ["", "### Held-out test", "", metrics_table(m["test"])]
+        champ = m.get("champion")
+        if champ:
+            lines += ["", f"### Candidates ({champ['basis']}, {champ['rows']} rows, "
+                      f"{champ['positives']} positives; bootstrap 95% intervals)", "",
+                      "| candidate | ROC AUC | 95% interval | champion's lead |",
+                      "|---|---|---|---|"]
+            for k, a in champ["roc_auc"].items():
+                ci = a.get("ci95")
+                lead = champ["lead"].get(k, {})
+                lines.append(f"| {k} | {_fmt(a['value'])} | "
+                             + (f"{ci[0]:.3f}..{ci[1]:.3f}" if ci else "–") + " | "
+                             + ("champion" if k == champ["scorer"] else _fmt(lead.get("value")))
+                             + " |")
+            lines += ["", f"**Champion:** {champ['scorer']} ({champ['kind']})."]
+        title = "Backtest, every fold's test rows pooled" if champ else "Held-out test"
+        lines += ["", f"### {title}", "", metrics_table(m["test"])]
         gap = m.get("gap_to_oracle")
         if gap:
             lines += ["", "Gap to the oracle (oracle minus model): "
@@ -246,20 +298,22 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         bt = m.get("backtest")
         if bt:
             lines += ["", f"### Rolling-origin backtest ({len(bt['folds'])} folds, mean ± sd)", ""]
-            cols = ("roc_auc", "pr_auc", "top_decile_lift", "ece")
+            cols = tuple(c for c in ("roc_auc", "pr_auc", "top_decile_lift", "ece")
+                         if any(c in ms for ms in bt["summary"].values()))
             lines.append("| scorer | " + " | ".join(cols) + " |")
             lines.append("|---|" + "---|" * len(cols))
             for scorer, ms in bt["summary"].items():
                 lines.append(f"| {scorer} | " + " | ".join(
                     f"{_fmt(ms[c]['mean'])} ± {_fmt(ms[c]['std'])}" for c in cols) + " |")
-            if bt.get("pooled"):
+            if bt.get("pooled") and not champ:
                 lines += ["", "Every fold's test rows pooled:", "", metrics_table(bt["pooled"])]
             if bt.get("gap_to_oracle"):
                 lines += ["", "Gap to the oracle, pooled folds (oracle minus model): " + ", ".join(
                     f"{k} {_fmt(v)}" for k, v in bt["gap_to_oracle"].items())]
         seg = m.get("segments")
         if seg:
-            lines += ["", "### By segment (test, ROC AUC / top-decile lift)", ""]
+            rows_of = "pooled backtest rows" if champ else "test"
+            lines += ["", f"### By segment ({rows_of}, ROC AUC / top-decile lift)", ""]
             scorers = sorted({s for v in seg.values() for s in v})
             lines.append("| segment | rows | positives | " + " | ".join(scorers) + " |")
             lines.append("|---|---|---|" + "---|" * len(scorers))

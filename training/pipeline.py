@@ -16,6 +16,8 @@ This module orchestrates; the fitting, metrics and MLflow code live in their own
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,8 +30,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from features.registry import FEATURE_SET_VERSION
-from scoring.bundle import Bundle, monotone_horizons, save_bundle
-from training import baselines, evaluate, tracking
+from scoring.bundle import Bundle, category_levels, encode_frame, monotone_horizons, save_bundle
+from training import baselines, evaluate, selection, tracking
 from training.datasets import (
     MAX_FEATURE_WINDOW_DAYS,
     Progress,
@@ -38,8 +40,15 @@ from training.datasets import (
     build_training_set,
 )
 from training.leakage import leakage_suspects
-from training.model import fit_model, out_of_fold_calibrator, refit_choice, refit_model
+from training.model import (
+    fit_model,
+    monotone_constraints,
+    out_of_fold_calibrator,
+    refit_choice,
+    refit_model,
+)
 from training.results import ModelResult
+from training.search import search_lightgbm
 from training.settings import TrainingConfig
 from training.splits import BacktestPlan, Windows, in_window, plan_backtest
 
@@ -47,6 +56,8 @@ if TYPE_CHECKING:  # the composed settings object of the entry point
     from healthscore.settings import Settings
 
 log = logging.getLogger(__name__)
+
+LABEL = re.compile(r"^(churn|expansion)_\d+d$")
 
 
 def wanted_windows(cfg: TrainingConfig) -> Windows:
@@ -128,47 +139,50 @@ def _train_and_backtest(
     total = sum(p.n_folds * len(p.horizons) + refit * len(p.horizons) for p in plans.values())
     done = 0
     results: dict[str, ModelResult] = {}
+    fitted = ("model", "logistic") if logistic else ("model",)
     for t in targets:
         horizons = list(plans[t].horizons)
         n_folds = plans[t].n_folds
         for note in plans[t].notes:
             log.warning("%s", note)
         fold_metrics: dict[int, list[dict[str, Any]]] = {h: [] for h in horizons}
-        pooled: dict[int, list[tuple[np.ndarray, dict[str, np.ndarray | None]]]] = {
+        pooled: dict[int, list[tuple[np.ndarray, dict[str, np.ndarray | None], pd.DataFrame]]] = {
             h: [] for h in horizons}
-        out_of_fold: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {h: [] for h in horizons}
-        fold_bundles: dict[int, list[Bundle]] = {h: [] for h in horizons}
+        out_of_fold: dict[int, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {
+            h: {c: [] for c in fitted} for h in horizons}
+        fold_bundles: dict[int, dict[str, list[Bundle]]] = {
+            h: {c: [] for c in fitted} for h in horizons}
+        first: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         for k in range(n_folds):
             test_dates = plan[t][horizons[0]][k].test
             test_rows = frame[in_window(frame["as_of"], test_dates)]
-            bundles: dict[int, Bundle] = {}
-            lr_test: dict[int, np.ndarray | None] = {}
+            bundles: dict[str, dict[int, Bundle]] = {c: {} for c in fitted}
             trains: dict[int, pd.DataFrame] = {}
             for h in horizons:
                 label, split = f"{t}_{h}d", plan[t][h][k]
                 train = trains[h] = ts.training_rows(label, split.train)
                 valid, calib = (_rows(frame, split.window(w), label) for w in ("valid", "calib"))
-                bundles[h] = fit_model(
-                    train, valid, calib, ts.features, label, cfg, feature_set_version,
-                    metadata={"target": t, "horizon": h, "split": split.describe()})
-                lr_test[h] = None
+                meta = {"target": t, "horizon": h, "split": split.describe()}
+                bundles["model"][h] = fit_searched(train, valid, calib, ts.features, label, cfg,
+                                                   feature_set_version, meta)
                 if logistic:
-                    lr = baselines.fit_logistic(train, ts.features, label,
-                                                cfg.seed)
-                    lr_test[h] = baselines.predict_logistic(lr, test_rows)
+                    bundles["logistic"][h] = selection.fit_logistic(
+                        train, valid, ts.features, label, cfg, feature_set_version,
+                        metadata=meta)
                 done += 1
                 if progress:
                     progress("models", done, total)
-            mono = monotone_horizons(np.column_stack(
-                [bundles[h].predict_proba(test_rows) for h in horizons]))
+            # The horizons of one candidate are made monotone together, as serving does.
+            mono = {c: monotone_horizons(np.column_stack(
+                [bundles[c][h].predict_proba(test_rows) for h in horizons])) for c in fitted}
             for j, h in enumerate(horizons):
                 label = f"{t}_{h}d"
                 observed = test_rows[label].notna().to_numpy()
                 rows = test_rows[observed]
                 y = rows[label].to_numpy(float)
                 preds: dict[str, np.ndarray | None] = {
-                    "model": mono[observed, j],
-                    "logistic": None if lr_test[h] is None else lr_test[h][observed],
+                    "model": mono["model"][observed, j],
+                    "logistic": mono["logistic"][observed, j] if logistic else None,
                     "rules": None if rules is None else baselines.rules_ranking(
                         rules.loc[rows.index], t),
                     "oracle": baselines.oracle_probabilities(truth, rows, h, t),
@@ -176,30 +190,109 @@ def _train_and_backtest(
                 metrics = evaluate.evaluate_rows(y, preds)
                 metrics["_test"] = [d.date().isoformat() for d in test_dates]
                 fold_metrics[h].append(metrics)
-                pooled[h].append((y, preds))
-                out_of_fold[h].append((bundles[h].predict_raw(rows), y))
-                fold_bundles[h].append(bundles[h])
+                pooled[h].append((y, preds, rows))
+                for c in fitted:
+                    out_of_fold[h][c].append((bundles[c][h].predict_raw(rows), y))
+                    fold_bundles[h][c].append(bundles[c][h])
                 if k == 0:
-                    segments = evaluate.by_segment(y, preds, rows["segment"]) \
-                        if "segment" in rows else {}
-                    results[label] = ModelResult(
-                        label=label, target=t, horizon=h, bundle=bundles[h],
-                        split=plan[t][h][0].describe(),
-                        test={s: m for s, m in metrics.items() if not s.startswith("_")},
-                        folds=fold_metrics[h], segments=segments, y_test=y,
-                        test_predictions=preds, test_frame=rows,
-                        leakage=leakage_suspects(trains[h], ts.features, label,
-                                                 cfg.leakage_auc))
+                    first[h] = (plan[t][h][0].describe(),
+                                leakage_suspects(trains[h], ts.features, label, cfg.leakage_auc))
         for h in horizons:
-            results[f"{t}_{h}d"].pooled = _pooled_metrics(pooled[h])
+            label = f"{t}_{h}d"
+            y, preds, rows = _pooled(pooled[h])
+            metrics = evaluate.evaluate_rows(y, preds)
+            choice = selection.choose_champion(y, preds, cfg.seed, cfg.bootstrap_resamples)
+            segments = evaluate.by_segment(y, preds, rows["segment"]) \
+                if "segment" in rows else {}
+            split, leakage = first[h]
+            result = ModelResult(
+                label=label, target=t, horizon=h, bundle=fold_bundles[h]["model"][0],
+                split=split, test=metrics, folds=fold_metrics[h], segments=segments, y_test=y,
+                test_predictions=preds, test_frame=rows, leakage=leakage, pooled=metrics,
+                selection=choice)
+            results[label] = result
             if refit:
-                results[f"{t}_{h}d"].bundle = refit_registered(
-                    ts, f"{t}_{h}d", cfg, feature_set_version, fold_bundles[h], out_of_fold[h],
-                    plans[t])
+                result.bundle = refit_champion(
+                    ts, label, cfg, feature_set_version, choice["scorer"], fold_bundles[h],
+                    out_of_fold[h], plans[t], rules)
                 done += 1
                 if progress:
                     progress("models", done, total)
     return results
+
+
+def fit_searched(train: pd.DataFrame, valid: pd.DataFrame, calib: pd.DataFrame,
+                 features: Sequence[str], label: str, cfg: TrainingConfig,
+                 feature_set_version: str, metadata: dict[str, Any]) -> Bundle:
+    """The LightGBM candidate of one fold: its parameters searched by successive halving on the
+    fold's training and early-stopping rows (`training.search`, within `search_trials` and
+    `search_seconds`), then fitted and calibrated as any model (`training.model.fit_model`).
+    The calibration and test windows stay out of the search."""
+    search = None
+    run_cfg = cfg
+    if cfg.search_trials > 1:
+        cats = category_levels(train, features)
+        search = search_lightgbm(
+            encode_frame(train, features, cats, what=label), train[label].to_numpy(float),
+            encode_frame(valid, features, cats, what=label), valid[label].to_numpy(float),
+            features, list(cats), cfg, monotone_constraints(features, label, cfg))
+        run_cfg = search.config(cfg)
+    bundle = fit_model(train, valid, calib, features, label, run_cfg, feature_set_version,
+                       metadata=metadata)
+    bundle.metadata["search"] = search.summary() if search else None
+    return bundle
+
+
+def _pooled(parts: Sequence[tuple[np.ndarray, dict[str, np.ndarray | None], pd.DataFrame]]
+            ) -> tuple[np.ndarray, dict[str, np.ndarray | None], pd.DataFrame]:
+    """Every fold's test rows and predictions together (scorers present in every fold)."""
+    y = np.concatenate([p[0] for p in parts])
+    names = [n for n in parts[0][1] if all(q[1].get(n) is not None for q in parts)]
+    preds: dict[str, np.ndarray | None] = {
+        n: np.concatenate([np.asarray(q[1][n], float) for q in parts]) for n in names}
+    return y, preds, pd.concat([p[2] for p in parts])
+
+
+def refit_champion(
+    ts: TrainingSet,
+    label: str,
+    cfg: TrainingConfig,
+    feature_set_version: str,
+    champion: str,
+    fold_bundles: dict[str, list[Bundle]],
+    out_of_fold: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    plan: BacktestPlan,
+    rules: pd.Series | None,
+) -> Bundle:
+    """The champion, refit on every labelled row of `label`: LightGBM with the folds' searched
+    parameters and tree count (`refit_registered`), logistic regression with the C most folds
+    chose, or the rules score's logistic line; the fitted ones calibrated on the folds'
+    out-of-fold predictions."""
+    t, h = label.rsplit("_", 1)[0], int(label.rsplit("_", 1)[1].rstrip("d"))
+    rows = ts.frame[ts.frame[label].notna()]
+    meta = {"target": t, "horizon": h, "backtest": plan.describe(),
+            "split": fold_bundles["model"][0].metadata.get("split", {})}
+    if champion == "model":
+        return refit_registered(ts, label, cfg, feature_set_version, fold_bundles["model"],
+                                out_of_fold["model"], plan)
+    if champion == "logistic":
+        folds = fold_bundles["logistic"]
+        bundle = selection.fit_logistic(rows, None, ts.features, label, cfg, feature_set_version,
+                                        C=selection.refit_C(folds), metadata=meta)
+        calibrator, calibration = out_of_fold_calibrator(
+            out_of_fold["logistic"], [b.calibrator.method for b in folds],
+            cfg.isotonic_min_positives)
+        bundle.calibrator = calibrator
+        bundle.metadata["calibration"] = calibration
+        bundle.metadata["selection"]["refit"] = {
+            "C": bundle.booster.C, "rule": "the C most folds chose",
+            "C_by_fold": [b.metadata["selection"]["C"] for b in folds]}
+        return bundle
+    from scoring.health import load_rules
+
+    assert rules is not None  # the rules candidate exists only with a rules score
+    return selection.fit_rules_model(rows, rules.loc[rows.index], ts.features, label,
+                                     load_rules(), ts.connected, feature_set_version, meta)
 
 
 def refit_registered(
@@ -211,33 +304,30 @@ def refit_registered(
     out_of_fold: Sequence[tuple[np.ndarray, np.ndarray]],
     plan: BacktestPlan,
 ) -> Bundle:
-    """The model to register: refit on every labelled row of `label` (every snapshot up to the
-    data's end, the backtest's test windows and the newest months included) with the folds'
-    leaves and tree count, calibrated on the folds' out-of-fold predictions (training.model).
+    """The LightGBM model to register: refit on every labelled row of `label` (every snapshot
+    up to the data's end, the backtest's test windows and the newest months included) with the
+    latest fold's searched parameters and the tree count of the folds that chose them,
+    calibrated on the folds' out-of-fold predictions (training.model).
 
     The backtest's figures are the fold models'; this model has no held-out rows left, which is
     the point: the months the folds held back for early stopping, calibration and test are the
     newest ones, the most like the months it will score."""
     t, h = label.rsplit("_", 1)[0], int(label.rsplit("_", 1)[1].rstrip("d"))
-    choice = refit_choice([b.metadata["selection"] for b in fold_bundles], cfg.max_trees)
+    searched = (fold_bundles[0].metadata.get("search") or {}).get("params")
+    if searched:
+        cfg = cfg.model_copy(update=searched)
+        same = [b for b in fold_bundles
+                if (b.metadata.get("search") or {}).get("params") == searched]
+    else:
+        same = list(fold_bundles)
+    choice = refit_choice([b.metadata["selection"] for b in same], cfg.max_trees)
     calibrator, calibration = out_of_fold_calibrator(
         out_of_fold, [b.calibrator.method for b in fold_bundles], cfg.isotonic_min_positives)
     rows = ts.frame[ts.frame[label].notna()]
     return refit_model(rows, ts.features, label, cfg, feature_set_version, choice, calibrator,
                        metadata={"target": t, "horizon": h, "calibration": calibration,
                                  "split": fold_bundles[0].metadata.get("split", {}),
-                                 "backtest": plan.describe()})
-
-
-def _pooled_metrics(parts: list[tuple[np.ndarray, dict[str, np.ndarray | None]]]
-                    ) -> dict[str, dict[str, Any]]:
-    """Metrics over every fold's test rows together: out-of-time, several origins, more
-    events than one window, so model-versus-baseline differences are less noisy."""
-    y = np.concatenate([p[0] for p in parts])
-    names = [n for n, v in parts[0][1].items() if v is not None
-             and all(q[1].get(n) is not None for q in parts)]
-    return evaluate.evaluate_rows(y, {n: np.concatenate([q[1][n] for q in parts])
-                                      for n in names})
+                                 "backtest": plan.describe(), "search": searched})
 
 
 def build_report(results: dict[str, ModelResult], run: dict[str, Any],
@@ -262,11 +352,13 @@ def metrics_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One flat row per model and scorer (the CLI's table and --json output)."""
     rows = []
     for label, m in report["models"].items():
+        champion = (m.get("champion") or {}).get("scorer", "model")
         for scorer, metrics in m["test"].items():
             rows.append({"model": label, "scorer": scorer,
                          **{k: metrics.get(k) for k in ("rows", "positives",
                                                         *evaluate.HEADLINE)},
-                         "alias": m.get("promotion", {}).get("alias") if scorer == "model"
+                         "champion": scorer == champion,
+                         "alias": m.get("promotion", {}).get("alias") if scorer == champion
                          else None})
     return rows
 
@@ -329,17 +421,20 @@ def run_training_job(
         "connected": sorted(ts.connected),
     }
     for r in results.values():
+        note = selection.beaten_note(r.label, r.selection) if r.selection else None
+        if note:
+            warnings.append(note)
         for w in r.leakage:
             warnings.append(f"{r.label}: {w['feature']} alone has ROC AUC {w['roc_auc']:.3f}"
                             " (possible leakage)")
 
     def rebacktest(params: dict[str, Any], label: str) -> float | None:
         """The champion's configuration re-run on this job's backtest (same data, same folds)."""
-        other = cfg.model_copy(update=params)
+        other = cfg.model_copy(update={**params, "search_trials": 0})
         target = label.split("_")[0]
         redo = train_and_backtest(ts, other, rules=None, truth=None, targets=[target],
                                   logistic=False, plans=plans, refit=False)
-        return redo[label].backtest_auc if label in redo else None
+        return redo[label].selection["roc_auc"]["model"]["value"] if label in redo else None
 
     report = build_report(results, run, warnings)
     record_fit(report, results, plans)
@@ -385,8 +480,18 @@ def load_training_set(
 def save_bundles(results: dict[str, ModelResult], models_dir: Path, report: dict[str, Any]
                  ) -> dict[str, Path]:
     """Champions (or every model when nothing was registered) go to `models_dir/<label>` for
-    serving; challengers to `models_dir/challengers/<label>` so serving never picks them up."""
+    serving; challengers to `models_dir/challengers/<label>` so serving never picks them up.
+
+    A model of an earlier job that this job did not train (a horizon now skipped for short
+    history, a target without labels) is removed from both: serving must never score with an
+    old model beside the new ones."""
     out = {}
+    for where in (Path(models_dir), Path(models_dir) / "challengers"):
+        for old in sorted(where.glob("*/bundle.json")):
+            if LABEL.match(old.parent.name) and old.parent.name not in results:
+                log.warning("removing %s: this job trained no %s model", old.parent,
+                            old.parent.name)
+                shutil.rmtree(old.parent)
     for label, r in results.items():
         alias = (r.promotion or {}).get("alias", "champion")
         where = Path(models_dir) / label if alias == "champion" else \

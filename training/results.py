@@ -38,9 +38,21 @@ class ModelResult:
     """Registry name; default `healthscore-<target>-<h>d`."""
     pooled: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Metrics over all backtest folds' test rows pooled."""
+    selection: dict[str, Any] | None = None
+    """The champion choice among the candidates (`training.selection.choose_champion`); None
+    for a model chosen otherwise (the table mode keeps its own)."""
+
+    @property
+    def champion(self) -> str:
+        """Which candidate the bundle is (`model` = LightGBM, `logistic`, `rules`)."""
+        return self.selection["scorer"] if self.selection else "model"
 
     @property
     def backtest_auc(self) -> float | None:
+        """The AUC promotion compares: the champion's pooled out-of-fold ROC AUC when the
+        candidates were compared (the one AUC its report states), else the folds' mean."""
+        if self.selection is not None:
+            return self.selection["roc_auc"][self.champion]["value"]
         vals = [f["model"]["roc_auc"] for f in self.folds if f["model"]["roc_auc"] is not None]
         return float(np.mean(vals)) if vals else None
 
@@ -50,6 +62,7 @@ class ModelResult:
         return f"{fingerprint}:{json.dumps(tests)}"
 
     def to_report(self) -> dict[str, Any]:
+        folds = [{k: v for k, v in f.items() if not k.startswith("_")} for f in self.folds]
         out: dict[str, Any] = {
             "target": self.target, "horizon": self.horizon,
             "split": self.split,
@@ -58,10 +71,9 @@ class ModelResult:
             "calibration": self.bundle.metadata.get("calibration", {}),
             "test": self.test,
             "backtest": {
-                "folds": [{k: v for k, v in f.items() if not k.startswith("_")} | {
-                    "test": f["_test"]} for f in self.folds],
-                "summary": evaluate.summarise_folds(
-                    [{k: v for k, v in f.items() if not k.startswith("_")} for f in self.folds]),
+                "folds": [f | {"test": t["_test"]} for f, t in zip(folds, self.folds,
+                                                                  strict=True)],
+                "summary": evaluate.summarise_folds(folds),
                 "model_roc_auc_mean": self.backtest_auc,
                 "pooled": self.pooled,
             },
@@ -82,6 +94,15 @@ class ModelResult:
                 k: pooled_oracle[k] - self.pooled["model"][k]
                 for k in ("roc_auc", "pr_auc", "top_decile_lift")
                 if pooled_oracle.get(k) is not None and self.pooled["model"].get(k) is not None}
+        if self.selection is not None:
+            # `test` is the pooled out-of-fold rows: the backtest's one AUC per candidate (the
+            # folds keep their own figures, each for its own test window).
+            out["test_rows"] = "every backtest fold's test rows pooled (out of fold)"
+            out["champion"] = self.selection
+            out["kind"] = self.bundle.kind
+            del out["backtest"]["model_roc_auc_mean"]  # `pooled` is `test`: the same numbers
+            for scorer in out["backtest"]["summary"].values():
+                scorer.pop("roc_auc", None)
         if self.promotion:
             out["promotion"] = self.promotion
         return out

@@ -89,15 +89,17 @@ class TrainingConfig(Section):
     search_trials: int = Field(16, ge=0)
     """LightGBM configurations a search starts from (`training.search`: successive halving on
     the early-stopping rows; the configured values are always among them). 0 or 1: no search,
-    the configured values. Used by the bring-your-own-table mode."""
+    the configured values. Every LightGBM candidate searches: each backtest fold of the
+    warehouse models and the bring-your-own-table mode."""
     search_seconds: float | None = Field(60.0, gt=0)
     """Wall-time budget of one search, checked before each fit; None: only the trial count
     bounds it. A search cut short by it depends on the machine's speed (the report says so);
     one ended by the trial count is reproducible for a seed."""
     logistic_c: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-    """Inverse L2 strengths tried for the logistic-regression candidate of the table mode; the
-    one with the lowest cross-validated log loss on its own rows is kept (`training.table`),
-    unless `logistic_c_default` is within `logistic_c_se` standard errors of it."""
+    """Inverse L2 strengths tried for the logistic-regression candidate. The warehouse models'
+    folds (`training.selection`) keep the one with the lowest log loss on the early-stopping
+    window; the table mode (`training.table`) keeps the lowest cross-validated log loss on its
+    own rows, unless `logistic_c_default` is within `logistic_c_se` standard errors of it."""
     logistic_c_default: float = Field(1.0, gt=0)
     """The C the logistic candidate keeps unless another C's cross-validated log loss beats it
     by more than `logistic_c_se` standard errors: the log losses of neighbouring Cs differ by
@@ -112,6 +114,9 @@ class TrainingConfig(Section):
     either) must lead the simplest one before it is chosen. 0: the highest AUC, ties to the
     simpler. Chosen again on each fold's other folds (bench/bench_tables.py), the rule at 1
     held on 4 of the 5 public tables of bench/RESULTS.md and at 0 on 3."""
+    bootstrap_resamples: int = Field(1000, ge=0)
+    """Paired bootstrap resamples (seeded by `seed`) of the 95% interval of each candidate's
+    pooled out-of-fold ROC AUC, and of the champion's lead over the others; 0: no intervals."""
     table_calibration: Literal["sigmoid", "auto"] = "sigmoid"
     """Calibration of the table mode's LightGBM. `sigmoid` (Platt): a strictly increasing map,
     so the ranking the champion is chosen on stays the booster's. `auto`: as the warehouse

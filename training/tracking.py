@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG_KEY, TAG_AUC, TAG_PARAMS = "hs.backtest_key", "hs.backtest_auc", "hs.params"
+TAG_KIND, TAG_BEATEN = "hs.kind", "hs.lightgbm_beaten_by"
 
 Rebacktest = Callable[[dict[str, Any], str], float | None]
 """rebacktest(params, label) -> backtest ROC AUC of that configuration on the current data."""
@@ -169,10 +170,98 @@ def write_plots(r: ModelResult, directory: Path, shap_rows: int, seed: int) -> l
     if len(sample) > shap_rows:
         sample = sample.sample(shap_rows, random_state=seed)
     matrix = r.bundle.matrix(sample)
+    if r.bundle.kind == "rules":  # its factors are the rules' own shares, row by row
+        return paths
     paths.append(evaluate.plot_shap_summary(
         r.bundle.contributions(matrix), matrix, r.bundle.features,
         f"{r.label}: SHAP (log-odds)", directory / "shap_summary.png"))
     return paths
+
+
+def _log_model(client: MlflowClient, name: str, r: ModelResult) -> str:
+    """Log the champion in the active run and register it as a new version of `name`: a
+    LightGBM booster in MLflow's LightGBM flavour, a logistic or rules-score bundle as the
+    bundle directory serving loads (numbers only). Returns the version."""
+    import mlflow
+
+    if r.bundle.kind == "lightgbm":
+        import lightgbm as lgb
+        from mlflow.models import infer_signature
+
+        example = r.bundle.matrix(r.test_frame.head(5))
+        info = mlflow.lightgbm.log_model(
+            r.bundle.booster, name="model", registered_model_name=name,
+            signature=infer_signature(example, r.bundle.booster.predict(example)),
+            input_example=example, pip_requirements=[f"lightgbm=={lgb.__version__}"],
+            metadata={"features": list(r.bundle.features), "categories": r.bundle.categories,
+                      "feature_set_version": r.bundle.feature_set_version,
+                      "calibrator": r.bundle.calibrator.to_dict()})
+        return str(info.registered_model_version)
+    from mlflow.exceptions import MlflowException
+
+    from scoring.bundle import save_bundle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_bundle(r.bundle, Path(tmp) / "bundle")
+        mlflow.log_artifacts(str(Path(tmp) / "bundle"), artifact_path="bundle")
+    try:
+        client.create_registered_model(name)
+    except MlflowException:
+        pass  # registered by an earlier job
+    run = mlflow.active_run()
+    assert run is not None  # called inside the model's nested run
+    return str(client.create_model_version(name, source=mlflow.get_artifact_uri("bundle"),
+                                           run_id=run.info.run_id).version)
+
+
+def _selection_tags(r: ModelResult) -> dict[str, str]:
+    """Registry tags of the champion choice: the kind, every candidate's pooled AUC with its
+    interval, and, when LightGBM lost, what beat it and the sentence saying so."""
+    if not r.selection:
+        return {}
+    from training.selection import beaten_note, shown_auc
+
+    choice = r.selection
+    tags = {"hs.champion": choice["scorer"], "hs.selection_basis": choice["basis"]}
+    for k in choice["roc_auc"]:
+        tags[f"hs.auc.{k}"] = shown_auc(choice, k)
+    note = beaten_note(r.label, choice)
+    if note:
+        tags[TAG_BEATEN] = choice["scorer"]
+        tags["hs.warning"] = note
+    return tags
+
+
+def _description(r: ModelResult) -> str:
+    """The model version's description: what it is, what it was chosen over, what it saw."""
+    if not r.selection:
+        return f"{r.label}: LightGBM"
+    from training.selection import NAMES, beaten_note, shown_auc
+
+    choice = r.selection
+    lines = [f"{r.label}: {NAMES[choice['scorer']]} (kind {r.bundle.kind}), the champion by "
+             f"{choice['basis']}: " + "; ".join(f"{NAMES[k]} {shown_auc(choice, k)}"
+                                                for k in choice["roc_auc"]) + "."]
+    note = beaten_note(r.label, choice)
+    if note:
+        lines.append("WARNING: " + note + ".")
+    seen = r.bundle.metadata.get("trained_on")
+    if seen:
+        lines.append(f"Refit on {seen['rows']} labelled rows ({seen['positives']} positives), "
+                     f"as-of {seen.get('first_as_of')} .. {seen.get('last_as_of')}.")
+    return "\n".join(lines)
+
+
+def _selection_metrics(choice: Mapping[str, Any]) -> dict[str, float]:
+    """Each candidate's pooled out-of-fold ROC AUC and its interval, as run metrics."""
+    out = {}
+    for k, a in choice["roc_auc"].items():
+        if a["value"] is not None:
+            out[f"pooled_{k}_roc_auc"] = float(a["value"])
+        if a.get("ci95"):
+            out[f"pooled_{k}_roc_auc_ci95_low"] = float(a["ci95"][0])
+            out[f"pooled_{k}_roc_auc_ci95_high"] = float(a["ci95"][1])
+    return out
 
 
 def log_training_job(
@@ -187,10 +276,8 @@ def log_training_job(
 ) -> str:
     """Log the job and every model, register them, set aliases; fills `promotion` in the
     report and on each result. Returns the parent run id."""
-    import lightgbm as lgb
     import mlflow
     from mlflow import MlflowClient
-    from mlflow.models import infer_signature
 
     cfg = settings.training
     experiment_id = configure(settings.paths, cfg.experiment)
@@ -217,35 +304,35 @@ def log_training_job(
                 if seen:  # what the registered model saw: params to compare, tags to search
                     mlflow.log_params(seen)
                     mlflow.set_tags(seen)
-                if r.backtest_auc is not None:
+                if r.backtest_auc is not None and r.selection is None:
                     mlflow.log_metric("backtest_model_roc_auc_mean", r.backtest_auc)
                 with tempfile.TemporaryDirectory() as tmp:
                     for p in write_plots(r, Path(tmp), cfg.shap_rows, cfg.seed):
                         mlflow.log_artifact(str(p), artifact_path="plots")
-                example = r.bundle.matrix(r.test_frame.head(5))
-                info = mlflow.lightgbm.log_model(
-                    r.bundle.booster, name="model", registered_model_name=name,
-                    signature=infer_signature(example, r.bundle.booster.predict(example)),
-                    input_example=example, pip_requirements=[f"lightgbm=={lgb.__version__}"],
-                    metadata={"features": list(r.bundle.features),
-                              "categories": r.bundle.categories,
-                              "feature_set_version": r.bundle.feature_set_version,
-                              "calibrator": r.bundle.calibrator.to_dict()})
-                version = str(info.registered_model_version)
+                version = _log_model(client, name, r)
                 key = r.backtest_key(fingerprint)
                 decision = decide_alias(client, name, label, r.backtest_auc, key,
                                         cfg.promotion_margin, cfg.min_auc, rebacktest)
                 client.set_registered_model_alias(name, decision.alias, version)
-                for k, v in {TAG_KEY: key, TAG_AUC: "" if r.backtest_auc is None
-                             else repr(r.backtest_auc),
-                             TAG_PARAMS: json.dumps(r.bundle.metadata.get("params", {})),
-                             "alias_reason": decision.reason}.items():
+                tags = {TAG_KEY: key, TAG_AUC: "" if r.backtest_auc is None
+                        else repr(r.backtest_auc), "alias_reason": decision.reason,
+                        TAG_KIND: r.bundle.kind}
+                if r.bundle.kind == "lightgbm":  # what a re-run of the configuration needs
+                    tags[TAG_PARAMS] = json.dumps(r.bundle.metadata.get("params", {}))
+                tags |= _selection_tags(r)
+                for k, v in tags.items():
                     client.set_model_version_tag(name, version, k, v)
+                client.update_model_version(name, version, description=_description(r))
+                if r.selection:
+                    mlflow.log_metrics(_selection_metrics(r.selection))
+                    mlflow.set_tags({"champion": r.selection["scorer"],
+                                     "champion_kind": r.bundle.kind})
                 r.promotion = {"model_name": name, "version": version, "alias": decision.alias,
                                "reason": decision.reason,
                                "champion_version": decision.champion_version,
                                "champion_backtest_auc": decision.champion_auc,
-                               "backtest_auc": r.backtest_auc}
+                               "backtest_auc": r.backtest_auc,
+                               "kind": r.bundle.kind, "champion": r.champion}
                 report["models"][label]["promotion"] = r.promotion
                 mlflow.set_tags({"alias": decision.alias, "registered_version": version})
                 mlflow.log_dict(evaluate.jsonable(report["models"][label]), f"report/{label}.json")

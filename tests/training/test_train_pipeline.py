@@ -72,7 +72,9 @@ def test_the_model_and_its_baselines_are_measured_on_the_same_rows(trained):
         rows = {s: m["rows"] for s, m in r.test.items()}
         assert set(rows) == {"model", "logistic", "rules"}
         assert len(set(rows.values())) == 1
-        assert r.pooled["model"]["rows"] > r.test["model"]["rows"]
+        # `test` is every fold's test rows pooled: more rows than any one fold's
+        assert r.pooled == r.test
+        assert r.test["model"]["rows"] > max(f["model"]["rows"] for f in r.folds)
 
 
 def test_the_churn_model_beats_a_noisy_rules_score(trained):
@@ -88,7 +90,8 @@ def test_the_backtest_has_one_entry_per_fold_latest_first(trained):
     assert len(r.folds) == cfg.n_folds
     firsts = [f["_test"][0] for f in r.folds]
     assert firsts == sorted(firsts, reverse=True)
-    assert r.backtest_auc == pytest.approx(np.mean([f["model"]["roc_auc"] for f in r.folds]))
+    # the AUC promotion compares is the champion's pooled out-of-fold one, not a fold mean
+    assert r.backtest_auc == pytest.approx(r.pooled[r.champion]["roc_auc"])
 
 
 def test_the_report_holds_metrics_windows_segments_and_renders(trained):
@@ -99,7 +102,9 @@ def test_the_report_holds_metrics_windows_segments_and_renders(trained):
         assert key in m
     assert set(m["segments"]) == {"enterprise", "mid-market", "smb"}
     md = evaluate.render_markdown(report)
-    assert "### Held-out test" in md and "By segment" in md and "Rolling-origin" in md
+    # `test` is the backtest's pooled out-of-fold rows: the candidates and the champion first
+    assert "### Backtest, every fold's test rows pooled" in md and "### Candidates" in md
+    assert "**Champion:**" in md and "By segment" in md and "Rolling-origin" in md
     rows = metrics_rows(report)
     assert {r["scorer"] for r in rows} == {"model", "logistic", "rules"}
 
@@ -177,12 +182,18 @@ def test_the_registered_model_saw_every_labelled_snapshot_up_to_the_last(refit):
 
 
 def test_the_registered_tree_count_is_the_backtest_folds_median_best_round(refit):
+    """The registered model takes the latest fold's searched parameters and the median best
+    round of the folds whose search chose those same parameters."""
     _, results, seen = refit
     for label, r in results.items():
         folds = [b for b in seen["folds"] if b.label == label]
         assert len(folds) == len(r.folds)
+        searched = folds[0].metadata["search"]["params"]  # folds run latest first
+        assert r.bundle.metadata["search"] == searched
+        same = [b for b in folds if b.metadata["search"]["params"] == searched]
         leaves = r.bundle.metadata["selection"]["num_leaves"]
-        rounds = [b.metadata["selection"]["rounds"][str(leaves)] for b in folds]
+        assert leaves == searched["num_leaves"]
+        rounds = [b.metadata["selection"]["rounds"][str(leaves)] for b in same]
         assert r.bundle.n_trees == int(round(float(np.median(rounds))))
         assert r.bundle.metadata["selection"]["refit"]["rounds_by_fold"] == rounds
 

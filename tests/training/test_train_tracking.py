@@ -85,7 +85,7 @@ def test_a_worse_second_run_leaves_the_champion_in_place_and_says_why(two_jobs):
 def test_the_run_records_config_metrics_report_plots_and_the_native_model(two_jobs):
     import mlflow
 
-    _, settings, (_, report, run_id), _ = two_jobs
+    _, settings, (results, report, run_id), _ = two_jobs
     client = _client(settings)
     tracking.configure(settings.paths, settings.training.experiment)
     run = client.get_run(run_id)
@@ -97,14 +97,35 @@ def test_the_run_records_config_metrics_report_plots_and_the_native_model(two_jo
     children = client.search_runs([run.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{run_id}'")
     assert len(children) == 6
-    child = next(c for c in children if c.info.run_name == "churn_30d")
-    assert child.data.metrics["test_model_roc_auc"] > 0.5
-    # The tree size each model chose on its early-stopping window is a parameter of its run.
-    assert int(child.data.params["selected.num_leaves"]) in settings.training.leaf_candidates
-    plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
-    assert plots == {"plots/reliability.png", "plots/lift.png", "plots/shap_summary.png"}
-    booster = mlflow.lightgbm.load_model("models:/healthscore-churn-30d@champion")
-    assert booster.num_trees() > 0
+    from training.search import SPACE
+
+    leaves = set(settings.training.leaf_candidates) | set(SPACE["num_leaves"])
+    for child in children:
+        label = child.info.run_name
+        kind = child.data.tags["champion_kind"]
+        assert kind == results[label].bundle.kind
+        assert child.data.metrics["test_model_roc_auc"] > 0.5
+        # How each champion was chosen on its early-stopping window is a parameter of its run:
+        # LightGBM's tree size, logistic regression's L2 strength.
+        if kind == "lightgbm":
+            assert int(child.data.params["selected.num_leaves"]) in leaves
+        elif kind == "logistic":
+            assert float(child.data.params["selected.C"]) in settings.training.logistic_c
+        plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
+        assert plots == {"plots/reliability.png", "plots/lift.png"} | (
+            set() if kind == "rules" else {"plots/shap_summary.png"})
+        # The registered champion loads from the registry as what it is: a LightGBM booster in
+        # MLflow's own flavour, any other kind as the bundle serving reads.
+        uri = f"models:/{tracking.registered_name(label)}@champion"
+        if kind == "lightgbm":
+            assert mlflow.lightgbm.load_model(uri).num_trees() > 0
+        else:
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+            bundle = load_bundle(folder, feature_set_version=None)
+            assert bundle.kind == kind
+            rows = results[label].test_frame.head(20)
+            assert bundle.predict_proba(rows) == pytest.approx(
+                results[label].bundle.predict_proba(rows))
     saved = json.loads(Path(client.download_artifacts(run_id, "report/report.json")).read_text())
     assert saved["models"]["churn_30d"]["promotion"]["alias"] == "champion"
     assert report["run"]["run_id"] == run_id
