@@ -107,9 +107,10 @@ def main() -> int:
     from threadpoolctl import threadpool_limits
 
     from healthscore.settings import load_settings
+    from training.evaluate import bootstrap_aucs
     from training.table import (
+        BOOTSTRAP_RESAMPLES,
         TableSpec,
-        bootstrap_aucs,
         cv_folds,
         evaluate_table,
         prepare_table,
@@ -154,7 +155,7 @@ def main() -> int:
         ours = preds[choice["scorer"]]
         held, picks = held_out_selection(y, preds, folds, cfg)
         scores = {"ours": ours, "held": held, **base}
-        boot = bootstrap_aucs(y, scores, cfg.seed)
+        boot = bootstrap_aucs(y, scores, cfg.seed, BOOTSTRAP_RESAMPLES)
         aucs = {k: float(roc_auc_score(y, v)) for k, v in scores.items()}
         best = max(("lightgbm_default", "logistic_c1"), key=lambda k: aucs[k])
         lead = boot["ours"] - boot[best]

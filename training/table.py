@@ -432,30 +432,6 @@ CANDIDATE_NAMES = {"model": "LightGBM", "logistic": "logistic regression",
 BOOTSTRAP_RESAMPLES = 1000
 
 
-def bootstrap_aucs(y: np.ndarray, scores: dict[str, np.ndarray], seed: int,
-                   resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, np.ndarray]:
-    """ROC AUC of each scorer on `resamples` row bootstraps, the same resamples for every
-    scorer (so differences are paired). AUC with ties shared, as `roc_auc_score`."""
-    y = np.asarray(y, float)
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)
-    out: dict[str, np.ndarray] = {}
-    for name, s in scores.items():
-        _, group = np.unique(np.asarray(s, float), return_inverse=True)
-        g = group.max() + 1
-        aucs = np.empty(resamples)
-        for b in range(resamples):
-            w = weights[b]
-            pos = np.bincount(group, w * y, g)
-            neg = np.bincount(group, w * (1 - y), g)
-            below = np.cumsum(neg) - neg
-            total = pos.sum() * neg.sum()
-            aucs[b] = (pos * (below + 0.5 * neg)).sum() / total if total > 0 else np.nan
-        out[name] = aucs
-    return out
-
-
 SIMPLEST_FIRST = ("rules", "logistic", "model", "blend")
 """The candidates from the fewest fitted parameters to the most: the rules score fits none,
 a line one weight per feature, trees many, the blend both models."""
@@ -476,7 +452,7 @@ def choose_champion(y: np.ndarray, preds: dict[str, np.ndarray | None], seed: in
               if k in CANDIDATE_NAMES and v is not None}
     aucs = {k: float(roc_auc_score(y, v)) for k, v in scores.items()}
     best = max(aucs, key=lambda k: (aucs[k], -SIMPLEST_FIRST.index(k)))
-    boot = bootstrap_aucs(y, scores, seed)
+    boot = evaluate.bootstrap_aucs(y, scores, seed, BOOTSTRAP_RESAMPLES)
     champion = best
     for k in SIMPLEST_FIRST:
         if k in aucs and aucs[best] - aucs[k] <= se * float(np.nanstd(boot[best] - boot[k])):
@@ -487,7 +463,9 @@ def choose_champion(y: np.ndarray, preds: dict[str, np.ndarray | None], seed: in
         return [float(v) for v in np.nanpercentile(x, [2.5, 97.5])]
 
     return {
-        "scorer": champion, "basis": basis, "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
+        "scorer": champion, "kind": CANDIDATE_NAMES[champion], "basis": basis,
+        "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
+        "rows": int(len(y)), "positives": int(np.asarray(y, float).sum()),
         "rule": f"simplest within {se:g} standard error(s) of the best ({best})",
         "best": best,
         "roc_auc": {k: {"value": v, "ci95": ci(boot[k])} for k, v in aucs.items()},

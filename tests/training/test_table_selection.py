@@ -11,9 +11,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from healthscore.settings import load_settings
+from training.evaluate import bootstrap_aucs
 from training.table import (
     TableSpec,
-    bootstrap_aucs,
     choose_champion,
     fit_logistic_tuned,
     prepare_table,
@@ -161,7 +161,7 @@ def test_the_bootstrap_auc_matches_sklearn_on_the_full_sample_with_ties():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300).astype(float)
     s = np.round(y + rng.normal(0, 1, 300), 1)  # ties
-    boot = bootstrap_aucs(y, {"s": s}, seed=0, resamples=400)["s"]
+    boot = bootstrap_aucs(y, {"s": s}, 0, 400)["s"]
     assert abs(np.median(boot) - roc_auc_score(y, s)) < 0.01
-    assert bootstrap_aucs(y, {"s": s}, seed=0, resamples=50)["s"].tolist() == \
-        bootstrap_aucs(y, {"s": s}, seed=0, resamples=50)["s"].tolist()
+    assert bootstrap_aucs(y, {"s": s}, 0, 50)["s"].tolist() == \
+        bootstrap_aucs(y, {"s": s}, 0, 50)["s"].tolist()
