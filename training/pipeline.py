@@ -39,6 +39,7 @@ from training.datasets import (
 )
 from training.leakage import leakage_suspects
 from training.model import fit_model, out_of_fold_calibrator, refit_choice, refit_model
+from training.reference import write_reference
 from training.results import ModelResult
 from training.settings import TrainingConfig
 from training.splits import BacktestPlan, Windows, in_window, plan_backtest
@@ -351,6 +352,9 @@ def run_training_job(
             progress=progress)
         log.info("MLflow logging and registry: %.1f s", time.perf_counter() - clock)
     bundle_dirs = save_bundles(results, settings.paths.models_dir, report)
+    # What serving's drift monitoring compares today's features and scores with.
+    write_reference(feats if rules is None else feats.assign(score=rules.to_numpy()),
+                    ts.features, settings.paths.models_dir)
     return JobResult(report, results, run_id, bundle_dirs, ts)
 
 

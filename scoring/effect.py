@@ -1,0 +1,152 @@
+"""Did it work: the effect of a completed playbook against matched similar untreated accounts.
+
+Pure numpy. Each treated account is matched, at its own start date, to the nearest untreated
+account scored that same date (nearest neighbour on the score's inputs, standardised by their
+pooled spread, with replacement, inside a caliper; optionally exactly on a segment column). The
+effect is the mean treated-minus-matched difference of an outcome (churn within the horizon,
+the score change over it), with a bootstrap 95% interval over the matched pairs, the number of
+pairs, the naive treated-minus-untreated difference beside it (what the matching corrects) and
+a plain warning when the groups cannot be matched well (too few pairs, poor overlap, inputs
+still unbalanced after matching).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+BALANCE_SMD = 0.25
+"""A standardised mean difference above this after matching: the groups are not comparable."""
+UNMATCHED_SHARE = 0.2
+"""More treated accounts than this share without a match inside the caliper: poor overlap."""
+
+
+@dataclass(frozen=True)
+class EffectEstimate:
+    outcome: str
+    effect: float | None
+    """Mean of treated minus matched untreated (negative churn: the playbook reduced churn)."""
+    low: float | None
+    high: float | None
+    pairs: int
+    treated: int
+    naive: float | None
+    """Treated minus every untreated account of the same dates, unmatched."""
+    warnings: list[str] = field(default_factory=list)
+    balance: dict[str, float] = field(default_factory=dict)
+    """Largest |standardised mean difference| of each input after matching."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"outcome": self.outcome, "effect": self.effect, "ci95": [self.low, self.high],
+                "pairs": self.pairs, "treated": self.treated, "naive": self.naive,
+                "warnings": self.warnings, "balance": self.balance}
+
+
+@dataclass(frozen=True)
+class Matches:
+    treated: np.ndarray
+    """Row positions (in the units frame) of each matched treated account."""
+    control: np.ndarray
+    """Row position of its matched untreated account."""
+    unmatched: int
+
+
+def _standardise(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    mu = np.nanmean(ref, axis=0)
+    sd = np.nanstd(ref, axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    z = (x - mu) / sd
+    return np.where(np.isnan(z), 0.0, z)
+
+
+def match_nearest(units: pd.DataFrame, inputs: Sequence[str], *, caliper: float,
+                  date_col: str = "as_of", treated_col: str = "treated",
+                  exact: Sequence[str] = ()) -> Matches:
+    """Nearest untreated neighbour of each treated row, at the same date (and `exact` values).
+
+    Distance: root mean squared difference of the inputs standardised over all rows of the date
+    (a missing input counts as the mean); a treated row whose nearest neighbour is farther than
+    `caliper` stays unmatched."""
+    x_all = units[list(inputs)].to_numpy(dtype=float)
+    is_t = units[treated_col].to_numpy(dtype=bool)
+    keys = [date_col, *exact]
+    t_out: list[int] = []
+    c_out: list[int] = []
+    unmatched = 0
+    for _, group in units.groupby(keys, sort=True, dropna=False):
+        rows = group.index.to_numpy()
+        pos = units.index.get_indexer(rows)
+        z = _standardise(x_all[pos], x_all[pos])
+        t = pos[is_t[pos]]
+        c = pos[~is_t[pos]]
+        if not len(t):
+            continue
+        if not len(c):
+            unmatched += len(t)
+            continue
+        zt = z[np.isin(pos, t)]
+        zc = z[np.isin(pos, c)]
+        d = np.sqrt(((zt[:, None, :] - zc[None, :, :]) ** 2).mean(axis=2))
+        best = d.argmin(axis=1)
+        ok = d[np.arange(len(t)), best] <= caliper
+        unmatched += int((~ok).sum())
+        t_out.extend(t[ok].tolist())
+        c_out.extend(c[best[ok]].tolist())
+    return Matches(np.asarray(t_out, dtype=int), np.asarray(c_out, dtype=int), unmatched)
+
+
+def _smd(a: np.ndarray, b: np.ndarray) -> float:
+    sd = np.sqrt((np.nanvar(a) + np.nanvar(b)) / 2.0)
+    if not np.isfinite(sd) or sd == 0:
+        return 0.0
+    return float(abs(np.nanmean(a) - np.nanmean(b)) / sd)
+
+
+def estimate_effect(units: pd.DataFrame, inputs: Sequence[str], outcome: str, *,
+                    caliper: float = 0.5, min_pairs: int = 20, bootstraps: int = 1000,
+                    seed: int = 0, exact: Sequence[str] = (),
+                    matches: Matches | None = None) -> EffectEstimate:
+    """The matched effect of treatment on `outcome` (a column of `units`, NaN where unknown).
+
+    `units`: one row per account and start date with `treated`, `as_of`, the `inputs` and the
+    outcome. Untreated rows are the candidates at their date."""
+    units = units.reset_index(drop=True)
+    is_t = units["treated"].to_numpy(dtype=bool)
+    m = matches or match_nearest(units, inputs, caliper=caliper, exact=exact)
+    y = units[outcome].to_numpy(dtype=float)
+    keep = ~np.isnan(y[m.treated]) & ~np.isnan(y[m.control])
+    ti, ci = m.treated[keep], m.control[keep]
+    warnings: list[str] = []
+    n_treated = int(is_t.sum())
+    treated_dates = set(units.loc[is_t, "as_of"])
+    same_dates = units["as_of"].isin(treated_dates).to_numpy()
+    yt, yc = y[is_t], y[~is_t & same_dates]
+    naive = float(np.nanmean(yt) - np.nanmean(yc)) \
+        if np.isfinite(yt).any() and np.isfinite(yc).any() else None
+    if n_treated and m.unmatched / n_treated > UNMATCHED_SHARE:
+        warnings.append(f"poor overlap: {m.unmatched} of {n_treated} treated accounts have no "
+                        f"untreated account within the caliper ({caliper}) at their start date")
+    if len(ti) < min_pairs:
+        warnings.append(f"too few matched pairs: {len(ti)} (at least {min_pairs} are needed "
+                        "for an estimate to rely on)")
+    balance = {}
+    for col in inputs:
+        x = units[col].to_numpy(dtype=float)
+        balance[col] = round(_smd(x[ti], x[ci]), 3) if len(ti) else float("nan")
+    worse = [c for c, v in balance.items() if v > BALANCE_SMD]
+    if worse:
+        warnings.append("the matched groups still differ on " + ", ".join(worse)
+                        + f" (standardised mean difference above {BALANCE_SMD})")
+    if not len(ti):
+        return EffectEstimate(outcome, None, None, None, 0, n_treated, naive,
+                              warnings or ["no matched pairs"], balance)
+    diff = y[ti] - y[ci]
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(diff), size=(bootstraps, len(diff)))
+    boot = diff[draws].mean(axis=1)
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return EffectEstimate(outcome, float(diff.mean()), float(low), float(high), len(diff),
+                          n_treated, naive, warnings, balance)
