@@ -20,7 +20,7 @@ from serving.auth import HEADER
 from serving.errors import NotFound
 from serving.guards import BodyLimit, TextGuard, known_query
 from serving.idempotency import IdempotencyMiddleware
-from serving.routes import admin, alerts, changes, reports, scores
+from serving.routes import admin, alerts, changes, operations, reports, scores
 from serving.store_outage import OUTAGE_ERRORS, store_unavailable
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ app = FastAPI(
 app.add_middleware(IdempotencyMiddleware)
 app.add_middleware(TextGuard)
 app.add_middleware(BodyLimit)
-for _routes in (scores, reports, changes, alerts, admin):
+for _routes in (scores, reports, changes, alerts, operations, admin):
     app.include_router(_routes.router)
 problems.install(app)
 for _outage in OUTAGE_ERRORS:  # the store out of reach: 503 + Retry-After, never a hang or 500
