@@ -4,8 +4,8 @@ Pure numpy. Each treated account is matched, at its own start date, to the neare
 account scored that same date (nearest neighbour on the score's inputs, standardised by their
 pooled spread, with replacement, inside a caliper; optionally exactly on a segment column). The
 effect is the mean treated-minus-matched difference of an outcome (churn within the horizon,
-the score change over it), with a bootstrap 95% interval over the matched pairs, the number of
-pairs, the naive treated-minus-untreated difference beside it (what the matching corrects) and
+the score change over it), with a bootstrap 95% interval (accounts resampled and matched
+again), the number of pairs, the naive treated-minus-untreated difference beside it (what the matching corrects) and
 a plain warning when the groups cannot be matched well (too few pairs, poor overlap, inputs
 still unbalanced after matching).
 """
@@ -18,6 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from scoring.realised import event_within
+
+INPUTS = ("score", "dim_engagement", "dim_adoption", "dim_usage", "dim_support",
+          "dim_satisfaction", "dim_value", "dim_relationship")
+"""The score's inputs as the store holds them: what treated and untreated accounts are matched
+on."""
 BALANCE_SMD = 0.25
 """A standardised mean difference above this after matching: the groups are not comparable."""
 UNMATCHED_SHARE = 0.2
@@ -144,9 +150,48 @@ def estimate_effect(units: pd.DataFrame, inputs: Sequence[str], outcome: str, *,
         return EffectEstimate(outcome, None, None, None, 0, n_treated, naive,
                               warnings or ["no matched pairs"], balance)
     diff = y[ti] - y[ci]
+    # The interval resamples accounts (treated and untreated apart) and matches again: with
+    # matching with replacement a popular control weighs on many pairs, which a resample of the
+    # pairs alone would not see, and the interval would be too narrow.
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(diff), size=(bootstraps, len(diff)))
-    boot = diff[draws].mean(axis=1)
-    low, high = np.quantile(boot, [0.025, 0.975])
+    t_rows, c_rows = np.flatnonzero(is_t), np.flatnonzero(~is_t)
+    boot = []
+    for _ in range(bootstraps):
+        pick = np.r_[rng.choice(t_rows, len(t_rows)), rng.choice(c_rows, len(c_rows))]
+        sample = units.iloc[pick].reset_index(drop=True)
+        mb = match_nearest(sample, inputs, caliper=caliper, exact=exact)
+        yb = sample[outcome].to_numpy(dtype=float)
+        d = yb[mb.treated] - yb[mb.control]
+        d = d[~np.isnan(d)]
+        if len(d):
+            boot.append(d.mean())
+    low, high = np.quantile(np.asarray(boot), [0.025, 0.975])
     return EffectEstimate(outcome, float(diff.mean()), float(low), float(high), len(diff),
                           n_treated, naive, warnings, balance)
+
+
+def effect_units(scores: pd.DataFrame, starts: pd.DataFrame, churn: pd.DataFrame | None,
+                 data_end: pd.Timestamp, horizon: int, untreated: set[str] | None = None
+                 ) -> pd.DataFrame:
+    """One row per (account, start date) of the stored scores at the treated start dates:
+    `treated`, the inputs, `churned` (NaN while the window is open) and `score_change`.
+
+    `starts`: account_id, as_of of each treated account; `untreated`: accounts allowed as
+    controls (default: every account not treated)."""
+    treated = set(starts["account_id"])
+    at = scores[scores["as_of"].isin(set(starts["as_of"]))].copy()
+    key = set(zip(starts["account_id"], starts["as_of"], strict=True))
+    at["treated"] = [(a, d) in key for a, d in zip(at["account_id"], at["as_of"], strict=True)]
+    allowed = untreated if untreated is not None else None
+    control = ~at["treated"] & ~at["account_id"].isin(treated)
+    if allowed is not None:
+        control &= at["account_id"].isin(allowed)
+    at = at[at["treated"] | control].reset_index(drop=True)
+    later = scores[["account_id", "as_of", "score"]].copy()
+    later["as_of"] = later["as_of"] - pd.Timedelta(days=horizon)
+    at = at.merge(later, on=["account_id", "as_of"], how="left", suffixes=("", "_later"))
+    at["score_change"] = at["score_later"] - at["score"]
+    matured = (at["as_of"] + pd.Timedelta(days=horizon) <= data_end).to_numpy()
+    churned = event_within(at, churn, horizon) if churn is not None else np.full(len(at), np.nan)
+    at["churned"] = np.where(matured, churned, np.nan)
+    return at

@@ -13,46 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from features.contract.warehouse import today
-from scoring.effect import estimate_effect
-from scoring.realised import event_within
+from scoring.effect import INPUTS, effect_units, estimate_effect
 from serving.monitoring import outcome_events
 from serving.operations_store import Task
-from serving.store import DIMENSIONS, ScoreStore
-
-INPUTS = ("score", *(f"dim_{d}" for d in DIMENSIONS))
-
-
-def effect_units(scores: pd.DataFrame, starts: pd.DataFrame, churn: pd.DataFrame | None,
-                 data_end: pd.Timestamp, horizon: int, untreated: set[str] | None = None
-                 ) -> pd.DataFrame:
-    """One row per (account, start date) of the stored scores at the treated start dates:
-    `treated`, the inputs, `churned` (NaN while the window is open) and `score_change`.
-
-    `starts`: account_id, as_of of each treated account; `untreated`: accounts allowed as
-    controls (default: every account not treated)."""
-    treated = set(starts["account_id"])
-    at = scores[scores["as_of"].isin(set(starts["as_of"]))].copy()
-    key = set(zip(starts["account_id"], starts["as_of"], strict=True))
-    at["treated"] = [(a, d) in key for a, d in zip(at["account_id"], at["as_of"], strict=True)]
-    allowed = untreated if untreated is not None else None
-    control = ~at["treated"] & ~at["account_id"].isin(treated)
-    if allowed is not None:
-        control &= at["account_id"].isin(allowed)
-    at = at[at["treated"] | control].reset_index(drop=True)
-    later = scores[["account_id", "as_of", "score"]].copy()
-    later["as_of"] = later["as_of"] - pd.Timedelta(days=horizon)
-    at = at.merge(later, on=["account_id", "as_of"], how="left", suffixes=("", "_later"))
-    at["score_change"] = at["score_later"] - at["score"]
-    matured = (at["as_of"] + pd.Timedelta(days=horizon) <= data_end).to_numpy()
-    churned = event_within(at, churn, horizon) if churn is not None else np.full(len(at), np.nan)
-    at["churned"] = np.where(matured, churned, np.nan)
-    return at
+from serving.store import ScoreStore
 
 
 def treated_starts(store: ScoreStore, playbook: str | None = None) -> tuple[pd.DataFrame,
