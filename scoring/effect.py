@@ -6,8 +6,8 @@ pooled spread, with replacement, inside a caliper; optionally exactly on a segme
 effect is the mean treated-minus-matched difference of an outcome (churn within the horizon,
 the score change over it), with a bootstrap 95% interval (accounts resampled and matched
 again), the number of pairs, the naive treated-minus-untreated difference beside it (what the
-matching corrects) and a plain warning when the groups cannot be matched well (too few pairs, poor overlap, inputs
-still unbalanced after matching).
+matching corrects) and a plain warning when the groups cannot be matched well (too few pairs,
+poor overlap, inputs still unbalanced after matching).
 """
 
 from __future__ import annotations

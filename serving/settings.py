@@ -80,8 +80,10 @@ class ServingConfig(Section):
     """A realised ROC AUC (matured labels) below this raises an alert."""
     monitor_bins: int = Field(10, ge=2, le=100)
     """Quantile bins of the training reference the PSI is measured over."""
-    monitor_min_rows: int = Field(50, ge=1)
-    """Fewest rows (of a segment, or of matured labels) a PSI or an AUC is reported for."""
+    monitor_min_rows: int = Field(200, ge=1)
+    """Fewest rows (of a segment, or of matured labels) a PSI or an AUC is reported for: over
+    10 bins a PSI of n rows has a noise floor near 10/n, so fewer rows would raise alerts on
+    noise alone."""
 
     @field_validator("webhook_allow_hosts")
     @classmethod
