@@ -31,14 +31,14 @@ def playbooks(state: State, _who: Reader) -> list[PlaybookOut]:
     return [operations.playbook_out(p) for p in operations.playbooks_of(state)]
 
 
-@router.get("/accounts/{accountId}/playbooks", response_model=list[PlaybookOut],
+@router.get("/accounts/{account_id}/playbooks", response_model=list[PlaybookOut],
             responses=ERRORS)
 def account_playbooks(state: State, _who: Reader,
-                      accountId: Annotated[str, Path(min_length=1, max_length=200)],
+                      account_id: Annotated[str, Path(min_length=1, max_length=200)],
                       lifecycle: Name = None, tier: Name = None) -> list[PlaybookOut]:
     """The playbooks the account's score of today points at (with its lifecycle stage and
     value tier when given)."""
-    return operations.account_playbooks(state, accountId, lifecycle, tier)
+    return operations.account_playbooks(state, account_id, lifecycle, tier)
 
 
 @router.post("/tasks", response_model=list[TaskOut], responses=ERRORS)
@@ -48,10 +48,10 @@ def create(req: TaskRequest, state: State, who: Writer) -> list[TaskOut]:
                         today=state.default_as_of)
 
 
-@router.patch("/tasks/{taskId}", response_model=TaskOut, responses=ERRORS)
-def update(taskId: Annotated[int, Path(ge=1)], req: TaskUpdate, state: State,
+@router.patch("/tasks/{task_id}", response_model=TaskOut, responses=ERRORS)
+def update(task_id: Annotated[int, Path(ge=1, le=2**31 - 1)], req: TaskUpdate, state: State,
            who: Writer) -> TaskOut:
-    return update_task(state.db, taskId, req, who.name)
+    return update_task(state.db, task_id, req, who.name)
 
 
 @router.get("/tasks", response_model=list[TaskOut], responses=ERRORS)
