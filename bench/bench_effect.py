@@ -21,13 +21,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--caliper", type=float, default=1.0)
     args = parser.parse_args()
     clock = time.perf_counter()
-    out = effect_on_world(args.accounts, args.seed)
+    out = effect_on_world(args.accounts, args.seed, caliper=args.caliper)
     seconds = time.perf_counter() - clock
     truth, est = out["truth"], out["estimate"]
     table = Table(title=f"Playbook effect on 90-day churn ({args.accounts} accounts, seed "
-                        f"{args.seed}, {seconds:.0f} s)")
+                        f"{args.seed}, caliper {args.caliper}, {seconds:.0f} s)")
     for col in ("quantity", "value"):
         table.add_column(col)
     table.add_row("true effect (ATT, from the hazards)", f"{truth['effect']:+.4f}")

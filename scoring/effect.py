@@ -18,12 +18,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from scoring.health.profiles import FLAG_CODES
 from scoring.realised import event_within
 
+FLAGS = FLAG_CODES
 INPUTS = ("score", "dim_engagement", "dim_adoption", "dim_usage", "dim_support",
           "dim_satisfaction", "dim_value", "dim_relationship")
-"""The score's inputs as the store holds them: what treated and untreated accounts are matched
-on."""
+"""The score's inputs as the store holds them: the score and its seven dimensions, what treated
+and untreated accounts are matched on by distance."""
+EXACT = ("profile", *(f"flag_{f}" for f in FLAGS))
+"""Matched exactly: the rules profile and whether each risk flag is raised (a flag is a step,
+not a distance: a renewal due or not is a different account)."""
 BALANCE_SMD = 0.25
 """A standardised mean difference above this after matching: the groups are not comparable."""
 UNMATCHED_SHARE = 0.2
@@ -78,30 +83,33 @@ def match_nearest(units: pd.DataFrame, inputs: Sequence[str], *, caliper: float,
     `caliper` stays unmatched."""
     x_all = units[list(inputs)].to_numpy(dtype=float)
     is_t = units[treated_col].to_numpy(dtype=bool)
-    keys = [date_col, *exact]
-    t_out: list[int] = []
-    c_out: list[int] = []
+    dates = units[date_col].to_numpy()
+    z = np.zeros_like(x_all)
+    for d in pd.unique(dates):
+        rows = np.flatnonzero(dates == d)
+        z[rows] = _standardise(x_all[rows], x_all[rows])
+    cells = units.groupby([date_col, *exact], sort=True, dropna=False).ngroup().to_numpy()
+    t_out: list[np.ndarray] = []
+    c_out: list[np.ndarray] = []
     unmatched = 0
-    for _, group in units.groupby(keys, sort=True, dropna=False):
-        rows = group.index.to_numpy()
-        pos = units.index.get_indexer(rows)
-        z = _standardise(x_all[pos], x_all[pos])
-        t = pos[is_t[pos]]
-        c = pos[~is_t[pos]]
+    order = np.argsort(cells, kind="stable")
+    bounds = np.flatnonzero(np.diff(cells[order])) + 1
+    for rows in np.split(order, bounds):
+        t = rows[is_t[rows]]
+        c = rows[~is_t[rows]]
         if not len(t):
             continue
         if not len(c):
             unmatched += len(t)
             continue
-        zt = z[np.isin(pos, t)]
-        zc = z[np.isin(pos, c)]
-        d = np.sqrt(((zt[:, None, :] - zc[None, :, :]) ** 2).mean(axis=2))
+        d = np.sqrt(((z[t][:, None, :] - z[c][None, :, :]) ** 2).mean(axis=2))
         best = d.argmin(axis=1)
         ok = d[np.arange(len(t)), best] <= caliper
         unmatched += int((~ok).sum())
-        t_out.extend(t[ok].tolist())
-        c_out.extend(c[best[ok]].tolist())
-    return Matches(np.asarray(t_out, dtype=int), np.asarray(c_out, dtype=int), unmatched)
+        t_out.append(t[ok])
+        c_out.append(c[best[ok]])
+    cat = (lambda parts: np.concatenate(parts).astype(int) if parts else np.zeros(0, int))
+    return Matches(cat(t_out), cat(c_out), unmatched)
 
 
 def _smd(a: np.ndarray, b: np.ndarray) -> float:
@@ -112,7 +120,7 @@ def _smd(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def estimate_effect(units: pd.DataFrame, inputs: Sequence[str], outcome: str, *,
-                    caliper: float = 0.5, min_pairs: int = 20, bootstraps: int = 1000,
+                    caliper: float = 1.0, min_pairs: int = 20, bootstraps: int = 1000,
                     seed: int = 0, exact: Sequence[str] = (),
                     matches: Matches | None = None) -> EffectEstimate:
     """The matched effect of treatment on `outcome` (a column of `units`, NaN where unknown).
@@ -187,6 +195,9 @@ def effect_units(scores: pd.DataFrame, starts: pd.DataFrame, churn: pd.DataFrame
     if allowed is not None:
         control &= at["account_id"].isin(allowed)
     at = at[at["treated"] | control].reset_index(drop=True)
+    for code in FLAGS:
+        at[f"flag_{code}"] = [float(any((f.get("code") if isinstance(f, dict) else f) == code
+                                        for f in (flags or []))) for flags in at["flags"]]
     later = scores[["account_id", "as_of", "score"]].copy()
     later["as_of"] = later["as_of"] - pd.Timedelta(days=horizon)
     at = at.merge(later, on=["account_id", "as_of"], how="left", suffixes=("", "_later"))

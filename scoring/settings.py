@@ -26,7 +26,7 @@ class HealthConfig(Section):
     """Did it work: the churn window and score-change horizon after a playbook's start."""
     effect_min_pairs: int = Field(20, ge=1)
     """Fewest matched pairs an effect estimate is given for without a warning."""
-    effect_caliper: float = Field(0.5, gt=0)
+    effect_caliper: float = Field(1.0, gt=0)
     """Largest distance (in pooled standard deviations of the matching inputs, averaged) of a
     matched untreated account; treated accounts without one inside it stay unmatched."""
     effect_bootstraps: int = Field(1000, ge=50)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from features.contract.warehouse import today
-from scoring.effect import INPUTS, effect_units, estimate_effect
+from scoring.effect import EXACT, INPUTS, effect_units, estimate_effect
 from serving.monitoring import outcome_events
 from serving.operations_store import Task
 from serving.store import ScoreStore
@@ -60,7 +60,7 @@ def playbook_effect(store: ScoreStore, con: duckdb.DuckDBPyConnection, health: A
                          untreated=set(scores["account_id"]) - touched)
     estimates = [estimate_effect(units, list(INPUTS), outcome, caliper=health.effect_caliper,
                                  min_pairs=health.effect_min_pairs,
-                                 bootstraps=health.effect_bootstraps, exact=("profile",))
+                                 bootstraps=health.effect_bootstraps, exact=EXACT)
                  .as_dict() for outcome in ("churned", "score_change")]
     return {"playbook": playbook, "horizonDays": health.effect_horizon_days,
             "estimates": estimates, "warnings": []}

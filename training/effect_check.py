@@ -16,7 +16,7 @@ import pandas as pd
 from features.contract.warehouse import load_frames
 from features.synth.generate import generate_world, true_effect
 from features.synth.params import Intervention
-from scoring.effect import INPUTS, effect_units, estimate_effect
+from scoring.effect import EXACT, INPUTS, effect_units, estimate_effect
 from scoring.health import load_rules
 from scoring.pipeline import Scorer, score_accounts
 
@@ -24,7 +24,7 @@ START = date(2024, 1, 1)
 
 
 def effect_on_world(accounts: int, seed: int, *, days: int = 420, start_day: int = 300,
-                    hazard_ratio: float = 0.4, horizon: int = 90, caliper: float = 0.5,
+                    hazard_ratio: float = 0.4, horizon: int = 90, caliper: float = 1.0,
                     bootstraps: int = 1000) -> dict[str, Any]:
     """The true effect, the naive difference and the matched estimate on one generated world."""
     iv = Intervention(start_day=start_day, hazard_ratio=hazard_ratio, duration=horizon)
@@ -45,5 +45,5 @@ def effect_on_world(accounts: int, seed: int, *, days: int = 420, start_day: int
     churn = world.tables["churn_events"].rename(columns={"churned_at": "at"})
     units = effect_units(scores, starts, churn, t0 + pd.Timedelta(days=horizon), horizon)
     est = estimate_effect(units, list(INPUTS), "churned", caliper=caliper, min_pairs=20,
-                          bootstraps=bootstraps, exact=("profile",))
+                          bootstraps=bootstraps, exact=EXACT)
     return {"truth": true_effect(world, horizon), "estimate": est, "units": len(units)}

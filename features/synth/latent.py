@@ -234,8 +234,10 @@ def simulate(p: Profiles, days: int, rng: np.random.Generator,
         h = np.where(at_end, sigmoid(end_logit), np.minimum(daily, 0.05))
         h = np.where(created & ~new, h, 0.0)
         if intervention is not None:
-            h = _intervene(intervention, d, h, hbar, alive & ~new, treated, treat_draws,
-                           untreated_h)
+            renewal_due = ~monthly_plan & (next_end - d >= 0) \
+                & (next_end - d < intervention.duration)
+            h = _intervene(intervention, d, h, renewal_due, alive & ~new, treated,
+                           treat_draws, untreated_h)
         churned = alive & (rng.random(n) < h)
         if churned.any():
             idx = np.flatnonzero(churned)
@@ -293,14 +295,14 @@ def simulate(p: Profiles, days: int, rng: np.random.Generator,
                   untreated_churn_hazard=untreated_h)
 
 
-def _intervene(iv: P.Intervention, d: int, h: np.ndarray, hbar: np.ndarray,
+def _intervene(iv: P.Intervention, d: int, h: np.ndarray, renewal_due: np.ndarray,
                eligible: np.ndarray, treated: np.ndarray | None,
                draws: np.ndarray | None, untreated_h: np.ndarray | None) -> np.ndarray:
     """The day's churn hazards under the intervention (picking the treated on its first day)."""
     assert treated is not None and draws is not None and untreated_h is not None
     untreated_h[d] = h
     if d == iv.start_day:
-        p = sigmoid(np.log(iv.share / (1.0 - iv.share)) - iv.selection * hbar)
+        p = sigmoid(np.log(iv.share / (1.0 - iv.share)) + iv.selection * renewal_due)
         treated |= eligible & (draws < p)
     if iv.start_day <= d < iv.start_day + iv.duration:
         return np.where(treated, h * iv.hazard_ratio, h)

@@ -75,8 +75,7 @@ def runs(state: State, _who: Reader,
 def monitoring(state: State, _who: Reader) -> MonitoringOut:
     """Drift against the training reference and realised accuracy on matured labels (read
     only: the alerts are raised by the daily run and `healthscore monitor`)."""
-    with state.lock:
-        con = state.snapshot.cursor()
+    con = state.snapshot.cursor()
     return MonitoringOut(**monitor(state.store, con, state.scorer, state.settings,
                                    raise_alerts=False))
 

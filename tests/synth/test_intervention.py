@@ -1,7 +1,7 @@
 """The opt-in intervention of the generator: off, the world is exactly the one generated without
-it; on, treated accounts are picked by low health, only their churn hazards change (by the
-known ratio, inside the window; the same path up to the start), and the truth holds the
-untreated hazards beside them."""
+it; on, treated accounts are picked by a rule that goes with more churn (a renewal due), only
+their churn hazards change (by the known ratio, inside the window; the same path up to the
+start), and the truth holds the untreated hazards beside them."""
 
 from __future__ import annotations
 
@@ -50,13 +50,24 @@ def test_treatment_cuts_only_the_treated_hazards_in_the_window(worlds):
     assert (truth.loc[same, "churn_hazard"] == truth.loc[same, "untreated_churn_hazard"]).all()
 
 
-def test_treated_are_picked_by_low_health_and_the_effect_is_known(worlds):
+def test_treated_are_picked_for_more_churn_and_the_effect_is_known(worlds):
+    """The rule (a renewal due) picks accounts that would churn more untreated: the naive
+    comparison is biased against the playbook."""
+    from features.synth.generate import oracle_probability
+
     _, world, iv = worlds
     start = pd.Timestamp(START) + pd.Timedelta(days=iv.start_day)
-    health = world.truth[world.truth["date"] == start].set_index("account_id")["health"]
+    churned = world.tables["churn_events"]
+    gone = set(churned.loc[churned["churned_at"] < start, "account_id"])
+    accounts = world.tables["accounts"]
+    late = set(accounts.loc[accounts["created_at"] >= start, "account_id"])
     picked = world.intervention.set_index("account_id")["treated"]
-    h = health.reindex(picked.index)
-    assert h[picked].mean() < h[~picked].mean() - 0.3
+    picked = picked[~picked.index.isin(gone | late)]  # the customers on the start day
+    untreated = world.truth.drop(columns="churn_hazard").rename(
+        columns={"untreated_churn_hazard": "churn_hazard"})
+    ents = pd.DataFrame({"account_id": picked.index, "as_of": start})
+    p0 = oracle_probability(untreated, ents, iv.duration).to_numpy()
+    assert p0[picked.to_numpy()].mean() > p0[~picked.to_numpy()].mean()
     truth = true_effect(world, 60)
     assert truth["treated"] > 20
     assert truth["churn_treated"] < truth["churn_untreated"]
