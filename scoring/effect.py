@@ -108,8 +108,11 @@ def match_nearest(units: pd.DataFrame, inputs: Sequence[str], *, caliper: float,
         unmatched += int((~ok).sum())
         t_out.append(t[ok])
         c_out.append(c[best[ok]])
-    cat = (lambda parts: np.concatenate(parts).astype(int) if parts else np.zeros(0, int))
-    return Matches(cat(t_out), cat(c_out), unmatched)
+    return Matches(_join(t_out), _join(c_out), unmatched)
+
+
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts).astype(int) if parts else np.zeros(0, dtype=int)
 
 
 def _smd(a: np.ndarray, b: np.ndarray) -> float:
