@@ -15,7 +15,7 @@ import typer
 from features import cli as features_cli
 from scoring import predict_cli
 from serving import commands as score_commands
-from serving import explain_cli, portfolio_cli, serve_cli
+from serving import explain_cli, operations_cli, portfolio_cli, serve_cli
 from training import cli as training_cli
 from training import validate_cli
 
@@ -40,5 +40,5 @@ def main(
 
 
 for _commands in (features_cli, training_cli, validate_cli, score_commands, predict_cli,
-                  serve_cli, explain_cli, portfolio_cli):
+                  serve_cli, explain_cli, portfolio_cli, operations_cli):
     _commands.register(app)

@@ -54,6 +54,11 @@ class HealthScoreService:
         self.state = ServiceState(self.settings)
         api_app.state.service = self.state
         dashboard_app.state.service = self.state
+        self.schedule = None
+        if self.settings.serving.daily_schedule:
+            from serving.operations import start_schedule
+
+            self.schedule = start_schedule(self.state)
         # Everything loaded so far (libraries, models, the precomputed portfolio) lives as long
         # as the worker. A full collection walks all of it with the event loop stopped, a pause
         # that sets the p99 under load (bench/RESULTS.md). Frozen objects are never scanned.
@@ -65,6 +70,9 @@ class HealthScoreService:
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
+        schedule: Any = getattr(self, "schedule", None)
+        if schedule is not None:
+            schedule.stop()
         state: Any = getattr(self, "state", None)
         if state is not None:
             state.close()

@@ -20,7 +20,7 @@ from serving.auth import HEADER
 from serving.errors import NotFound
 from serving.guards import BodyLimit, TextGuard, known_query
 from serving.idempotency import IdempotencyMiddleware
-from serving.routes import admin, alerts, changes, portfolio, reports, scores
+from serving.routes import admin, alerts, changes, operations, portfolio, reports, scores
 from serving.store_outage import OUTAGE_ERRORS, store_unavailable
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ app = FastAPI(
 app.add_middleware(IdempotencyMiddleware)
 app.add_middleware(TextGuard)
 app.add_middleware(BodyLimit)
-for _routes in (scores, reports, changes, alerts, portfolio, admin):
+for _routes in (scores, reports, changes, alerts, portfolio, operations, admin):
     app.include_router(_routes.router)
 api_docs.install(app)
 problems.install(app)

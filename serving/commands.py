@@ -8,7 +8,8 @@ built in healthscore/cli.py's callback.
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Any
 
 import typer
 
@@ -41,13 +42,13 @@ def score(
 
     With no `--as-of` it scores as of the warehouse's today (`features.contract.warehouse.today`),
     so cron needs no date arithmetic; the date used is printed first."""
+    from datetime import UTC, datetime
+
     from rich.console import Console
     from rich.table import Table
 
     from features.contract.warehouse import today
-    from scoring.pipeline import score_accounts
-    from serving.events import record_daily
-    from serving.portfolio import record_portfolio
+    from serving.daily import RunSummary, run_once, score_day
     from serving.store import open_store
 
     settings = settings_of(ctx)
@@ -57,23 +58,25 @@ def score(
     when = as_of.date() if as_of else today(con)
     console = Console()
     console.print(f"as of {when}" + ("" if as_of else " (the warehouse's today)"))
+    done: dict[str, Any] = {}
     with open_store(store_url or settings.paths.store_url) as store:
-        with progress_bar(f"score {when}") as report:
-            frame = score_accounts(con, None, when, scorer, history=store, progress=report)
-            scored = frame.scores
-            report("writing", 0.0)
-            # Through the service's outbox: the daily job fires the same events and alerts as
-            # the API, in the same transaction as the scores, and a re-run adds none twice.
-            if len(scored):
-                record_daily(store.engine, scored, rules, settings.serving,
-                             churn=frame.longest("churn"))
-            written = len(scored)
-            report("writing", 1.0)
-            # Lifecycle changes and usage anomalies of the date, idempotent like the scores.
-            report("portfolio", 0.0)
-            portfolio = record_portfolio(store.engine, frame, con, settings.portfolio,
-                                         idempotency=f"daily:{when}")
-            report("portfolio", 1.0)
+        def work() -> RunSummary:
+            with progress_bar(f"score {when}") as report:
+                done["result"] = score_day(con, store, scorer, settings.serving, when,
+                                           progress=report, portfolio_cfg=settings.portfolio)
+            return RunSummary(as_of=when, accounts=done["result"].written)
+
+        # The lock and the run log the in-service schedule uses: a cron run and a worker
+        # never score at the same moment, and both show in GET /v1/runs.
+        ran = run_once(store.engine, datetime.now(UTC).date(), work,
+                       clock=lambda: datetime.now(UTC), trigger="manual", once_a_day=False,
+                       lease=timedelta(minutes=settings.serving.daily_lock_minutes))
+    if ran is None:
+        con.close()
+        raise typer.Exit(_busy(console))
+    scored = done["result"].frame.scores
+    written = done["result"].written
+    portfolio = done["result"].portfolio
     con.close()
 
     table = Table(title=f"Health scores as of {when} ({written} accounts, "
@@ -99,6 +102,11 @@ def score(
                   f"{portfolio.anomalies} ({portfolio.anomaly_alerts} new alerts, "
                   f"{portfolio.anomaly_alerts_resolved} resolved)")
     console.print(f"Written to {store_url or settings.paths.store_url}")
+
+
+def _busy(console: Any) -> int:
+    console.print("another run of the daily scoring holds the lock: nothing done")
+    return 3
 
 
 def summary(

@@ -36,7 +36,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -147,13 +147,15 @@ class RecordOutcome:
 def record_scores(engine: Engine, scores: pd.DataFrame, *, event_rules: EventRules,
                   alert_rules: AlertRules, status_cuts: Mapping[str, Sequence[float]],
                   churn: Mapping[str, float] | None = None, idempotency: str | None = None,
-                  now: datetime | None = None) -> RecordOutcome:
+                  now: datetime | None = None,
+                  also: Callable[[Session], Any] | None = None) -> RecordOutcome:
     """Write score rows with their events, deliveries and alerts in one transaction.
 
     `status_cuts` maps a profile name to its status cuts; `churn` an account to its 90-day churn
     probability (absent: no model). With `idempotency` (the daily job passes the as-of date) each
     event gets a dedupe key, so running the same date twice adds no event the second time.
-    Any failure rolls everything back.
+    `also` writes more rows of the same change in the same transaction (the daily job's
+    probabilities). Any failure rolls everything back.
     """
     now = now or utcnow()
     churn = churn or {}
@@ -182,11 +184,14 @@ def record_scores(engine: Engine, scores: pd.DataFrame, *, event_rules: EventRul
             outcome.alerts_created += len(made)
             outcome.alerts_resolved += len(cleared)
         write_score_rows(session, scores, now)
+        if also is not None:
+            also(session)
     return outcome
 
 
 def record_daily(engine: Engine, scores: pd.DataFrame, rules: Any, serving_cfg: Any, *,
-                 churn: Mapping[str, float] | None = None) -> RecordOutcome:
+                 churn: Mapping[str, float] | None = None,
+                 also: Callable[[Session], Any] | None = None) -> RecordOutcome:
     """What the daily job (`healthscore score`) calls to store a date's scores through the
     same outbox as the service: same events and alerts, idempotent for the date (a re-run adds
     no event twice). `rules` is the `Rules` that scored the frame; `serving_cfg` the
@@ -203,7 +208,7 @@ def record_daily(engine: Engine, scores: pd.DataFrame, rules: Any, serving_cfg: 
                                cooldown=timedelta(hours=serving_cfg.alert_cooldown_hours)),
         status_cuts={p.name: (p.status.healthy_min, p.status.at_risk_min)
                      for p in rules.all_profiles},
-        churn=churn, idempotency="daily:" + ",".join(dates))
+        churn=churn, idempotency="daily:" + ",".join(dates), also=also)
 
 
 # --- delivery -----------------------------------------------------------------------------------

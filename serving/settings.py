@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import time
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -76,6 +77,25 @@ class ServingConfig(Section):
     """Accounts per page of the portfolio table."""
     dashboard_timeline_days: int = Field(90, ge=7, le=730)
     """How far back an account's engagement timeline reaches."""
+    daily_schedule: bool = True
+    """Run the daily scoring inside the service at `daily_at` (one worker of all of them runs
+    it: a store-level lock). Off for a deployment that runs `healthscore score` from cron."""
+    daily_at: time = time(4, 0)
+    """UTC time of day of the daily scoring."""
+    daily_poll_seconds: float = Field(30.0, gt=0)
+    """How often a worker looks whether the daily run is due (and tasks have fallen due)."""
+    daily_lock_minutes: float = Field(120.0, gt=0)
+    """Lease of the daily run's lock: a worker killed mid-run leaves it to another after this."""
+    monitor_psi: float = Field(0.2, gt=0)
+    """A feature's or score's PSI against the training reference above this raises an alert."""
+    monitor_min_auc: float = Field(0.6, gt=0, le=1)
+    """A realised ROC AUC (matured labels) below this raises an alert."""
+    monitor_bins: int = Field(10, ge=2, le=100)
+    """Quantile bins of the training reference the PSI is measured over."""
+    monitor_min_rows: int = Field(200, ge=1)
+    """Fewest rows (of a segment, or of matured labels) a PSI or an AUC is reported for: over
+    10 bins a PSI of n rows has a noise floor near 10/n, so fewer rows would raise alerts on
+    noise alone."""
 
     @field_validator("webhook_allow_hosts")
     @classmethod

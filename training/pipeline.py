@@ -47,6 +47,7 @@ from training.model import (
     refit_choice,
     refit_model,
 )
+from training.reference import write_reference
 from training.results import ModelResult
 from training.search import search_lightgbm
 from training.settings import TrainingConfig
@@ -446,6 +447,9 @@ def run_training_job(
             progress=progress)
         log.info("MLflow logging and registry: %.1f s", time.perf_counter() - clock)
     bundle_dirs = save_bundles(results, settings.paths.models_dir, report)
+    # What serving's drift monitoring compares today's features and scores with.
+    write_reference(feats if rules is None else feats.assign(score=rules.to_numpy()),
+                    ts.features, settings.paths.models_dir)
     return JobResult(report, results, run_id, bundle_dirs, ts)
 
 

@@ -42,7 +42,7 @@ from features.synth.commercial import (
 )
 from features.synth.intent_estimate import filtered_intent, observed_counts
 from features.synth.latent import SHOCK_KINDS, Latent, simulate
-from features.synth.params import EventTypeEffect
+from features.synth.params import EventTypeEffect, Intervention
 from features.synth.signals import build_surveys, build_tickets, build_touchpoints
 from features.synth.usage import build_usage
 
@@ -93,13 +93,17 @@ class World:
     anomalies: pd.DataFrame | None = None
     """account_id, start, end (inclusive), kind (drop, spike), metrics (`;`-joined), size: the
     usage anomalies injected on request (`features.synth.anomalies`); None when none were."""
+    intervention: pd.DataFrame | None = None
+    """With an opt-in `Intervention`: account_id, start (the as-of date its effect is measured
+    from), treated; None without one. The truth then has `untreated_churn_hazard` too."""
 
 
 def generate_world(n_accounts: int, start: date, days: int, seed: int,
                    progress: Progress | None = None,
                    event_types: Sequence[EventTypeEffect] = (),
                    billing: str = "mixed", events_only: bool = False,
-                   anomalies: AnomalyInjection | None = None) -> World:
+                   anomalies: AnomalyInjection | None = None,
+                   intervention: Intervention | None = None) -> World:
     """Simulate `n_accounts` accounts over the `days` days from `start` (exclusive end).
 
     `event_types`: customer event types with known churn effects (`EventTypeEffect`), added to
@@ -112,7 +116,11 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
     product events and billing.
 
     `anomalies`: labelled usage anomalies to inject (`AnomalyInjection`), off by default; their
-    draws come from a generator of their own, so the world is otherwise the same."""
+    draws come from a generator of their own, so the world is otherwise the same.
+
+    `intervention` (default none: the world is byte-identical to one generated without the
+    argument): a playbook with a known true effect on churn (`Intervention`), its draws from a
+    generator of their own."""
     if n_accounts < 1:
         raise ValueError(f"n_accounts must be at least 1, got {n_accounts}")
     if days < 1:
@@ -134,8 +142,15 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
     event_logit = (np.einsum("k,dkn->dn", [t.churn_effect for t in event_types],
                              recent_intent(intent)[:days]) if event_types else None)
     report("health", 0.02)
+    treat_draws = None
+    if intervention is not None:
+        if intervention.start_day >= days:
+            raise ValueError(f"intervention.start_day {intervention.start_day} is not inside "
+                             f"the {days} days")
+        treat_draws = np.random.default_rng([seed, len(rng) + 1]).random(n_accounts)
     latent = simulate(profiles, days, rng["latent"],
-                      lambda f: report("health", 0.02 + 0.23 * f), event_logit=event_logit)
+                      lambda f: report("health", 0.02 + 0.23 * f), event_logit=event_logit,
+                      intervention=intervention, treat_draws=treat_draws)
     report("usage", 0.25)
     usage = build_usage(latent, profiles, ids, start, rng["usage"],
                         lambda f: report("usage", 0.25 + 0.55 * f),
@@ -167,10 +182,20 @@ def generate_world(n_accounts: int, start: date, days: int, seed: int,
     report("truth", 0.94)
     truth = _truth_frame(latent, ids, start, profiles.term, seen_logit, seen_var)
     shocks = _shock_frame(latent, ids, start)
+    treated = None
+    if intervention is not None and latent.treated is not None:
+        truth["untreated_churn_hazard"] = _truth_frame(
+            latent, ids, start, profiles.term, seen_logit, seen_var,
+            latent.untreated_churn_hazard)["churn_hazard"].to_numpy()
+        treated = pd.DataFrame({
+            "account_id": ids,
+            "start": pd.Timestamp(start) + pd.Timedelta(days=intervention.start_day),
+            "treated": latent.treated})
     report("done", 1.0)
     log.info("generated %d accounts x %d days: %s", n_accounts, days,
              ", ".join(f"{k}={len(v)}" for k, v in tables.items()))
-    return World(tables=tables, truth=truth, shocks=shocks, anomalies=labels)
+    return World(tables=tables, truth=truth, shocks=shocks, anomalies=labels,
+                 intervention=treated)
 
 
 def event_propensity(event_types: Sequence[EventTypeEffect], n_accounts: int, days: int,
@@ -224,14 +249,16 @@ def _contract_order(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFra
 
 
 def _truth_frame(lat: Latent, ids: np.ndarray, start: date, term: np.ndarray,
-                 seen_logit: np.ndarray, seen_var: np.ndarray) -> pd.DataFrame:
+                 seen_logit: np.ndarray, seen_var: np.ndarray,
+                 churn_hazard: np.ndarray | None = None) -> pd.DataFrame:
     d = np.arange(lat.days)[None, :]
+    churn = lat.churn_hazard if churn_hazard is None else churn_hazard
     # Account-major: one block of consecutive days per account, from its first day on.
     a, day = np.nonzero(d >= lat.first_day[:, None])
     return pd.DataFrame({
         "account_id": str_column(a, ids),
         "date": timestamps(start, day),
-        "churn_hazard": lat.churn_hazard[day, a],
+        "churn_hazard": churn[day, a],
         "expansion_hazard": lat.expansion_hazard[day, a],
         "health": lat.health[day, a].astype(np.float64),
         "term": term[a].astype(np.int32),
@@ -271,6 +298,8 @@ def write_world(world: World, out: Path, fmt: str = "parquet",
     items += [("truth", world.truth, "parquet"), ("truth_events", world.shocks, "csv")]
     if world.anomalies is not None:
         items.append(("truth_anomalies", world.anomalies, "csv"))
+    if world.intervention is not None:
+        items.append(("truth_intervention", world.intervention, "csv"))
     for i, (name, frame, kind) in enumerate(items):
         if progress is not None:
             progress(name, i / len(items))
@@ -469,3 +498,25 @@ def oracle_expansion_probability(truth: pd.DataFrame, entities: pd.DataFrame,
                                  horizon: int) -> pd.Series:
     """`oracle_probability` for expansion."""
     return oracle_probability(truth, entities, horizon, target="expansion")
+
+
+def true_effect(world: World, horizon: int = 90) -> dict[str, float]:
+    """The intervention's true effect on churn within `horizon` days of its start, for the
+    treated accounts that were customers then (the average effect on the treated): the mean
+    of the oracle churn probability with and without the treatment, from the truth's hazards."""
+    if world.intervention is None:
+        raise ValueError("the world has no intervention")
+    iv = world.intervention
+    start = pd.Timestamp(iv["start"].iloc[0])
+    churned = world.tables["churn_events"]
+    gone = set(churned.loc[pd.to_datetime(churned["churned_at"]) < start, "account_id"])
+    created = world.tables["accounts"].set_index("account_id")["created_at"]
+    rows = iv[iv["treated"] & ~iv["account_id"].isin(gone)
+              & (pd.to_datetime(created.reindex(iv["account_id"]).to_numpy()) < start)]
+    ents = pd.DataFrame({"account_id": rows["account_id"].to_numpy(), "as_of": start})
+    p1 = oracle_probability(world.truth, ents, horizon)
+    untreated = world.truth.drop(columns="churn_hazard").rename(
+        columns={"untreated_churn_hazard": "churn_hazard"})
+    p0 = oracle_probability(untreated, ents, horizon)
+    return {"treated": float(len(rows)), "churn_treated": float(p1.mean()),
+            "churn_untreated": float(p0.mean()), "effect": float((p1 - p0).mean())}

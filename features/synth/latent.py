@@ -75,6 +75,10 @@ class Latent:
     expansions: Events
     contracts: Events
     """A new subscription: the first one the data shows, then each renewal."""
+    treated: np.ndarray | None = None
+    """(accounts,) picked by the intervention (None without one)."""
+    untreated_churn_hazard: np.ndarray | None = None
+    """(days, accounts) the churn hazards without the intervention (None without one)."""
 
     @property
     def days(self) -> int:
@@ -108,12 +112,16 @@ class _Log:
 
 def simulate(p: Profiles, days: int, rng: np.random.Generator,
              progress: Callable[[float], None] | None = None,
-             event_logit: np.ndarray | None = None) -> Latent:
+             event_logit: np.ndarray | None = None,
+             intervention: P.Intervention | None = None,
+             treat_draws: np.ndarray | None = None) -> Latent:
     """Run the hidden process over `days` days for all accounts at once (a loop over days).
 
     `event_logit`: (days, accounts) the churn log-odds the declared event types add each day
     (the sum of each type's `churn_effect * propensity`,
-    `features.synth.params.EventTypeEffect`)."""
+    `features.synth.params.EventTypeEffect`). `intervention` with `treat_draws` (uniforms, one
+    per account, from a generator of their own so the rest draws what it draws without it):
+    the opt-in playbook of `features.synth.params.Intervention`."""
     n = p.n
     term = p.term.astype(np.int64)
     monthly_plan = term == P.MONTH
@@ -170,6 +178,9 @@ def simulate(p: Profiles, days: int, rng: np.random.Generator,
     end_state = np.zeros(shape, dtype=np.float32)
     midterm_state = np.zeros(shape, dtype=np.float32)
     days_to_end = np.zeros(shape, dtype=np.int32)
+
+    treated = np.zeros(n, dtype=bool) if intervention is not None else None
+    untreated_h = np.zeros(shape) if intervention is not None else None
 
     shocks, churns, expansions, contracts = _Log(), _Log(), _Log(), _Log()
     first = np.arange(n)
@@ -243,6 +254,11 @@ def simulate(p: Profiles, days: int, rng: np.random.Generator,
         days_to_end[d] = next_end - d
         h = np.where(at_end, sigmoid(end_logit), np.minimum(daily, 0.05))
         h = np.where(created & ~new, h, 0.0)
+        if intervention is not None:
+            renewal_due = ~monthly_plan & (next_end - d >= 0) \
+                & (next_end - d < intervention.duration)
+            h = _intervene(intervention, d, h, renewal_due, alive & ~new, treated,
+                           treat_draws, untreated_h)
         churned = alive & (rng.random(n) < h)
         if churned.any():
             idx = np.flatnonzero(churned)
@@ -300,7 +316,22 @@ def simulate(p: Profiles, days: int, rng: np.random.Generator,
                   first_day=first_day, churn_day=churn_day,
                   contract_start=contract_start, shocks=shocks.events(),
                   churns=churns.events(), expansions=expansions.events(with_seats=True),
-                  contracts=contracts.events(with_seats=True))
+                  contracts=contracts.events(with_seats=True), treated=treated,
+                  untreated_churn_hazard=untreated_h)
+
+
+def _intervene(iv: P.Intervention, d: int, h: np.ndarray, renewal_due: np.ndarray,
+               eligible: np.ndarray, treated: np.ndarray | None,
+               draws: np.ndarray | None, untreated_h: np.ndarray | None) -> np.ndarray:
+    """The day's churn hazards under the intervention (picking the treated on its first day)."""
+    assert treated is not None and draws is not None and untreated_h is not None
+    untreated_h[d] = h
+    if d == iv.start_day:
+        p = sigmoid(np.log(iv.share / (1.0 - iv.share)) + iv.selection * renewal_due)
+        treated |= eligible & (draws < p)
+    if iv.start_day <= d < iv.start_day + iv.duration:
+        return np.where(treated, h * iv.hazard_ratio, h)
+    return h
 
 
 def _reasons(rng: np.random.Generator, idx: np.ndarray, budget: np.ndarray, champ: np.ndarray,

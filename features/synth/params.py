@@ -156,6 +156,34 @@ class EventTypeEffect:
                              "timescale >= 0")
 
 
+@dataclass(frozen=True)
+class Intervention:
+    """An opt-in playbook run on some accounts, with a known true effect on churn.
+
+    On day `start_day` of the period, each account that is a customer then is treated with
+    probability sigmoid(logit(`share`) + `selection` * r), r = 1 when a contract of a yearly
+    (or longer) term ends within `duration` days (what the score's `renewal_soon` flag shows),
+    else 0: a rule on an observable that goes with far more churn (a renewal is where accounts
+    leave), so a naive treated-versus-untreated comparison is biased against the playbook,
+    and matching on the score's inputs (its flags among them) can remove the bias. For
+    `duration` days from `start_day` a treated account's daily churn hazard is multiplied by
+    `hazard_ratio` (the true effect); the truth keeps the untreated hazards beside the treated
+    ones, so the true effect on any window is known exactly."""
+
+    start_day: int
+    hazard_ratio: float = 0.5
+    duration: int = 90
+    share: float = 0.1
+    selection: float = 2.5
+
+    def __post_init__(self) -> None:
+        if self.start_day < 1 or self.duration < 1:
+            raise ValueError("intervention: start_day and duration must be at least 1")
+        if not 0 < self.hazard_ratio <= 1 or not 0 < self.share < 1 or self.selection < 0:
+            raise ValueError("intervention: hazard_ratio in (0, 1], share in (0, 1), "
+                             "selection >= 0")
+
+
 EXAMPLE_EVENT_TYPES: tuple[EventTypeEffect, ...] = (
     EventTypeEffect("billing.downgrade_viewed", churn_effect=1.5, rate=3.0, timescale=120.0),
     EventTypeEffect("data.export_all", churn_effect=1.0, rate=3.0, timescale=120.0),

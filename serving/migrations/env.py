@@ -10,6 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import serving.operations_store  # noqa: F401  (its tables join Base.metadata)
 import serving.ops_store  # noqa: F401  (its tables join Base.metadata)
 import serving.portfolio_store  # noqa: F401
 from serving.store import Base
