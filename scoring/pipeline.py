@@ -242,7 +242,9 @@ def score_built(
     cur = current.reset_index(drop=True)
     cur["churned_at"] = scored_rows["churned_at"].to_numpy().astype("datetime64[us]")
     old = older.reset_index(drop=True)
-    recomputed = score_frame(old, connected, rules)[["account_id", "as_of", "score"]]
+    # Only their scores are read: their flags would be worded for nothing.
+    recomputed = score_frame(old, connected, rules, flags=False)[["account_id", "as_of",
+                                                                   "score"]]
     previous = pd.concat([p for p in (stored, recomputed) if len(p)] or [recomputed],
                          ignore_index=True)
     report("scoring", 0.0)
