@@ -517,6 +517,13 @@ def main() -> int:
     def add(kind: str, command: str, size: str, r: dict[str, Any], **extra: Any) -> None:
         rows.append({"kind": kind, "command": command, "size": size, "machine": machine(),
                      **r, **extra})
+        save()  # as it goes: a long run cut short keeps what it measured
+
+    def save() -> None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                               time.gmtime()),
+                                         "rows": rows}, indent=1, default=str))
 
     copies_for: dict[int, int] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
@@ -596,10 +603,7 @@ def main() -> int:
         for copies in copies_for.values():
             warehouse_path(copies).unlink(missing_ok=True)
 
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                           time.gmtime()),
-                                     "rows": rows}, indent=1, default=str))
+    save()
     table = Table(title=f"bench_scale on {machine()} (DuckDB threads {DUCKDB_THREADS}, "
                         f"LightGBM 1 thread); load average now {load()}")
     for col in ("measurement", "size", "as-of dates", "seconds", "throughput", "peak MB",
