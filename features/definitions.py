@@ -232,7 +232,10 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table,
 
     `types`: the event types with features of their own (`event_type_features`).
     """
-    e0 = ent.mutate(as_day=ent.as_of.date())
+    # The window starts as dates on the entity rows, computed once per entity: compared with
+    # a row's day as they are, not as date arithmetic on every joined row.
+    e0 = ent.mutate(as_day=ent.as_of.date(),
+                    **{_since(n): (ent.as_of - days(n)).date() for n in _USAGE_STARTS})
     # Without user ids (the column absent: build.py also leaves out one with no value at all)
     # the features counting users are missing; a row without a user still counts as usage.
     has_users = "user_id" in usage.columns
@@ -251,9 +254,10 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table,
             [
                 e0.account_id == src.account_id,
                 src.day < e0.as_day,
-                src.day >= e0.as_day - days(lookback),
+                src.day >= e0[_since(lookback)],
             ],
-        ).select(e0[ENTITY_KEY], e0.as_day, src.day, *[src[c] for c in cols])
+        ).select(e0[ENTITY_KEY], e0.as_day, *[e0[_since(n)] for n in _USAGE_STARTS], src.day,
+                 *[src[c] for c in cols])
 
     user_days = u.group_by(["account_id", "user_id", "day"]).aggregate(
         events=u.quantity.sum(), last_ts=u.ts.max()
@@ -264,14 +268,15 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table,
         )
     )
     j = joined(user_days, USAGE_LOOKBACK_DAYS, ["user_id", "events", "last_ts", "prev_day"])
-    a, d, prev = j.as_day, j.day, j.prev_day
-    in7, in30 = d >= a - days(7), d >= a - days(30)
-    before30 = (d >= a - days(60)) & (d < a - days(30))
+    d, prev = j.day, j.prev_day
+    s7, s30, s60, s90 = (j[_since(n)] for n in _USAGE_STARTS)
+    in7, in30 = d >= s7, d >= s30
+    before30 = (d >= s60) & (d < s30)
     known = j.user_id.notnull()
     users = j.group_by([ENTITY_KEY]).aggregate(
-        active_users_7d=_count(d, _first_in(d, prev, a - days(7)) & known),
-        active_users_30d=_count(d, _first_in(d, prev, a - days(30)) & known),
-        active_users_90d=_count(d, _first_in(d, prev, a - days(USAGE_LOOKBACK_DAYS)) & known),
+        active_users_7d=_count(d, _first_in(d, prev, s7) & known),
+        active_users_30d=_count(d, _first_in(d, prev, s30) & known),
+        active_users_90d=_count(d, _first_in(d, prev, s90) & known),
         # One row per user-day: counting rows counts distinct user-days (logins).
         logins_30d=_count(d, in30 & known),
         logins_prev=_count(d, before30 & known),
@@ -293,11 +298,12 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table,
         )
     )
     jf = joined(feature_days, USAGE_LOOKBACK_DAYS, ["prev_day"])
-    a, d, prev = jf.as_day, jf.day, jf.prev_day
+    d, prev = jf.day, jf.prev_day
+    s30, s60, s90 = (jf[_since(n)] for n in (30, 60, USAGE_LOOKBACK_DAYS))
     used = jf.group_by([ENTITY_KEY]).aggregate(
-        features_used_30d=_count(d, _first_in(d, prev, a - days(30))),
-        features_used_prev=_count(d, _first_in(d, prev, a - days(60)) & (d < a - days(30))),
-        features_used_90d=_count(d, _first_in(d, prev, a - days(USAGE_LOOKBACK_DAYS))),
+        features_used_30d=_count(d, _first_in(d, prev, s30)),
+        features_used_prev=_count(d, _first_in(d, prev, s60) & (d < s30)),
+        features_used_90d=_count(d, _first_in(d, prev, s90)),
     )
 
     e = ent
@@ -337,6 +343,13 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table,
 
 
 _TYPE_WINDOWS = {"7d": 7, "30d": 30, "90d": USAGE_LOOKBACK_DAYS}
+_USAGE_STARTS = (7, 30, 60, USAGE_LOOKBACK_DAYS)
+"""Usage windows start this many days before as_of (60: the 30 days before the last 30)."""
+
+
+def _since(n: int) -> str:
+    """The entity column holding the first day of the n days before as_of."""
+    return f"_since{n}"
 
 
 def _event_type_sums(u: ir.Table, joined: Callable[..., ir.Table],
@@ -355,15 +368,20 @@ def _event_type_sums(u: ir.Table, joined: Callable[..., ir.Table],
     type_days = typed.group_by(["account_id", "etype", "day"]).aggregate(
         events=typed.quantity.sum())
     j = joined(type_days, USAGE_LOOKBACK_DAYS, ["etype", "events"])
-    a, d = j.as_day, j.day
+    d = j.day
+    # Two passes: the windows per (entity, type) over the joined rows, then one column per
+    # type over those few rows. In one pass every joined row would evaluate every type's
+    # windows (types x windows filters a row): most of a large build's usage cost.
+    windows: dict[str, ir.Value] = {
+        suffix: j.events.sum(where=d >= j[_since(n)]) for suffix, n in _TYPE_WINDOWS.items()}
+    windows["prev"] = j.events.sum(where=(d >= j[_since(60)]) & (d < j[_since(30)]))
+    per_type = j.group_by([ENTITY_KEY, "etype"]).aggregate(**windows)
     sums: dict[str, ir.Value] = {}
     for i, t in present:
-        mine = j.etype == t.slug
-        for suffix, n in _TYPE_WINDOWS.items():
-            sums[f"_et{i}_{suffix}"] = j.events.sum(where=mine & (d >= a - days(n)))
-        sums[f"_et{i}_prev"] = j.events.sum(
-            where=mine & (d >= a - days(60)) & (d < a - days(30)))
-    return j.group_by([ENTITY_KEY]).aggregate(**sums)
+        mine = per_type.etype == t.slug
+        for suffix in windows:
+            sums[f"_et{i}_{suffix}"] = per_type[suffix].sum(where=mine)
+    return per_type.group_by([ENTITY_KEY]).aggregate(**sums)
 
 
 def event_type_features(e: ir.Table, types: Sequence[EventType]) -> dict[str, ir.Value]:

@@ -196,7 +196,14 @@ def encode_frame(
         col = frame[name]
         if name in categories:
             # Missing values and unseen levels are NaN (not a level: levels are texts).
-            codes = _levels(tuple(categories[name])).get_indexer(col.to_numpy(dtype=object))
+            levels = _levels(tuple(categories[name]))
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                # Look up each of the column's categories once, not each row's value.
+                found = levels.get_indexer(col.cat.categories.to_numpy(dtype=object))
+                row_codes = col.cat.codes.to_numpy()
+                codes = np.where(row_codes >= 0, found[row_codes], -1)
+            else:
+                codes = levels.get_indexer(col.to_numpy(dtype=object))
             out[:, j] = np.where(codes >= 0, codes, np.nan)
         else:
             try:

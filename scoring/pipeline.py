@@ -214,10 +214,37 @@ def score_accounts(
     entities["as_of"] = entities["as_of"].astype("datetime64[us]")
     feats = build_features(source, entities, feature_config(scorer),
                            progress=lambda _s, done: report("features", done))
-    cur = feats.iloc[:len(ids)].reset_index(drop=True)
+    return score_built(accounts, status, feats.iloc[:len(ids)], feats.iloc[len(ids):], stored,
+                       when, scorer, connected, progress=report)
+
+
+def score_built(
+    accounts: pd.DataFrame,
+    status: np.ndarray,
+    current: pd.DataFrame,
+    older: pd.DataFrame,
+    stored: pd.DataFrame,
+    when: pd.Timestamp,
+    scorer: Scorer,
+    connected: frozenset[str],
+    *,
+    progress: Progress | None = None,
+) -> ScoredFrame:
+    """Steps 4 to 6 on features already built: the scores of `accounts` at `when`.
+
+    `current` holds the features of the accounts not `not-started`, in `accounts`' order;
+    `older` those at `when - trend_days` of the accounts whose previous score is recomputed;
+    `stored` the previous scores read from the store. Pure: what `score_accounts` runs after
+    building features, a stage of its own so its cost is measured apart (bench_scale.py)."""
+    report = progress or (lambda _step, _done: None)
+    rules = scorer.rules
+    scored_rows = accounts[status != NOT_STARTED]
+    cur = current.reset_index(drop=True)
     cur["churned_at"] = scored_rows["churned_at"].to_numpy().astype("datetime64[us]")
-    old = feats.iloc[len(ids):].reset_index(drop=True)
-    recomputed = score_frame(old, connected, rules)[["account_id", "as_of", "score"]]
+    old = older.reset_index(drop=True)
+    # Only their scores are read: their flags would be worded for nothing.
+    recomputed = score_frame(old, connected, rules, flags=False)[["account_id", "as_of",
+                                                                   "score"]]
     previous = pd.concat([p for p in (stored, recomputed) if len(p)] or [recomputed],
                          ignore_index=True)
     report("scoring", 0.0)

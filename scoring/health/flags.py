@@ -69,8 +69,9 @@ def _conditions(profile: Profile, v: Values, connected: frozenset[str]) -> dict[
         }
 
 
-def _number(x: float) -> float | None:
-    return None if np.isnan(x) else float(x)
+def _numbers(values: np.ndarray) -> list[float | None]:
+    """Each value as a Python float, None for NaN (JSON-ready evidence)."""
+    return [None if x != x else x for x in np.asarray(values, dtype=float).tolist()]
 
 
 def score_flags(
@@ -96,9 +97,11 @@ def score_flags(
         if not len(rows):
             continue
         words = wording.flag(code)
-        columns = {name: v(name)[rows] for name in EVIDENCE[code]}
-        for k, i in enumerate(rows):
-            evidence = {name: _number(col[k]) for name, col in columns.items()}
+        # Python floats (None for NaN) per column at once: per value, numpy scalars cost more
+        # than the rest of a flag.
+        columns = {name: _numbers(v(name)[rows]) for name in EVIDENCE[code]}
+        for k, i in enumerate(rows.tolist()):
+            evidence = {name: col[k] for name, col in columns.items()}
             template = words["evidence"]
             if code == "no_exec_touch" and evidence["days_since_last_exec_touch"] is None:
                 template = words.get("evidence_never", template)

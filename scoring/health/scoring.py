@@ -46,6 +46,7 @@ def score_frame(
     previous: pd.DataFrame | None = None,
     *,
     wording: Wording | None = None,
+    flags: bool = True,
 ) -> pd.DataFrame:
     """One score row per features row (same order; see SCORE_COLUMNS).
 
@@ -53,7 +54,9 @@ def score_frame(
     features; NaN = missing; optional `churned_at`). `connected` names the connected contract
     tables: features of other tables count as missing whatever the frame holds. `previous` holds
     earlier scores (account_id, score[, as_of]) for the trend. `score` is NaN only when no
-    dimension has data (coverage 0).
+    dimension has data (coverage 0). `flags=False` leaves every row's flags empty: a caller
+    that needs only the scores (the previous scores of the trend) skips their wording, most of
+    a large batch's cost.
     """
     for col in ("account_id", "as_of"):
         if col not in features.columns:
@@ -73,7 +76,7 @@ def score_frame(
     band = np.full(n, None, dtype=object)
     colour = np.full(n, None, dtype=object)
     status = np.full(n, None, dtype=object)
-    flags: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    raised: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     churned = _churned(frame)
 
     for p_index in np.unique(which):
@@ -91,8 +94,10 @@ def score_frame(
         band[rows] = composite.band(s, profile)
         colour[rows] = composite.colour(s, profile)
         status[rows] = composite.status(s, churned[rows], profile)
-        for k, row_flags in zip(rows, score_flags(sub, connected, profile, wording), strict=True):
-            flags[k] = row_flags
+        if flags:
+            for k, row_flags in zip(rows, score_flags(sub, connected, profile, wording),
+                                    strict=True):
+                raised[k] = row_flags
 
     prev = match_previous(frame, previous, rules.trend_days)
     missing_mask = configured & np.isnan(dims)
@@ -108,10 +113,21 @@ def score_frame(
         "trend": classify_trend(score, prev, rules.trend_dead_band),
         "previous_score": prev,
         **{col: dims[:, j] for j, col in enumerate(DIMENSION_COLUMNS)},
-        "missing": [list(names[m]) for m in missing_mask],
+        "missing": _missing_lists(missing_mask, names),
         "coverage": coverage,
         "profile": np.array([p.name for p in profiles], dtype=object)[which],
         "config_version": rules.config_version,
-        "flags": flags,
+        "flags": raised,
     })
     return out
+
+
+def _missing_lists(mask: np.ndarray, names: np.ndarray) -> list[list[str]]:
+    """Per row, the names where its mask is set: built once per distinct mask (a batch has
+    few), each row getting its own list."""
+    if not len(mask):
+        return []
+    bits = mask.astype(np.int64) @ (np.int64(1) << np.arange(mask.shape[1], dtype=np.int64))
+    _, first, which = np.unique(bits, return_index=True, return_inverse=True)
+    patterns = [list(names[mask[i]]) for i in first]
+    return [patterns[k].copy() for k in which.ravel()]

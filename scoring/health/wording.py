@@ -40,8 +40,38 @@ _FORMATTER = _Formatter()
 
 
 def fill(template: str, *args: Any, **values: Any) -> str:
-    """Fill a template; NaN or None shows as n/a."""
-    return _FORMATTER.format(template, *args, **values)
+    """Fill a template; NaN or None shows as n/a.
+
+    A template whose fields are plain names (all of wording.yaml's) is parsed once and
+    filled from its parts: a batch fills a sentence for every flag of every account, and
+    `string.Formatter` parses the template again on each call."""
+    parts = _parts(template) if not args else None
+    if parts is None:
+        return _FORMATTER.format(template, *args, **values)
+    out = []
+    for literal, name, spec in parts:
+        out.append(literal)
+        if name is not None:
+            value = values[name]
+            # _Formatter.format_field, inlined for the common case of a number without a spec.
+            if spec or value is None or (isinstance(value, float) and math.isnan(value)):
+                out.append(_FORMATTER.format_field(value, spec))
+            else:
+                out.append(format(value))
+    return "".join(out)
+
+
+@lru_cache(maxsize=512)
+def _parts(template: str) -> tuple[tuple[str, str | None, str], ...] | None:
+    """(literal, field name, format spec) of each part of a template whose every field is a
+    plain name with a literal spec and no conversion; None for any other template."""
+    parts = []
+    for literal, name, spec, conversion in _FORMATTER.parse(template):
+        if name is not None and (not name.isidentifier() or conversion is not None
+                                 or "{" in (spec or "")):
+            return None
+        parts.append((literal, name, spec or ""))
+    return tuple(parts)
 
 
 @dataclass(frozen=True)
