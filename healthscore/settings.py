@@ -17,7 +17,7 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from features.contract.settings import IngestConfig
-from features.settings import FeatureConfig, PathsConfig
+from features.settings import FeatureConfig, PathsConfig, SparkConfig
 from scoring.settings import HealthConfig
 from serving.settings import ServingConfig
 from training.settings import TrainingConfig
@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     health: HealthConfig = HealthConfig()
     training: TrainingConfig = TrainingConfig()
     serving: ServingConfig = ServingConfig()
+    spark: SparkConfig = SparkConfig()
 
     @field_validator("training")
     @classmethod

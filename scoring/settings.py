@@ -19,3 +19,6 @@ class HealthConfig(Section):
     weights_fit_share: float = Field(0.6, gt=0, lt=1)
     """validate-score: share of the as-of dates used to fit suggested weights; the later rest
     (after a gap of the horizon) measures their AUC gain over the current weights."""
+    batch_top_factors: int = Field(3, ge=0)
+    """Batch scoring (`healthscore score --engine spark`): the top factors written per account
+    for the longest churn and expansion models."""

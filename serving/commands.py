@@ -8,10 +8,11 @@ built in healthscore/cli.py's callback.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from features.engine_cli import Data, Engine, Master, open_engine_source
 from features.progress import progress_bar
 from scoring.cli_support import (
     AsOf,
@@ -36,15 +37,25 @@ def score(
     warehouse: Warehouse = None,
     store_url: StoreUrl = None,
     rules_file: RulesFile = None,
+    engine: Engine = "duckdb",
+    data: Data = None,
+    master: Master = None,
+    out: Annotated[str | None, typer.Option(
+        "--out", help="--engine spark: Parquet folder or URL of the batch table (scores, "
+        "probabilities, top factors) [default: paths.batch_scores/as_of=DATE].")] = None,
+    store: Annotated[bool, typer.Option(
+        "--store/--no-store", help="--engine spark: also write the batch's scores into the "
+        "score store (events and alerts as the daily job's).")] = True,
 ) -> None:
     """The daily job: score every active account and write the scores, events and alerts.
 
-    With no `--as-of` it scores as of the warehouse's today (`features.contract.warehouse.today`),
-    so cron needs no date arithmetic; the date used is printed first."""
+    With no `--as-of` it scores as of the data's today (`features.contract.warehouse.today`),
+    so cron needs no date arithmetic; the date used is printed first. `--engine spark` builds
+    the features and scores on Spark (scoring/spark_batch.py) into a Parquet batch table, then
+    (unless `--no-store`) writes its scores into the store."""
     from rich.console import Console
-    from rich.table import Table
 
-    from features.contract.warehouse import today
+    from features.sources import source_today
     from scoring.pipeline import score_accounts
     from serving.events import record_daily
     from serving.store import open_store
@@ -52,23 +63,39 @@ def score(
     settings = settings_of(ctx)
     scorer = scorer_of(settings, rules_file)
     rules = scorer.rules
-    con = open_warehouse(settings, warehouse)
-    when = as_of.date() if as_of else today(con)
+    con = open_engine_source(settings, engine, data, warehouse, master)
     console = Console()
-    console.print(f"as of {when}" + ("" if as_of else " (the warehouse's today)"))
-    with open_store(store_url or settings.paths.store_url) as store:
-        with progress_bar(f"score {when}") as report:
-            frame = score_accounts(con, None, when, scorer, history=store, progress=report)
-            scored = frame.scores
-            report("writing", 0.0)
-            # Through the service's outbox: the daily job fires the same events and alerts as
-            # the API, in the same transaction as the scores, and a re-run adds none twice.
-            if len(scored):
-                record_daily(store.engine, scored, rules, settings.serving,
-                             churn=frame.longest("churn"))
-            written = len(scored)
-            report("writing", 1.0)
-    con.close()
+    url = store_url or settings.paths.store_url
+    try:
+        when = as_of.date() if as_of else source_today(con)
+        console.print(f"as of {when}" + ("" if as_of else " (the data's today)"))
+        if engine == "spark":
+            scored, churn = _score_on_spark(con, when, scorer, out, settings, console)
+            if store:
+                with open_store(url) as target:
+                    if len(scored):
+                        record_daily(target.engine, scored, rules, settings.serving,
+                                     churn=churn)
+        else:
+            with open_store(url) as history:
+                with progress_bar(f"score {when}") as report:
+                    frame = score_accounts(con, None, when, scorer, history=history,
+                                           progress=report)
+                    scored = frame.scores
+                    report("writing", 0.0)
+                    # Through the service's outbox: the daily job fires the same events and
+                    # alerts as the API, in the same transaction as the scores, and a re-run
+                    # adds none twice.
+                    if len(scored):
+                        record_daily(history.engine, scored, rules, settings.serving,
+                                     churn=frame.longest("churn"))
+                    report("writing", 1.0)
+            store = True
+        written = len(scored)
+    finally:
+        con.close()
+
+    from rich.table import Table
 
     table = Table(title=f"Health scores as of {when} ({written} accounts, "
                         f"config {rules.config_version})")
@@ -88,7 +115,22 @@ def score(
     missing = scored["missing"].explode().dropna().value_counts()
     if len(missing):
         console.print("Missing dimensions: " + ", ".join(f"{d} {c}" for d, c in missing.items()))
-    console.print(f"Written to {store_url or settings.paths.store_url}")
+    if store:
+        console.print(f"Written to {url}")
+
+
+def _score_on_spark(source: Any, when: Any, scorer: Any, out: str | None, settings: Any,
+                    console: Any) -> tuple[Any, dict[str, float]]:
+    """The Spark batch (scoring/spark_batch.py), then its table read back as scores."""
+    from scoring.batch import scores_from_table
+    from scoring.spark_batch import read_batch, score_on_spark
+
+    target = out or f"{str(settings.paths.batch_scores).rstrip('/')}/as_of={when}"
+    with progress_bar(f"score {when} on spark") as report:
+        batch = score_on_spark(source, when, scorer, target,
+                               top_k=settings.health.batch_top_factors, progress=report)
+    console.print(f"{batch.accounts} accounts scored on Spark, written to {batch.out}")
+    return scores_from_table(read_batch(source, batch.out))
 
 
 def summary(
