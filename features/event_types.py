@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import ibis
@@ -53,7 +54,7 @@ def event_counts_expr(usage: ir.Table) -> ir.Table:
     return rows.group_by("event").aggregate(n=rows._events.sum())
 
 
-def counts_of(rows: Iterable[tuple[object, object]]) -> Counts:
+def counts_of(rows: Iterable[tuple[Any, Any]]) -> Counts:
     """`event_counts_expr`'s rows as Counts, by event name."""
     return tuple(sorted((str(name), float(n)) for name, n in rows))
 
