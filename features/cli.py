@@ -198,7 +198,7 @@ def features(
         try:
             if as_of is None:
                 as_of = str(source_today(con))
-                console.print(f"as of {as_of} (the data's today)")
+                console.print(f"as of {as_of} (the warehouse's today)")
             entities = build_entities(catalog, as_of, account_ids=account or None)
         except (FileNotFoundError, ValueError) as exc:
             console.print(f"[red]{exc}[/red]")

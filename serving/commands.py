@@ -68,7 +68,7 @@ def score(
     url = store_url or settings.paths.store_url
     try:
         when = as_of.date() if as_of else source_today(con)
-        console.print(f"as of {when}" + ("" if as_of else " (the data's today)"))
+        console.print(f"as of {when}" + ("" if as_of else " (the warehouse's today)"))
         if engine == "spark":
             scored, churn = _score_on_spark(con, when, scorer, out, settings, console)
             if store:
