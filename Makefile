@@ -1,4 +1,5 @@
 # HealthScore: `make demo` sets everything up and serves it; `make test` runs the suite.
+# The lock holds the dev and spark extras (pyspark for `--engine spark` and its tests).
 SHELL := /bin/bash
 PY := .venv/bin/python
 HS := .venv/bin/healthscore

@@ -113,7 +113,10 @@ def build_features(
                          "account_id": distinct["account_id"].to_numpy(),
                          "as_of": distinct["as_of"].to_numpy()})
     runner: _Runner
-    if 0 < len(keys) <= cfg.online_max_entities:
+    if hasattr(con, "feature_runner"):
+        # A source on another engine (features/spark_engine.py) brings its own runner.
+        runner = con.feature_runner(cfg)
+    elif 0 < len(keys) <= cfg.online_max_entities:
         runner = _Online(con, cfg)
     else:
         runner = _Batch(con, cfg)
@@ -131,8 +134,9 @@ def build_features(
         # needs its fallback on the rows before the lookback, for the entities left without.
         parts = runner.frames(steps, keys, report)
         _check_known(parts[0], keys, ents)
-        parts = [_fill_old_activity(runner, p, keys) if "days_since_last_activity" in p
-                 else p for p in parts]
+        if not runner.fallback_included:
+            parts = [_fill_old_activity(runner, p, keys) if "days_since_last_activity" in p
+                     else p for p in parts]
     finally:
         runner.close()
     for spec in d.SOURCES:
@@ -217,6 +221,8 @@ def _source_features(table: str, types: tuple[EventType, ...]) -> tuple[str, ...
 class _Runner:
     cursor: duckdb.DuckDBPyConnection
     types: tuple[EventType, ...] = ()
+    fallback_included = False
+    """The parts already hold usage's days-since fallback (`with_fallback`)."""
 
     def connected(self) -> frozenset[str]:
         return connected_tables(self.cursor)
@@ -423,19 +429,61 @@ ALL_STEPS = "*"
 
 
 def _side_by_side(ent: ir.Table, source: Source, builds: dict[str, Build],
-                  types: tuple[EventType, ...] = ()) -> ir.Table:
+                  types: tuple[EventType, ...] = (),
+                  keep: tuple[str, ...] = (d.ENTITY_KEY,)) -> ir.Table:
     """Every step's columns in one row per entity, so a call is one statement, not seven (each
     statement has a fixed cost larger than one account's rows). Usage's fallback on the rows
     before its lookback is not in it: as on the batch path, it runs only for the entities left
     without an activity date (in the statement it would add to every call's cost, for a value
     almost every active account already has)."""
-    out = ent.select(d.ENTITY_KEY)
+    out = ent.select(*keep)
     for name, build in builds.items():
         frame = build(ent, source)
         if name == "usage_events":
             frame = frame.select(d.ENTITY_KEY, *_source_features(name, types))
         out = d.attach(out, frame)
     return out
+
+
+def with_fallback(ent: ir.Table, source: Source, frame: ir.Table) -> ir.Table:
+    """`frame` (one row per entity, with usage's days_since_last_activity) with the fallback
+    on the rows before the usage lookback folded in: for an engine whose statements cost
+    little next to a second round trip (Spark), one statement for every entity instead of a
+    second one for the entities left without an activity date. Same values either way: the
+    lookback's value when there is one, else the older rows'."""
+    older = _older_usage(ent, source).rename(_older_days="days_since_last_activity")
+    joined = d.attach(frame, older)
+    return joined.mutate(days_since_last_activity=ibis.coalesce(
+        joined.days_since_last_activity, joined._older_days)).drop("_older_days")
+
+
+def side_by_side_features(ent: ir.Table, source: Source, connected: frozenset[str],
+                          cfg: FeatureConfig, types: tuple[EventType, ...]) -> ir.Table:
+    """Every feature column (raw, before `assemble_rows`) of each entity of `ent` in one
+    expression: `_eid`, `account_id`, `as_of`, the profile's `_known`, then each connected
+    source's features, the fallback included. What an engine that runs the whole build as
+    one job (Spark) executes."""
+    builds = dict(_steps(connected, cfg.attribute_prefix, types))
+    frame = _side_by_side(ent, source, builds, types,
+                          keep=(d.ENTITY_KEY, "account_id", "as_of"))
+    if "usage_events" in connected:
+        frame = with_fallback(ent, source, frame)
+    return frame
+
+
+def assemble_rows(rows: pd.DataFrame, cfg: FeatureConfig,
+                  types: tuple[EventType, ...] = ()) -> pd.DataFrame:
+    """The feature frame (registry order and dtypes, as `build_features` returns it) of rows
+    of `side_by_side_features` run on any engine: one row per distinct entity. Spark's
+    per-partition scoring assembles each partition with it."""
+    ents = validate_entities(rows[list(ENTITY_COLUMNS)])
+    keys = pd.DataFrame({d.ENTITY_KEY: np.arange(len(rows), dtype="int64"),
+                         "account_id": ents["account_id"].to_numpy(),
+                         "as_of": ents["as_of"].to_numpy()})
+    part = _part(rows.drop(columns=["account_id", "as_of"]).assign(
+        **{d.ENTITY_KEY: keys[d.ENTITY_KEY].to_numpy()}))
+    _check_known(part, keys, ents)
+    return _assemble(ents, keys, [part], cfg, ents["as_of"], types)
 
 
 ENTITY_SCHEMA = ibis.schema({d.ENTITY_KEY: "int64", "account_id": "string", "as_of": "timestamp"})

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typer
 
+from features.engine_cli import Data, Engine, Master, open_engine_source
+
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root app."""
@@ -201,6 +203,9 @@ def features(
     out: str | None = _OUT,
     account: list[str] | None = _ACCOUNT,
     warehouse: str | None = _WAREHOUSE,
+    engine: Engine = "duckdb",
+    data: Data = None,
+    master: Master = None,
 ) -> None:
     """Build point-in-time features for the active accounts as of a date."""
     from pathlib import Path
@@ -209,40 +214,43 @@ def features(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from features.build import build_features, write_features
-    from features.contract.warehouse import connect, connected_tables, today
     from features.entities import build_entities
     from features.feature_summary import summary_table
+    from features.sources import source_catalog, source_today
 
     settings = ctx.obj
     console = Console()
     target = Path(out) if out else None
     if target is not None and target.suffix.lower() not in (".parquet", ".csv"):
         raise typer.BadParameter(f"{target}: use a .parquet or .csv file", param_hint="--out")
-    path = Path(warehouse) if warehouse else settings.paths.warehouse
+    con = open_engine_source(settings, engine, data, Path(warehouse) if warehouse else None,
+                             master)
     try:
-        con = connect(path, read_only=True)
-        if as_of is None:
-            as_of = str(today(con))
-            console.print(f"as of {as_of} (the warehouse's today)")
-        entities = build_entities(con, as_of, account_ids=account or None)
-    except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
-    if entities.empty:
-        who = f"account(s) {', '.join(account)} not active" if account else "no active account"
-        console.print(f"[yellow]{who} as of {as_of} (unknown, not yet created or churned)"
-                      "[/yellow]")
-        raise typer.Exit(1)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("features", total=1.0)
-        frame = build_features(
-            con, entities, settings.features,
-            progress=lambda step, done: bar.update(task, completed=done,
-                                                   description=f"features: {step}"),
-        )
-    connected = connected_tables(con)
-    con.close()
+        connected, catalog = source_catalog(con)
+        try:
+            if as_of is None:
+                as_of = str(source_today(con))
+                console.print(f"as of {as_of} (the warehouse's today)")
+            entities = build_entities(catalog, as_of, account_ids=account or None)
+        except (FileNotFoundError, ValueError) as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        if entities.empty:
+            who = f"account(s) {', '.join(account)} not active" if account else \
+                "no active account"
+            console.print(f"[yellow]{who} as of {as_of} (unknown, not yet created or "
+                          "churned)[/yellow]")
+            raise typer.Exit(1)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("features", total=1.0)
+            frame = build_features(
+                con, entities, settings.features,
+                progress=lambda step, done: bar.update(task, completed=done,
+                                                       description=f"features: {step}"),
+            )
+    finally:
+        con.close()
     console.print(summary_table(frame, connected, as_of, settings.features.attribute_prefix))
     if target is not None:
         write_features(frame, target)

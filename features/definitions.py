@@ -117,6 +117,9 @@ def _days_between(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.In
 
 
 def _pct_change(current: ir.NumericValue, previous: ir.NumericValue) -> ir.FloatingValue:
+    # In floating point on every engine: Spark reads the literal 100.0 as a DECIMAL and would
+    # compute integer counts' changes in decimal arithmetic, rounded to its scale.
+    current, previous = current.cast("float64"), previous.cast("float64")
     return (current - previous) * 100.0 / previous.nullif(0)
 
 
@@ -449,7 +452,9 @@ def ticket_features(ent: ir.Table, tickets: ir.Table) -> ir.Table:
     a, c = j.as_of, j.created_at
     in90 = _in_last(c, a, 90)
     resolved = j.resolved_at.notnull() & (j.resolved_at < a)
-    hours = (j.resolved_at.epoch_seconds() - c.epoch_seconds()) / 3600.0
+    # A float numerator: Spark divides an integer by the literal 3600.0 as DECIMAL, rounded
+    # to 6 places.
+    hours = (j.resolved_at.epoch_seconds() - c.epoch_seconds()).cast("float64") / 3600.0
     agg = j.group_by([ENTITY_KEY, "as_of"]).aggregate(
         tickets_30d=_count(c, _in_last(c, a, 30)),
         tickets_prev=_count(c, _in_previous(c, a, 30)),
@@ -458,7 +463,10 @@ def ticket_features(ent: ir.Table, tickets: ir.Table) -> ir.Table:
         escalations_90d=_count(c, in90 & j.escalated),
         reopened_tickets_90d=_count(c, in90 & j.reopened),
         open_tickets=_count(c, ~resolved),
-        median_resolution_hours_90d=hours.median(where=in90 & resolved),
+        # The filter as a NULL outside it, not `where=`: Spark's percentile takes no filter
+        # on its constant fraction (Ibis would put one there); medians skip NULLs everywhere.
+        median_resolution_hours_90d=ibis.ifelse(in90 & resolved, hours,
+                                                ibis.null("float64")).median(),
         ticket_csat_90d=j.csat.mean(where=in90 & resolved),
         ticket_sentiment_90d=j.sentiment.mean(where=in90),
         last_ts=c.max(),

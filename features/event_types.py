@@ -16,10 +16,14 @@ never writes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
+import ibis
+import ibis.expr.types as ir
 
 from features.contract.warehouse import catalog_read, connected_tables
 from features.registry import event_slug
@@ -39,6 +43,29 @@ class EventType:
     names: tuple[str, ...]
 
 
+def event_counts_expr(usage: ir.Table) -> ir.Table:
+    """(event, n) per event name of a usage table: events as the features count them,
+    summed quantities with 1 where unknown or absent. One Ibis expression for every engine:
+    DuckDB runs its SQL (compiled once, `event_counts`), Spark runs it as it is."""
+    events = usage.quantity.cast("float64").fill_null(1.0) if "quantity" in usage.columns \
+        else ibis.literal(1.0, type="float64")
+    rows = usage.select("event", _events=events)
+    rows = rows.filter(rows.event.notnull())
+    return rows.group_by("event").aggregate(n=rows._events.sum())
+
+
+def counts_of(rows: Iterable[tuple[Any, Any]]) -> Counts:
+    """`event_counts_expr`'s rows as Counts, by event name."""
+    return tuple(sorted((str(name), float(n)) for name, n in rows))
+
+
+@functools.lru_cache(maxsize=4)
+def _counts_sql(with_quantity: bool) -> str:
+    columns = {"event": "string", **({"quantity": "float64"} if with_quantity else {})}
+    return ibis.to_sql(event_counts_expr(ibis.table(columns, name="usage_events")),
+                       dialect="duckdb")
+
+
 def event_counts(con: duckdb.DuckDBPyConnection) -> Counts:
     """Rows per event name of the warehouse's usage table (empty without one)."""
     def read() -> Counts:
@@ -47,13 +74,8 @@ def event_counts(con: duckdb.DuckDBPyConnection) -> Counts:
                 return ()
             columns = {c[0] for c in cur.execute("select * from usage_events limit 0"
                                                  ).description}
-            # Events as the features count them: quantities, 1 where unknown or absent.
-            events = "sum(coalesce(cast(quantity as double), 1))" if "quantity" in columns \
-                else "count(*)"
-            rows = cur.execute(f"select event, {events} from usage_events "
-                               "where event is not null group by event order by event"
-                               ).fetchall()
-        return tuple((str(name), float(n)) for name, n in rows)
+            rows = cur.execute(_counts_sql("quantity" in columns)).fetchall()
+        return counts_of(rows)
 
     return catalog_read(con, "event_counts", read)
 
@@ -85,7 +107,8 @@ def event_types(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> tuple[Eve
     """The event types the features of `con` are built for under `cfg`."""
     if cfg.event_types is None and cfg.top_event_types == 0:
         return ()
-    counts = event_counts(con)
+    # A source of another engine (features/spark_engine.py) counts on that engine.
+    counts = con.event_counts() if hasattr(con, "event_counts") else event_counts(con)
     if cfg.event_types is not None:
         return named_event_types(counts, cfg.event_types)
     return choose_event_types(counts, cfg.top_event_types)

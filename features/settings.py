@@ -27,6 +27,8 @@ class PathsConfig(Section):
     mlflow_uri: str = "sqlite:///mlruns.db"
     mlflow_artifacts: Path = Path("mlruns")
     models_dir: Path = Path("models")
+    batch_scores: str = "data/batch_scores"
+    """Folder or URL under which `score --engine spark` writes its Parquet batch tables."""
 
 
 class FeatureConfig(Section):
@@ -51,3 +53,22 @@ class FeatureConfig(Section):
     literal_account_filter_max: int = Field(1000, ge=0)
     """Up to this many entity accounts, sources are filtered with a literal IN list (pushed into
     the scan: a one-account build reads little); beyond it, with a semi join on the entities."""
+
+
+class SparkConfig(Section):
+    """The Spark engine (`--engine spark`, features/spark_engine.py): where it runs and how
+    small it stays. The defaults fit one machine of 2 cores (tests, a laptop); a cluster sets
+    `master` (or `spark-submit --master`, which wins) and more shuffle partitions."""
+
+    master: str = "local[2]"
+    """Spark master URL: `local[N]` in-process, `spark://host:7077`, `yarn`, `k8s://...`."""
+    app_name: str = "healthscore"
+    shuffle_partitions: int = Field(4, ge=1)
+    """`spark.sql.shuffle.partitions`: Spark's default of 200 is slow for small data on 2
+    cores; a cluster wants a few per executor core."""
+    driver_memory: str = "2g"
+    """`spark.driver.memory` of a session this process starts (local mode: all of Spark)."""
+    arrow_batch_rows: int = Field(10_000, ge=1)
+    """Rows per Arrow batch handed to the per-partition scoring function (memory per call)."""
+    conf: dict[str, str] = Field(default_factory=dict)
+    """Further Spark settings, passed as they are (e.g. `spark.executor.memory`)."""

@@ -17,7 +17,7 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from features.contract.settings import IngestConfig
-from features.settings import FeatureConfig, PathsConfig
+from features.settings import FeatureConfig, PathsConfig, SparkConfig
 from scoring.portfolio.settings import PortfolioConfig
 from scoring.settings import HealthConfig
 from serving.settings import ServingConfig
@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     training: TrainingConfig = TrainingConfig()
     serving: ServingConfig = ServingConfig()
     portfolio: PortfolioConfig = PortfolioConfig()
+    spark: SparkConfig = SparkConfig()
 
     @field_validator("training")
     @classmethod

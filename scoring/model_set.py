@@ -31,6 +31,13 @@ from scoring.bundle import (
 )
 
 _LABEL = re.compile(r"^(churn|expansion)_(\d+)d$")
+CONTRIBUTION_EPSILON = 1e-9
+"""Contributions smaller than this (in log-odds) are no factor at all."""
+
+
+def contribution_order(contributions: np.ndarray) -> np.ndarray:
+    """Feature positions by falling |contribution| (ties in feature order): a factor's rank."""
+    return np.argsort(-np.abs(contributions), kind="stable")
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,25 @@ class ModelSet:
             mono = monotone_horizons(cols)
             for j, e in enumerate(group):
                 out[e.label] = mono[:, j]
+        return out
+
+    def top_factors(self, matrices: Sequence[np.ndarray], label: str, k: int
+                    ) -> list[list[dict[str, Any]]]:
+        """Per row, model `label`'s k largest contributions (exact TreeSHAP, log-odds):
+        feature, contribution and whether it raises or lowers the model's output. The
+        explanation's ranking (serving/factors.py) without its wording: what a batch writes
+        for every account."""
+        e = self.entry(label)
+        x = matrices[e.encoding]
+        contrib = np.asarray(e.bundle.booster.predict(
+            x, pred_contrib=True, num_threads=prediction_threads(x)), dtype=float)[:, :-1]
+        names = self.encodings[e.encoding].features
+        out = []
+        for row in contrib:
+            top = [j for j in contribution_order(row)[:k]
+                   if abs(row[j]) >= CONTRIBUTION_EPSILON]
+            out.append([{"feature": names[j], "contribution": float(row[j]),
+                         "direction": "raises" if row[j] > 0 else "lowers"} for j in top])
         return out
 
     def contributions(self, matrices: Sequence[np.ndarray]) -> dict[str, np.ndarray]:

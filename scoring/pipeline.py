@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_features
-from features.contract.warehouse import connected_tables, today
 from features.entities import ACTIVE, CHURNED, NOT_STARTED, status_at
 from features.registry import event_type_slugs
 from features.settings import FeatureConfig
+from features.sources import source_catalog, source_today
 from scoring.health.profiles import Rules
 from scoring.health.scoring import SCORE_COLUMNS, score_frame
 from scoring.model_set import ModelSet
@@ -187,16 +187,58 @@ def score_accounts(
     active at `as_of` (the portfolio), as of `as_of` (None: the source's `today`).
 
     `history` is the score store the previous scores are read from; `trend=False` skips the
-    previous scores (a backtest of the score itself has no use for its trend)."""
+    previous scores (a backtest of the score itself has no use for its trend). `source` is a
+    DuckDB warehouse or a `features.spark_engine.SparkWarehouse` (features built on Spark,
+    collected; the Spark batch job maps `score_built` over partitions instead)."""
     report = progress or (lambda _step, _done: None)
-    when = pd.Timestamp(as_of if as_of is not None else today(source)).normalize()
+    plan = plan_scores(source, account_ids, as_of, scorer, history=history, trend=trend,
+                       progress=report)
+    feats = build_features(source, plan.entities, feature_config(scorer),
+                           progress=lambda _s, done: report("features", done))
+    return score_built(plan.accounts, plan.status, feats.iloc[:plan.n_current],
+                       feats.iloc[plan.n_current:], plan.stored, plan.when, scorer,
+                       plan.connected, progress=report)
+
+
+@dataclass(frozen=True)
+class ScorePlan:
+    """What a score of some accounts at one date needs besides features: who they are, their
+    status, the entity rows to build (the scored accounts at `when`, then the ones needing a
+    recomputed previous score at `when - trend_days`) and the stored previous scores."""
+
+    when: pd.Timestamp
+    prev_when: pd.Timestamp
+    connected: frozenset[str]
+    accounts: pd.DataFrame
+    """account_id, name, created_at, churned_at: every account asked, in order."""
+    status: np.ndarray
+    entities: pd.DataFrame
+    n_current: int
+    """The first n_current entity rows are the scored accounts at `when`."""
+    stored: pd.DataFrame
+
+
+def plan_scores(
+    source: Any,
+    account_ids: Sequence[str] | None,
+    as_of: date | str | pd.Timestamp | None,
+    scorer: Scorer,
+    *,
+    history: ScoreHistory | None = None,
+    trend: bool = True,
+    progress: Progress | None = None,
+) -> ScorePlan:
+    """Steps 1, 2 and 4 of the module docstring: the date, statuses, entities, stored scores."""
+    report = progress or (lambda _step, _done: None)
+    when = pd.Timestamp(as_of if as_of is not None else source_today(source)).normalize()
     rules = scorer.rules
-    connected = connected_tables(source)
+    connected, catalog = source_catalog(source)
     report("accounts", 0.0)
-    accounts = _accounts(source, account_ids, connected)
+    accounts = _accounts(catalog, account_ids, connected)
     status = _status(accounts, when)
     if account_ids is None:
         accounts, status = accounts[status == ACTIVE], status[status == ACTIVE]
+        accounts = accounts.reset_index(drop=True)
     report("accounts", 1.0)
 
     scored_rows = accounts[status != NOT_STARTED]
@@ -212,10 +254,7 @@ def score_accounts(
     entities = pd.DataFrame({"account_id": ids + todo,
                              "as_of": [when] * len(ids) + [prev_when] * len(todo)})
     entities["as_of"] = entities["as_of"].astype("datetime64[us]")
-    feats = build_features(source, entities, feature_config(scorer),
-                           progress=lambda _s, done: report("features", done))
-    return score_built(accounts, status, feats.iloc[:len(ids)], feats.iloc[len(ids):], stored,
-                       when, scorer, connected, progress=report)
+    return ScorePlan(when, prev_when, connected, accounts, status, entities, len(ids), stored)
 
 
 def score_built(
@@ -235,7 +274,8 @@ def score_built(
     `current` holds the features of the accounts not `not-started`, in `accounts`' order;
     `older` those at `when - trend_days` of the accounts whose previous score is recomputed;
     `stored` the previous scores read from the store. Pure: what `score_accounts` runs after
-    building features, a stage of its own so its cost is measured apart (bench_scale.py)."""
+    building features, a stage of its own so its cost is measured apart (bench_scale.py), and
+    what the Spark batch job runs on each partition."""
     report = progress or (lambda _step, _done: None)
     rules = scorer.rules
     scored_rows = accounts[status != NOT_STARTED]

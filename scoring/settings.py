@@ -31,3 +31,6 @@ class HealthConfig(Section):
     matched untreated account; treated accounts without one inside it stay unmatched."""
     effect_bootstraps: int = Field(1000, ge=50)
     """Bootstrap resamples of the matched pairs for the 95% interval."""
+    batch_top_factors: int = Field(3, ge=0)
+    """Batch scoring (`healthscore score --engine spark`): the top factors written per account
+    for the longest churn and expansion models."""

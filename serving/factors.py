@@ -18,13 +18,12 @@ import numpy as np
 
 from features.registry import feature
 from scoring.health.wording import fill
-from scoring.model_set import ModelEntry
+from scoring.model_set import CONTRIBUTION_EPSILON, ModelEntry, contribution_order
 from serving.explain_words import ExplainWords
 from serving.peers import PeerGroup
 from serving.schemas.explanation import DimensionEffect, Factor, ModelExplanation
 
-EPSILON = 1e-9
-"""Contributions smaller than this (in log-odds) are no factor at all."""
+EPSILON = CONTRIBUTION_EPSILON
 CONTEXT_DIMENSION = "profile"
 """Who the customer is (segment, industry, tenure, seats, custom attributes): the model weighs
 it, but it is context, not a signal a CSM can act on, so it is listed apart from the positive,
@@ -108,7 +107,7 @@ def explain_model(
     # Good for the account: lower churn, higher expansion.
     good_sign = -1.0 if entry.target == "churn" else 1.0
     target = str(words.get(f"targets.{entry.target}"))
-    order = np.argsort(-np.abs(contrib), kind="stable")
+    order = contribution_order(contrib)
     rank = np.empty(len(contrib), dtype=int)
     rank[order] = np.arange(1, len(contrib) + 1)
 

@@ -148,9 +148,14 @@ def today(con: duckdb.DuckDBPyConnection, *, clock: date | None = None) -> date:
     for tests), so live data is not scored on a day whose events are still arriving. A warehouse
     with no dated rows at all is as of the wall clock's today.
     """
-    wall = clock or date.today()
     try:
-        end = data_end(con).date()
+        end: date | None = data_end(con).date()
     except ValueError:
-        return wall
-    return min(end, wall)
+        end = None
+    return today_from_end(end, clock)
+
+
+def today_from_end(end: date | None, clock: date | None = None) -> date:
+    """`today`'s rule given the end of the data (None: no dated rows), for any engine."""
+    wall = clock or date.today()
+    return wall if end is None else min(end, wall)
