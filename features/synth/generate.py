@@ -503,7 +503,8 @@ def oracle_expansion_probability(truth: pd.DataFrame, entities: pd.DataFrame,
 def true_effect(world: World, horizon: int = 90) -> dict[str, float]:
     """The intervention's true effect on churn within `horizon` days of its start, for the
     treated accounts that were customers then (the average effect on the treated): the mean
-    of the oracle churn probability with and without the treatment, from the truth's hazards."""
+    of the churn probability the draws were made with (`path_probability`, the hidden path's
+    hazards) with and without the treatment."""
     if world.intervention is None:
         raise ValueError("the world has no intervention")
     iv = world.intervention
@@ -514,9 +515,9 @@ def true_effect(world: World, horizon: int = 90) -> dict[str, float]:
     rows = iv[iv["treated"] & ~iv["account_id"].isin(gone)
               & (pd.to_datetime(created.reindex(iv["account_id"]).to_numpy()) < start)]
     ents = pd.DataFrame({"account_id": rows["account_id"].to_numpy(), "as_of": start})
-    p1 = oracle_probability(world.truth, ents, horizon)
+    p1 = path_probability(world.truth, ents, horizon)
     untreated = world.truth.drop(columns="churn_hazard").rename(
         columns={"untreated_churn_hazard": "churn_hazard"})
-    p0 = oracle_probability(untreated, ents, horizon)
+    p0 = path_probability(untreated, ents, horizon)
     return {"treated": float(len(rows)), "churn_treated": float(p1.mean()),
             "churn_untreated": float(p0.mean()), "effect": float((p1 - p0).mean())}
