@@ -30,6 +30,7 @@ from datetime import date
 import duckdb
 import numpy as np
 import pandas as pd
+from scipy.stats import nbinom, norm
 
 from scoring.portfolio.settings import AnomalyConfig
 
@@ -48,17 +49,37 @@ ANOMALY_COLUMNS = ("account_id", "metric", "window_start", "window_end", "expect
 
 @dataclass(frozen=True)
 class Judgement:
-    """Per account of one window: expected and observed totals, the robust z, the relative
-    change, whether it was judged at all, and the per-day expected values."""
+    """Per account of one window: expected and observed totals, the count test's z (signed:
+    the tail probability of the observed total as a standard normal quantile), its tail
+    probability, the relative change, whether it was judged at all, the over-dispersion used
+    and the per-day expected values."""
 
     expected: np.ndarray
     observed: np.ndarray
     z: np.ndarray
+    p: np.ndarray
     change: np.ndarray
     judged: np.ndarray
     anomalous: np.ndarray
+    dispersion: np.ndarray
     daily_expected: np.ndarray
     common: float
+
+
+def count_tail(observed: np.ndarray, expected: np.ndarray, dispersion: np.ndarray
+               ) -> np.ndarray:
+    """Tail probability of each observed total under a negative binomial of mean `expected`
+    and variance expected + dispersion * expected**2: P(X <= observed) below the mean,
+    P(X >= observed) above it. Counts of a few events a week are judged by what a count can do
+    (zero of an expected three is common, zero of an expected fifteen is not), large ones by
+    their relative spread, with no cut between the two."""
+    mean = np.maximum(np.asarray(expected, dtype=float), 1e-9)
+    k = 1.0 / np.asarray(dispersion, dtype=float)
+    q = k / (k + mean)
+    obs = np.asarray(observed, dtype=float)
+    low = nbinom.cdf(obs, k, q)
+    high = nbinom.sf(np.ceil(obs) - 1.0, k, q)
+    return np.where(obs < mean, low, high)
 
 
 def judge_windows(values: np.ndarray, cfg: AnomalyConfig) -> Judgement:
@@ -76,31 +97,48 @@ def judge_windows(values: np.ndarray, cfg: AnomalyConfig) -> Judgement:
     win = x[:, hist_days:]
     seen = ~np.isnan(hist)
     enough = (seen.sum(axis=(1, 2)) >= cfg.min_history_days) & (seen.sum(axis=1) >= 2).all(axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN weekday: not judged
-        med = np.nanmedian(hist, axis=1)
-        mad = np.nanmedian(np.abs(hist - med[:, None, :]), axis=1)
     # Window day t sits at position t mod 7 of the history's weeks (the history is whole weeks).
     pos = np.arange(window) % 7
-    daily_exp = np.nan_to_num(med[:, pos])
-    spread = np.nan_to_num(MAD_SCALE * mad[:, pos])
+    # Each history week as the window would have totalled it (its weekdays, in the window's
+    # mix); a week with a day before the account's signup is left out.
+    totals = hist[:, :, pos].sum(axis=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no whole week: not judged
+        base = np.nanmedian(totals, axis=1)
+        spread = MAD_SCALE * np.nanmedian(np.abs(totals - base[:, None]), axis=1)
+        profile = np.nanmean(hist, axis=1)[:, pos]
+    base = np.nan_to_num(base)
+    # The weekday profile spreads the expected total over the window's days (evidence).
+    weight = np.nan_to_num(profile)
+    weight_sum = weight.sum(axis=1, keepdims=True)
+    shape = np.where(weight_sum > 0, weight / np.where(weight_sum > 0, weight_sum, 1.0),
+                     1.0 / window)
     observed = np.nansum(win, axis=1)
-    base = daily_exp.sum(axis=1)
-    judged = enough & ~np.isnan(win).any(axis=1) & (base >= cfg.min_expected)
+    judged = enough & ~np.isnan(win).any(axis=1) & (base >= cfg.min_expected) \
+        & (np.isfinite(totals).sum(axis=1) >= cfg.min_history_weeks)
     common = 1.0
-    if judged.sum() >= COMMON_MIN_ACCOUNTS:
-        common = float(np.clip(np.median(observed[judged] / base[judged]), *COMMON_BOUNDS))
-    daily_exp = daily_exp * common
-    expected = base * common
-    scale = np.sqrt((np.maximum(spread * common, np.sqrt(daily_exp + 1.0)) ** 2).sum(axis=1))
-    z = (observed - expected) / scale
+    sure = judged & (base >= cfg.common_min_expected)
+    if sure.sum() >= COMMON_MIN_ACCOUNTS:
+        common = float(np.clip(np.median(observed[sure] / base[sure]), *COMMON_BOUNDS))
+    expected = np.maximum(base * common, cfg.min_rate)
+    daily_exp = expected[:, None] * shape
+    # Over-dispersion from the account's own weeks: the variance of its weekly totals beyond
+    # the Poisson variance, relative to the level; at least `min_dispersion` (levels drift
+    # with health by tens of percent over weeks), at most `max_dispersion`.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own = np.where(base > 0, (spread ** 2 - base) / base ** 2, 0.0)
+    dispersion = np.clip(np.nan_to_num(own), cfg.min_dispersion, cfg.max_dispersion)
+    p = count_tail(observed, expected, dispersion)
+    z = np.sign(observed - expected) * np.maximum(norm.isf(np.clip(p, 1e-300, 1.0)), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         change = np.where(expected > 0, (observed - expected) / expected, np.nan)
     moved = np.nan_to_num(change)
-    anomalous = judged & (np.abs(z) >= cfg.z_threshold) \
-        & ((moved <= -cfg.min_drop) | (moved >= cfg.min_spike))
-    return Judgement(expected=expected, observed=observed, z=z, change=change, judged=judged,
-                     anomalous=anomalous, daily_expected=daily_exp, common=common)
+    drop = (moved <= -cfg.min_drop) & (expected - observed >= cfg.min_drop_events)
+    spike = (moved >= cfg.min_spike) & (observed - expected >= cfg.min_spike_events)
+    anomalous = judged & (np.abs(z) >= cfg.z_threshold) & (drop | spike)
+    return Judgement(expected=expected, observed=observed, z=z, p=p, change=change,
+                     judged=judged, anomalous=anomalous, dispersion=dispersion,
+                     daily_expected=daily_exp, common=common)
 
 
 def daily_usage(source: duckdb.DuckDBPyConnection, as_of: date, days: int,
