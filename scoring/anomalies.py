@@ -2,18 +2,24 @@
 
 Usage has a strong weekly shape (weekdays busy, weekends quiet) and every account its own
 level, so a fixed threshold on daily counts is either blind or noisy. For each account and
-metric (product events, distinct active users) the detector builds the account's weekday
-profile from the `history_weeks` weeks before the window: per weekday the median (what a
-Monday of this account looks like) and the MAD (how much its Mondays vary), both robust to an
-earlier anomaly inside the history. The window's expected total is the sum of its days'
-medians, times the portfolio's common factor (the median ratio of observed to expected over all
-judged accounts: a holiday week or a product-wide outage moves everyone, and is no account's
-anomaly). The window is anomalous when its total differs from the expected by a robust z of at
-least `z_threshold` (the difference over the root sum of the days' squared scales, each the
-MAD-based spread or the Poisson floor sqrt(expected + 1), whichever is larger) and by a share of
-the expected of at least `min_drop` down or `min_spike` up: an account's level drifts with its
-health by tens of percent over weeks, which is no anomaly. Accounts with too little history, or
-expecting too little usage to judge, are left out.
+metric (product events, distinct active users) the detector reads the `history_weeks` weeks
+before the window: each history week totalled over the window's weekdays, the median of those
+totals is the account's expected window total (robust to one unusual week in the history), and
+the account's weekday profile spreads it over the window's days (the evidence). The expected
+total is scaled by the portfolio's common factor (the median ratio of observed to expected over
+the accounts expecting at least `common_min_expected`: a holiday week or a product-wide outage
+moves everyone, and is no account's anomaly).
+
+The window's total is judged by a count test: its tail probability under a negative binomial
+around the expected total, with the over-dispersion the account's own weekly totals show
+(their robust variance beyond the Poisson one, at least `min_dispersion` since levels drift
+with health, at most `max_dispersion`), as a standard normal z. One test serves every volume: a
+few events a week are judged as counts (none of an expected three is common, none of an
+expected fifteen is not), a large account by its relative spread. The window is anomalous when
+|z| >= `z_threshold` and it moved by a share of the expected of at least `min_drop` down or
+`min_spike` up and by at least `min_drop_events` / `min_spike_events` (an account's level
+drifts by tens of percent over weeks, and a tiny account's handful is no alert). Accounts with
+too little history are left out.
 
 `judge_windows` is pure (a matrix of daily values in, evidence out); `daily_usage` reads the
 matrix from the warehouse (rows strictly before the as-of date) and `detect_anomalies` joins the
@@ -226,4 +232,4 @@ def describe(row: dict[str, object]) -> str:
     move = f"{'fell' if row['direction'] == DROP else 'rose'} {abs(change):.0%}"
     return (f"{what} {move} against the account's own weekday pattern: {row['observed']:.0f} "
             f"observed vs {row['expected']:.0f} expected from {row['window_start']} to "
-            f"{row['window_end']} (robust z {row['z']})")
+            f"{row['window_end']} (z {row['z']})")
