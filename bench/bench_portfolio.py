@@ -271,7 +271,7 @@ def main() -> None:
                 "drops / spikes recalled"):
         summary.add_column(col, justify="right")
     for seed, q in zip(args.seed, worlds, strict=True):
-        summary.add_row(str(seed), f"{q['labelled']:,}", f"{q['drops']} / {q['spikes']}",
+        summary.add_row(str(seed), f"{q['labelled']:,}", f"{q['drops']:,} / {q['spikes']:,}",
                         f"{q['episodes']:,}", f"{q['precision']:.3f}",
                         f"{q['recall (all)']:.3f}",
                         f"{q['recall drops (all)']:.3f} / {q['recall spikes (all)']:.3f}")
