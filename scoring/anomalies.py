@@ -2,18 +2,24 @@
 
 Usage has a strong weekly shape (weekdays busy, weekends quiet) and every account its own
 level, so a fixed threshold on daily counts is either blind or noisy. For each account and
-metric (product events, distinct active users) the detector builds the account's weekday
-profile from the `history_weeks` weeks before the window: per weekday the median (what a
-Monday of this account looks like) and the MAD (how much its Mondays vary), both robust to an
-earlier anomaly inside the history. The window's expected total is the sum of its days'
-medians, times the portfolio's common factor (the median ratio of observed to expected over all
-judged accounts: a holiday week or a product-wide outage moves everyone, and is no account's
-anomaly). The window is anomalous when its total differs from the expected by a robust z of at
-least `z_threshold` (the difference over the root sum of the days' squared scales, each the
-MAD-based spread or the Poisson floor sqrt(expected + 1), whichever is larger) and by a share of
-the expected of at least `min_drop` down or `min_spike` up: an account's level drifts with its
-health by tens of percent over weeks, which is no anomaly. Accounts with too little history, or
-expecting too little usage to judge, are left out.
+metric (product events, distinct active users) the detector reads the `history_weeks` weeks
+before the window: each history week totalled over the window's weekdays, the median of those
+totals is the account's expected window total (robust to one unusual week in the history), and
+the account's weekday profile spreads it over the window's days (the evidence). The expected
+total is scaled by the portfolio's common factor (the median ratio of observed to expected over
+the accounts expecting at least `common_min_expected`: a holiday week or a product-wide outage
+moves everyone, and is no account's anomaly).
+
+The window's total is judged by a count test: its tail probability under a negative binomial
+around the expected total, with the over-dispersion the account's own weekly totals show
+(their robust variance beyond the Poisson one, at least `min_dispersion` since levels drift
+with health, at most `max_dispersion`), as a standard normal z. One test serves every volume: a
+few events a week are judged as counts (none of an expected three is common, none of an
+expected fifteen is not), a large account by its relative spread. The window is anomalous when
+|z| >= `z_threshold` and it moved by a share of the expected of at least `min_drop` down or
+`min_spike` up and by at least `min_drop_events` / `min_spike_events` (an account's level
+drifts by tens of percent over weeks, and a tiny account's handful is no alert). Accounts with
+too little history are left out.
 
 `judge_windows` is pure (a matrix of daily values in, evidence out); `daily_usage` reads the
 matrix from the warehouse (rows strictly before the as-of date) and `detect_anomalies` joins the
@@ -30,6 +36,7 @@ from datetime import date
 import duckdb
 import numpy as np
 import pandas as pd
+from scipy.stats import nbinom, norm
 
 from scoring.portfolio.settings import AnomalyConfig
 
@@ -48,17 +55,37 @@ ANOMALY_COLUMNS = ("account_id", "metric", "window_start", "window_end", "expect
 
 @dataclass(frozen=True)
 class Judgement:
-    """Per account of one window: expected and observed totals, the robust z, the relative
-    change, whether it was judged at all, and the per-day expected values."""
+    """Per account of one window: expected and observed totals, the count test's z (signed:
+    the tail probability of the observed total as a standard normal quantile), its tail
+    probability, the relative change, whether it was judged at all, the over-dispersion used
+    and the per-day expected values."""
 
     expected: np.ndarray
     observed: np.ndarray
     z: np.ndarray
+    p: np.ndarray
     change: np.ndarray
     judged: np.ndarray
     anomalous: np.ndarray
+    dispersion: np.ndarray
     daily_expected: np.ndarray
     common: float
+
+
+def count_tail(observed: np.ndarray, expected: np.ndarray, dispersion: np.ndarray
+               ) -> np.ndarray:
+    """Tail probability of each observed total under a negative binomial of mean `expected`
+    and variance expected + dispersion * expected**2: P(X <= observed) below the mean,
+    P(X >= observed) above it. Counts of a few events a week are judged by what a count can do
+    (zero of an expected three is common, zero of an expected fifteen is not), large ones by
+    their relative spread, with no cut between the two."""
+    mean = np.maximum(np.asarray(expected, dtype=float), 1e-9)
+    k = 1.0 / np.asarray(dispersion, dtype=float)
+    q = k / (k + mean)
+    obs = np.asarray(observed, dtype=float)
+    low = nbinom.cdf(obs, k, q)
+    high = nbinom.sf(np.ceil(obs) - 1.0, k, q)
+    return np.where(obs < mean, low, high)
 
 
 def judge_windows(values: np.ndarray, cfg: AnomalyConfig) -> Judgement:
@@ -76,31 +103,48 @@ def judge_windows(values: np.ndarray, cfg: AnomalyConfig) -> Judgement:
     win = x[:, hist_days:]
     seen = ~np.isnan(hist)
     enough = (seen.sum(axis=(1, 2)) >= cfg.min_history_days) & (seen.sum(axis=1) >= 2).all(axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN weekday: not judged
-        med = np.nanmedian(hist, axis=1)
-        mad = np.nanmedian(np.abs(hist - med[:, None, :]), axis=1)
     # Window day t sits at position t mod 7 of the history's weeks (the history is whole weeks).
     pos = np.arange(window) % 7
-    daily_exp = np.nan_to_num(med[:, pos])
-    spread = np.nan_to_num(MAD_SCALE * mad[:, pos])
+    # Each history week as the window would have totalled it (its weekdays, in the window's
+    # mix); a week with a day before the account's signup is left out.
+    totals = hist[:, :, pos].sum(axis=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no whole week: not judged
+        base = np.nanmedian(totals, axis=1)
+        spread = MAD_SCALE * np.nanmedian(np.abs(totals - base[:, None]), axis=1)
+        profile = np.nanmean(hist, axis=1)[:, pos]
+    base = np.nan_to_num(base)
+    # The weekday profile spreads the expected total over the window's days (evidence).
+    weight = np.nan_to_num(profile)
+    weight_sum = weight.sum(axis=1, keepdims=True)
+    shape = np.where(weight_sum > 0, weight / np.where(weight_sum > 0, weight_sum, 1.0),
+                     1.0 / window)
     observed = np.nansum(win, axis=1)
-    base = daily_exp.sum(axis=1)
-    judged = enough & ~np.isnan(win).any(axis=1) & (base >= cfg.min_expected)
+    judged = enough & ~np.isnan(win).any(axis=1) & (base >= cfg.min_expected) \
+        & (np.isfinite(totals).sum(axis=1) >= cfg.min_history_weeks)
     common = 1.0
-    if judged.sum() >= COMMON_MIN_ACCOUNTS:
-        common = float(np.clip(np.median(observed[judged] / base[judged]), *COMMON_BOUNDS))
-    daily_exp = daily_exp * common
-    expected = base * common
-    scale = np.sqrt((np.maximum(spread * common, np.sqrt(daily_exp + 1.0)) ** 2).sum(axis=1))
-    z = (observed - expected) / scale
+    sure = judged & (base >= cfg.common_min_expected)
+    if sure.sum() >= COMMON_MIN_ACCOUNTS:
+        common = float(np.clip(np.median(observed[sure] / base[sure]), *COMMON_BOUNDS))
+    expected = np.maximum(base * common, cfg.min_rate)
+    daily_exp = expected[:, None] * shape
+    # Over-dispersion from the account's own weeks: the variance of its weekly totals beyond
+    # the Poisson variance, relative to the level; at least `min_dispersion` (levels drift
+    # with health by tens of percent over weeks), at most `max_dispersion`.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own = np.where(base > 0, (spread ** 2 - base) / base ** 2, 0.0)
+    dispersion = np.clip(np.nan_to_num(own), cfg.min_dispersion, cfg.max_dispersion)
+    p = count_tail(observed, expected, dispersion)
+    z = np.sign(observed - expected) * np.maximum(norm.isf(np.clip(p, 1e-300, 1.0)), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         change = np.where(expected > 0, (observed - expected) / expected, np.nan)
     moved = np.nan_to_num(change)
-    anomalous = judged & (np.abs(z) >= cfg.z_threshold) \
-        & ((moved <= -cfg.min_drop) | (moved >= cfg.min_spike))
-    return Judgement(expected=expected, observed=observed, z=z, change=change, judged=judged,
-                     anomalous=anomalous, daily_expected=daily_exp, common=common)
+    drop = (moved <= -cfg.min_drop) & (expected - observed >= cfg.min_drop_events)
+    spike = (moved >= cfg.min_spike) & (observed - expected >= cfg.min_spike_events)
+    anomalous = judged & (np.abs(z) >= cfg.z_threshold) & (drop | spike)
+    return Judgement(expected=expected, observed=observed, z=z, p=p, change=change,
+                     judged=judged, anomalous=anomalous, dispersion=dispersion,
+                     daily_expected=daily_exp, common=common)
 
 
 def daily_usage(source: duckdb.DuckDBPyConnection, as_of: date, days: int,
@@ -188,4 +232,4 @@ def describe(row: dict[str, object]) -> str:
     move = f"{'fell' if row['direction'] == DROP else 'rose'} {abs(change):.0%}"
     return (f"{what} {move} against the account's own weekday pattern: {row['observed']:.0f} "
             f"observed vs {row['expected']:.0f} expected from {row['window_start']} to "
-            f"{row['window_end']} (robust z {row['z']})")
+            f"{row['window_end']} (z {row['z']})")

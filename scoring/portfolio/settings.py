@@ -126,17 +126,41 @@ class AnomalyConfig(Section):
     """Weeks before the window the weekday profile (median and MAD per weekday) is built on:
     four follow an account's level closely (health drifts over weeks) while the median of four
     still ignores one unusual week."""
-    z_threshold: float = Field(3.5, gt=0)
-    """Robust z of the window's total against its expected total, beyond which it is unusual."""
+    z_threshold: float = Field(4.0, gt=0)
+    """The window's total is unusual when its tail probability under the account's own count
+    model (negative binomial around the expected total, see `min_dispersion`) is beyond this
+    many standard normal deviations (4: about 3 in 100,000, one side). The world's own
+    declines (a champion leaving, a usage cut) are real drops too: a lower cut alerts on more
+    of them, not on noise (3.5 took precision on injected anomalies from 0.85 to 0.77)."""
     min_drop: float = Field(0.8, gt=0, le=1)
     """A drop must also lose at least this share of the expected total."""
-    min_spike: float = Field(2.0, gt=0)
-    """A spike must also exceed the expected total by at least this share (2.0: three times):
-    a new use case lifts an account's usage twofold without anything being wrong."""
-    min_expected: float = Field(30.0, ge=0)
-    """Windows expecting fewer than this (tiny accounts) are not judged: too noisy."""
+    min_spike: float = Field(2.5, gt=0)
+    """A spike must also exceed the expected total by at least this share (2.5: three and a
+    half times): a new use case lifts an account's usage two- or threefold without anything
+    being wrong."""
+    min_drop_events: float = Field(5.0, ge=0)
+    """A drop must also miss at least this many events (or active user-days)."""
+    min_spike_events: float = Field(20.0, ge=0)
+    """A spike must also add at least this many: a tiny account's handful is no alert."""
+    min_expected: float = Field(0.0, ge=0)
+    """Windows expecting fewer than this are not judged (0: every account is; the count test
+    itself says when a small count cannot be unusual)."""
+    min_rate: float = Field(0.5, gt=0)
+    """The expected total is at least this: an account silent through its history is not
+    'infinitely' unusual for its first event."""
+    min_dispersion: float = Field(0.03, gt=0)
+    """Least over-dispersion of the count model (variance = mean + this x mean squared): the
+    level of an account drifts with its health, so even a steady account's week may move by
+    a sixth (sqrt 0.03 ~ 0.17) without anything being wrong."""
+    max_dispersion: float = Field(0.3, gt=0)
+    """Most over-dispersion taken from an account's own weeks (four weeks say little)."""
+    common_min_expected: float = Field(30.0, ge=0)
+    """Only accounts expecting at least this many in the window set the portfolio's common
+    factor (the ratios of small counts are mostly noise)."""
     min_history_days: int = Field(21, ge=7)
     """Days of history an account needs before it is judged (a new account has no pattern)."""
+    min_history_weeks: int = Field(2, ge=1)
+    """Whole weeks (every day a customer) the history needs for the expected total."""
     cooldown_hours: float = Field(72.0, ge=0)
     """After an anomaly alert of an account and metric is resolved, no new one for this
     long."""

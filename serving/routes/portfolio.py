@@ -62,5 +62,5 @@ def anomalies(state: State, _who: Reader,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Offset = 0
               ) -> list[out.AnomalyOut]:
     """Usage anomalies the daily job detected, newest first, with their evidence (expected vs
-    observed over the window, robust z, per-day values) and their alert."""
+    observed over the window, the count test's z, per-day values) and their alert."""
     return views.anomalies(state, accountId, metric, start, end, limit, offset)
