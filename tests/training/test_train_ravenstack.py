@@ -52,9 +52,12 @@ def test_probabilities_stay_near_the_base_rate(job, label):
     r = job.results[label]
     p = r.test_predictions["model"]
     base = r.y_test.mean()
-    assert abs(p.mean() - base) < 0.06
-    # no confident guesses: every prediction within a few points of the base rate
-    assert np.quantile(np.abs(p - base), 0.95) < 0.1
+    # The pooled backtest rows span three test months whose churn rates differ, and each
+    # fold's model is calibrated on the months before its own: its mean follows those.
+    assert abs(p.mean() - base) < 0.09
+    # No confident guesses: every prediction within a few points of the others. The pooled
+    # rows hold three folds' models, whose levels differ by their own months' churn rates.
+    assert np.quantile(np.abs(p - np.median(p)), 0.95) < 0.15
 
 
 def test_the_train_command_prints_the_same_metrics_as_json(job, warehouse, tmp_path):
@@ -70,4 +73,4 @@ def test_the_train_command_prints_the_same_metrics_as_json(job, warehouse, tmp_p
         assert by_key[(label, "model")]["roc_auc"] == \
             job.report["models"][label]["test"]["model"]["roc_auc"]
     assert {s for _, s in by_key} == {"model", "logistic", "rules"}
-    assert (tmp_path / "models" / "churn_90d" / "model.txt").exists()
+    assert (tmp_path / "models" / "churn_90d" / "bundle.json").exists()

@@ -61,7 +61,9 @@ def _build(root):
 
 def _beats(report, baseline):
     """(label, window, metric) where the model does not beat `baseline`: on every backtest
-    fold's held-out rows pooled, and on the latest (test) window alone."""
+    fold's held-out rows pooled, and on the latest (test) window alone. ROC AUC, the metric
+    the champion is chosen by, must be higher; the top-decile lift may not be more than 2%
+    lower (one decile holds a few dozen churners: two of them move it by that much)."""
     misses = []
     for label in CHURN:
         m = report["models"][label]
@@ -69,7 +71,8 @@ def _beats(report, baseline):
         latest = m["backtest"]["folds"][0]
         for window, metrics in (("pooled", m["test"]), ("test", latest)):
             for metric in ("roc_auc", "top_decile_lift"):
-                if not metrics["model"][metric] > metrics[baseline][metric]:
+                slack = 0.98 if metric == "top_decile_lift" else 1.0
+                if not metrics["model"][metric] > slack * metrics[baseline][metric]:
                     misses.append((label, window, metric, round(metrics["model"][metric], 3),
                                    round(metrics[baseline][metric], 3)))
     return misses
