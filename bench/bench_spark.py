@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="tiny worlds (a smoke run)")
     parser.add_argument("--fresh", action="store_true", help="regenerate the worlds")
     parser.add_argument("--only", choices=("features", "score"), default=None)
+    parser.add_argument("--driver-memory", default=None,
+                        help="spark.driver.memory (local mode: all of Spark), e.g. 6g")
     args = parser.parse_args(argv)
 
     from features.build import build_features
@@ -96,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             super().append(row)
 
     rows = Rows()
+    spark = SparkConfig(**({"driver_memory": args.driver_memory} if args.driver_memory else {}))
     t0 = time.perf_counter()
-    spark_session(SparkConfig())
+    spark_session(spark)
     rows.append(("spark session start (local[2])", "-", 0, time.perf_counter() - t0, ""))
     cfg = FeatureConfig()
     worlds = SMALL["features"] if args.small else FEATURE_WORLDS
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                          events, seconds, f"{events / seconds:,.0f} events/s"))
             duck.close()
             t0 = time.perf_counter()
-            with SparkWarehouse(folder, SparkConfig()) as wh:
+            with SparkWarehouse(folder, spark) as wh:
                 opened = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 frame = build_features(wh, entities, cfg)
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = world(accounts, days, args.fresh)
         settings = load_settings(paths={"models_dir": str(models(args.fresh))})
         scorer = scorer_of(settings)
-        with SparkWarehouse(folder, SparkConfig()) as wh:
+        with SparkWarehouse(folder, spark) as wh:
             t0 = time.perf_counter()
             batch = score_on_spark(wh, None, scorer, str(OUT / f"batch_{accounts}"),
                                    top_k=settings.health.batch_top_factors)
