@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="tiny worlds (a smoke run)")
     parser.add_argument("--fresh", action="store_true", help="regenerate the worlds")
     parser.add_argument("--only", choices=("features", "score"), default=None)
+    parser.add_argument("--parquet-world", type=Path, default=None,
+                        help="also (with --only features: only) build the features of this "
+                             "contract Parquet folder, e.g. a 100 M-event replica")
     parser.add_argument("--driver-memory", default=None,
                         help="spark.driver.memory (local mode: all of Spark), e.g. 6g")
     args = parser.parse_args(argv)
@@ -104,9 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("spark session start (local[2])", "-", 0, time.perf_counter() - t0, ""))
     cfg = FeatureConfig()
     worlds = SMALL["features"] if args.small else FEATURE_WORLDS
+    folders = {name: (world(accounts, days, args.fresh), f"{accounts:,}x{days}")
+               for name, (accounts, days) in worlds.items()
+               if args.parquet_world is None or args.only != "features"}
+    if args.parquet_world is not None:
+        folders[args.parquet_world.name] = (args.parquet_world, "given folder")
     if args.only in (None, "features"):
-        for name, (accounts, days) in worlds.items():
-            folder = world(accounts, days, args.fresh)
+        for name, (folder, size) in folders.items():
             events = usage_rows(folder)
             duck = parquet_duckdb(folder)
             from features.contract.warehouse import today
@@ -116,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             build_features(duck, entities, cfg)
             seconds = time.perf_counter() - t0
-            rows.append((f"features {name}: duckdb on the Parquet", f"{accounts:,}x{days}",
+            rows.append((f"features {name}: duckdb on the Parquet", size,
                          events, seconds, f"{events / seconds:,.0f} events/s"))
             duck.close()
             t0 = time.perf_counter()
@@ -127,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = time.perf_counter() - t0
             assert len(frame) == len(entities)
             rows.append((f"features {name}: spark open (schemas, driver tables)",
-                         f"{accounts:,}x{days}", events, opened, ""))
-            rows.append((f"features {name}: spark build", f"{accounts:,}x{days}", events,
+                         size, events, opened, ""))
+            rows.append((f"features {name}: spark build", size, events,
                          seconds, f"{events / seconds:,.0f} events/s"))
     if args.only in (None, "score"):
         accounts, days = SMALL["score"] if args.small else SCORE_WORLD
