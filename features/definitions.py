@@ -160,8 +160,8 @@ def restrict(
     its compiled form can be reused; the engine turns the one-row bounds into a filter on the
     scan. `before_lookback`: only the rows older than the usage lookback (days_since fallback).
     `as_of_range` (earliest, latest as_of), when given, puts the same bounds in as literals
-    instead: a large batch compiles per call anyway, and a literal bound prunes the scan before
-    anything is read.
+    (or as scalar expressions: statement parameters, `features/duckdb_sql.py`) instead: a
+    bound the engine knows before it plans prunes the scan before anything is read.
     """
     if account_ids is not None and len(account_ids) <= literal_max:
         cond = source.account_id.isin(list(account_ids))
@@ -171,8 +171,8 @@ def restrict(
     if time_column is None:
         return out
     if as_of_range is not None:
-        earliest = ibis.literal(as_of_range[0], type="timestamp")
-        latest = ibis.literal(as_of_range[1], type="timestamp")
+        earliest, latest = (b if isinstance(b, ir.Value) else ibis.literal(b, type="timestamp")
+                            for b in as_of_range)
     else:
         earliest, latest = ent.as_of.min(), ent.as_of.max()
     since = None
