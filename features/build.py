@@ -4,14 +4,15 @@ This module owns running the definitions of `features/definitions.py` against th
 an entity frame (`account_id`, `as_of`): validating the entities, executing one Ibis expression
 per connected source table (each restricted to the entity accounts and time range before
 anything else), and assembling the frame in the registry's order with the registry's dtypes.
-Many entities run in DuckDB, compiled per call. Few (the online path) have their rows fetched
-from DuckDB and all the expressions run side by side on SQLite, compiled once per warehouse
-schema (`features/sqlite_engine.py`): the same definitions on another engine, because DuckDB
-2.0's fixed cost per statement is most of a one-account build. A long-lived reader of a
-read-only warehouse (the service) holds the rows in memory by account instead of fetching them
-(`warm_online`, `features/account_rows.py`). On both paths usage's days-since fallback (rows
-before its lookback) runs only for the entities left without an activity date. It defines no
-feature itself (definitions.py does) and never writes to the warehouse.
+Many entities run in DuckDB, each source's statement compiled once per warehouse schema with the
+entities' time range as parameters (`features/duckdb_sql.py`). Few (the online path) have their
+rows fetched from DuckDB and all the expressions run side by side on SQLite, compiled once per
+warehouse schema (`features/sqlite_engine.py`): the same definitions on another engine,
+because DuckDB 2.0's fixed cost per statement is most of a one-account build. A long-lived
+reader of a read-only warehouse (the service) holds the rows in memory by account instead of
+fetching them (`warm_online`, `features/account_rows.py`). On both paths usage's days-since
+fallback (rows before its lookback) runs only for the entities left without an activity date.
+It defines no feature itself (definitions.py does) and never writes to the warehouse.
 
 Missing semantics are documented in `features/definitions.py`; the one rule that lives here: a
 source table that is not connected gives NaN for all its features.
@@ -106,8 +107,9 @@ def build_features(
     Up to `cfg.online_max_entities` distinct entity rows (the online path), the entities' rows
     run through SQL compiled for SQLite once per warehouse schema, so a call costs neither
     Ibis's compilation nor DuckDB's per-statement planning; larger frames run in DuckDB,
-    compiled per call with the entities' time range as literal bounds, so the engine skips rows
-    outside every window. Both run the same definitions and give the same values (tested).
+    compiled once per warehouse schema with the entities' time range as statement parameters,
+    so the engine skips rows outside every window. Both run the same definitions and give the
+    same values (tested).
     """
     report = progress or (lambda _step, _done: None)
     ents = validate_entities(entities)
