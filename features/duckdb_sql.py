@@ -55,7 +55,15 @@ class Compiled:
 
 
 def compile_expr(expr: ir.Table) -> Compiled:
-    """DuckDB SQL of an Ibis expression whose `parameter`s become `$name` placeholders."""
+    """DuckDB SQL of an Ibis expression whose `parameter`s become `$name` placeholders, its
+    common subexpressions read inline."""
     names = frozenset(p.name for p in expr.op().find(Parameter))
-    sql = _COMPILER.to_sqlglot(expr).sql(dialect="duckdb", copy=False)
+    tree = _COMPILER.to_sqlglot(expr)
+    # A relation read by several parts of the statement (the restricted usage rows: the
+    # user-days, the account-days and the events read them) is compiled as a CTE, which DuckDB
+    # 2.0 materialises, buffering every row; read inline, each part scans the table for its own
+    # columns with the same pushed-down filters, which costs a large build less.
+    for cte in tree.find_all(sge.CTE):
+        cte.set("materialized", False)
+    sql = tree.sql(dialect="duckdb", copy=False)
     return Compiled(sql, names)
