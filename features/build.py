@@ -4,14 +4,15 @@ This module owns running the definitions of `features/definitions.py` against th
 an entity frame (`account_id`, `as_of`): validating the entities, executing one Ibis expression
 per connected source table (each restricted to the entity accounts and time range before
 anything else), and assembling the frame in the registry's order with the registry's dtypes.
-Many entities run in DuckDB, compiled per call. Few (the online path) have their rows fetched
-from DuckDB and all the expressions run side by side on SQLite, compiled once per warehouse
-schema (`features/sqlite_engine.py`): the same definitions on another engine, because DuckDB
-2.0's fixed cost per statement is most of a one-account build. A long-lived reader of a
-read-only warehouse (the service) holds the rows in memory by account instead of fetching them
-(`warm_online`, `features/account_rows.py`). On both paths usage's days-since fallback (rows
-before its lookback) runs only for the entities left without an activity date. It defines no
-feature itself (definitions.py does) and never writes to the warehouse.
+Many entities run in DuckDB, each source's statement compiled once per warehouse schema with the
+entities' time range as parameters (`features/duckdb_sql.py`). Few (the online path) have their
+rows fetched from DuckDB and all the expressions run side by side on SQLite, compiled once per
+warehouse schema (`features/sqlite_engine.py`): the same definitions on another engine,
+because DuckDB 2.0's fixed cost per statement is most of a one-account build. A long-lived
+reader of a read-only warehouse (the service) holds the rows in memory by account instead of
+fetching them (`warm_online`, `features/account_rows.py`). On both paths usage's days-since
+fallback (rows before its lookback) runs only for the entities left without an activity date.
+It defines no feature itself (definitions.py does) and never writes to the warehouse.
 
 Missing semantics are documented in `features/definitions.py`; the one rule that lives here: a
 source table that is not connected gives NaN for all its features.
@@ -31,9 +32,12 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from ibis.backends.sql.datatypes import DuckDBType
 
 from features import definitions as d
-from features import sqlite_engine
+from features import duckdb_sql, sqlite_engine
 from features.account_rows import AccountRows
 from features.contract.tables import TABLES
 from features.contract.tables import table as contract_table
@@ -103,8 +107,9 @@ def build_features(
     Up to `cfg.online_max_entities` distinct entity rows (the online path), the entities' rows
     run through SQL compiled for SQLite once per warehouse schema, so a call costs neither
     Ibis's compilation nor DuckDB's per-statement planning; larger frames run in DuckDB,
-    compiled per call with the entities' time range as literal bounds, so the engine skips rows
-    outside every window. Both run the same definitions and give the same values (tested).
+    compiled once per warehouse schema with the entities' time range as statement parameters,
+    so the engine skips rows outside every window. Both run the same definitions and give the
+    same values (tested).
     """
     report = progress or (lambda _step, _done: None)
     ents = validate_entities(entities)
@@ -210,6 +215,26 @@ def _part(frame: pd.DataFrame) -> Part:
     return part
 
 
+def _arrow_part(table: pa.Table) -> Part:
+    """A DuckDB result read as Arrow as a part, as `_part` reads one: numbers (and booleans)
+    as float64 with NaN, anything else as numpy arrays of Python objects."""
+    eids = table[d.ENTITY_KEY].to_numpy()
+    order = None if bool(np.all(eids[1:] >= eids[:-1])) else np.argsort(eids, kind="stable")
+    part: Part = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        kind = col.type
+        if name == d.ENTITY_KEY:
+            values = eids
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or \
+                pa.types.is_boolean(kind) or pa.types.is_decimal(kind):
+            values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+        else:
+            values = np.empty(len(col), dtype=object)
+            values[:] = col.to_pylist()
+        part[name] = values if order is None else values[order]
+    return part
+
+
 def _source_features(table: str, types: tuple[EventType, ...]) -> tuple[str, ...]:
     """The feature columns of one source's step: the registry's, and usage's event types."""
     names = d.SOURCE_BY_TABLE[table].features
@@ -248,9 +273,12 @@ class _Runner:
 
 
 class _Batch(_Runner):
-    """Compile per call with literal time bounds: the engine skips rows outside every window
-    before reading them, which costs a large batch less CPU and peak memory than bounds
-    derived from the entity table."""
+    """Many entities in DuckDB. The sources' steps run SQL compiled once per warehouse schema
+    (`_batch_sql`), the entities' time range bound as statement parameters: the engine skips
+    rows outside every window before reading them, as with literal bounds, without building
+    and compiling the expressions again on every call (as costly as the statements
+    themselves for a few thousand entities). The profile, whose columns are of the
+    customer's types (custom attributes), is compiled per call and read through Ibis."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> None:
         # Ibis changes session settings (timezone, Python replacement scans) of the connection
@@ -258,31 +286,82 @@ class _Batch(_Runner):
         self.cursor = con.cursor()
         self.backend = ibis.duckdb.from_connection(self.cursor)
         self.cfg = cfg
-        self.columns = {t: {c for c, _ in cols} for t, cols in
-                        catalog_read(con, "shape", lambda: shape_of(self.cursor))}
+        self.shape = catalog_read(con, "shape", lambda: shape_of(self.cursor))
+        self.columns = {t: {c for c, _ in cols} for t, cols in self.shape}
+
+    def connected(self) -> frozenset[str]:
+        return frozenset(self.columns)
 
     def run(self, name: str, build: Build, keys: pd.DataFrame) -> Part:
+        if name != "accounts":
+            return self._run_compiled(name, keys)
         ent = ibis.memtable(keys)
         ids = sorted(keys["account_id"].unique())
-        lookback = {s.table: s.lookback_days for s in d.SOURCES}
-        as_of_range = (keys["as_of"].min(), keys["as_of"].max())
 
         def source(table: str, older: bool = False) -> ir.Table:
             raw = self.backend.table(table)
             # The columns the shape leaves out (see shape_of) are read as absent.
             raw = raw.select(*[c for c in raw.columns if c in self.columns[table]])
-            return d.restrict(
-                raw, ent, ids,
-                literal_max=self.cfg.literal_account_filter_max,
-                time_column=contract_table(table).time_column,
-                lookback_days=lookback.get(table), before_lookback=older,
-                as_of_range=as_of_range,
-            )
+            return d.restrict(raw, ent, ids, literal_max=self.cfg.literal_account_filter_max)
 
         return _part(self.backend.execute(build(ent, source)))
 
+    def _run_compiled(self, name: str, keys: pd.DataFrame) -> Part:
+        compiled = _batch_sql(self.shape, self.cfg.attribute_prefix, name, self.types)
+        bounds = {"earliest": keys["as_of"].min(), "latest": keys["as_of"].max()}
+        self.cursor.register(BATCH_ENTITY_VIEW, pa.Table.from_pandas(
+            keys, schema=ENTITY_SCHEMA.to_pyarrow(), preserve_index=False))
+        try:
+            table = self.cursor.sql(compiled.sql, params={
+                k: v.to_pydatetime() for k, v in bounds.items() if k in compiled.parameters
+            }).to_arrow_table()
+        finally:
+            self.cursor.unregister(BATCH_ENTITY_VIEW)
+        return _arrow_part(table)
+
     def close(self) -> None:
         self.cursor.close()
+
+
+BATCH_ENTITY_VIEW = "_healthscore_batch_entities"
+
+
+@functools.lru_cache(maxsize=64)
+def _batch_sql(shape: Shape, prefix: str, step: str, types: tuple[EventType, ...] = ()
+               ) -> duckdb_sql.Compiled:
+    """DuckDB SQL of one source's step for a warehouse schema: the entities are the view
+    `BATCH_ENTITY_VIEW` (the sources restricted to their accounts by a semi join on it, which
+    DuckDB turns into a filter on the scan), the time bounds the parameters `$earliest` and
+    `$latest` (the entities' first and last as_of)."""
+    tables = {
+        name: ibis.table(ibis.schema([(c, DuckDBType.from_string(t)) for c, t in cols]),
+                         name=name)
+        for name, cols in shape
+    }
+    ent = ibis.table(ENTITY_SCHEMA, name=BATCH_ENTITY_VIEW)
+    bounds = (duckdb_sql.parameter("earliest", "timestamp"),
+              duckdb_sql.parameter("latest", "timestamp"))
+    return duckdb_sql.compile_expr(_step_expr(tables, ent, prefix, step, types, bounds))
+
+
+def _step_expr(tables: dict[str, ir.Table], ent: ir.Table, prefix: str, step: str,
+               types: tuple[EventType, ...], as_of_range: tuple[ir.Value, ir.Value] | None
+               ) -> ir.Table:
+    """The expression of one step (or of all of them side by side, `ALL_STEPS`) over unbound
+    tables, with no per-call literal: sources restricted by a semi join on `ent`, their time
+    bounds from `ent` itself or `as_of_range`."""
+    lookback = {s.table: s.lookback_days for s in d.SOURCES}
+
+    def source(table: str, older: bool = False) -> ir.Table:
+        return d.restrict(
+            tables[table], ent, None, time_column=contract_table(table).time_column,
+            lookback_days=lookback.get(table), before_lookback=older, as_of_range=as_of_range,
+        )
+
+    builds = dict(_steps(frozenset(tables), prefix, types))
+    if step == ALL_STEPS:
+        return _side_by_side(ent, source, builds, types)
+    return (_older_usage if step == FALLBACK else builds[step])(ent, source)
 
 
 ENTITY_VIEW = "_healthscore_entities"
@@ -408,20 +487,7 @@ def _online_sql(shape: Shape, prefix: str, step: str, types: tuple[EventType, ..
         for name, cols in shape
     }
     ent = ibis.table(ENTITY_SCHEMA, name=ENTITY_VIEW)
-
-    lookback = {s.table: s.lookback_days for s in d.SOURCES}
-
-    def source(table: str, older: bool = False) -> ir.Table:
-        return d.restrict(
-            tables[table], ent, None, time_column=contract_table(table).time_column,
-            lookback_days=lookback.get(table), before_lookback=older,
-        )
-
-    builds = dict(_steps(frozenset(tables), prefix, types))
-    if step == ALL_STEPS:
-        expr = _side_by_side(ent, source, builds, types)
-    else:
-        expr = (_older_usage if step == FALLBACK else builds[step])(ent, source)
+    expr = _step_expr(tables, ent, prefix, step, types, None)
     return sqlite_engine.compile_expr(expr)
 
 

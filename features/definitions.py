@@ -12,8 +12,8 @@ overall time range (`restrict`), then the entity table (`_eid`, `account_id`, `a
 to it on `account_id` with `time < as_of` (and `time >= as_of - lookback` where the table's
 features look back a bounded window), then conditional aggregates per window, then a left join
 back to the entities so each definition yields exactly one row per entity. Usage, the big table,
-is rolled up to (account, user, day) and (account, feature, day) rows first, and distinct counts
-are counted as "first day of the key in the window" rows (see `usage_features`).
+needs no window function and no COUNT(DISTINCT): a distinct count is a count of the keys (users,
+features) aggregated per entity first (see `usage_features`).
 
 Time rules (point in time)
 - `as_of` is a date at midnight; a window of N days is `[as_of - N days, as_of)`. A row dated
@@ -160,8 +160,8 @@ def restrict(
     its compiled form can be reused; the engine turns the one-row bounds into a filter on the
     scan. `before_lookback`: only the rows older than the usage lookback (days_since fallback).
     `as_of_range` (earliest, latest as_of), when given, puts the same bounds in as literals
-    instead: a large batch compiles per call anyway, and a literal bound prunes the scan before
-    anything is read.
+    (or as scalar expressions: statement parameters, `features/duckdb_sql.py`) instead: a
+    bound the engine knows before it plans prunes the scan before anything is read.
     """
     if account_ids is not None and len(account_ids) <= literal_max:
         cond = source.account_id.isin(list(account_ids))
@@ -171,8 +171,8 @@ def restrict(
     if time_column is None:
         return out
     if as_of_range is not None:
-        earliest = ibis.literal(as_of_range[0], type="timestamp")
-        latest = ibis.literal(as_of_range[1], type="timestamp")
+        earliest, latest = (b if isinstance(b, ir.Value) else ibis.literal(b, type="timestamp")
+                            for b in as_of_range)
     else:
         earliest, latest = ent.as_of.min(), ent.as_of.max()
     since = None
@@ -215,23 +215,21 @@ def attach(left: ir.Table, agg: ir.Table) -> ir.Table:
 
 
 # --- usage: engagement, usage, adoption -------------------------------------------------------
-def _first_in(day: ir.DateValue, prev_day: ir.DateValue, start: ir.DateValue) -> ir.BooleanValue:
-    """A row whose key (user, feature) was not seen since `start` before: the key's first day
-    in a window starting at `start`. Counting these counts distinct keys in the window."""
-    return (day >= start) & (prev_day.isnull() | (prev_day < start))
-
-
 def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table,
                    types: Sequence[EventType] = ()) -> ir.Table:
     """Engagement, usage and adoption features from usage_events.
 
-    Rows are first rolled up to one per (account, user, day) and one per (account, feature,
-    day), each carrying the previous day the same user (feature) was active. A distinct count
-    over a window is then a plain count of the rows that are the key's first day in the window,
-    so every entity aggregate is a filtered COUNT/SUM (on DuckDB, much faster than
-    COUNT(DISTINCT ...) FILTER over a large usage table). Days are compared as dates; as_of is a
-    midnight, so `day < as_of` is the same test as `ts < as_of`. Rows older than the source
-    restriction have no previous day, which is right: they are before every window.
+    No window function and no COUNT(DISTINCT): a distinct count over a window is a count of
+    keys with a row in it, so each key (user, feature) is first aggregated per entity, then
+    counted per entity. Two paths over the rows:
+    - users: the rows rolled up to one per (account, user, day) (what logins count), joined
+      to the entities whose window holds the day, then per (entity, user) the days in each
+      window, then per entity the users with a day in it and the sum of their days;
+    - events: the rows themselves joined to the entities, per (entity, feature) the events and
+      days in each window, then per entity the features with a day in it, the events of every
+      window (all features, and each event type's) and the latest event.
+    Active days are the (account, day) keys of the rows in the 30 days. Days are compared
+    as dates; as_of is a midnight, so `day < as_of` is the same test as `ts < as_of`.
 
     `types`: the event types with features of their own (`event_type_features`).
     """
@@ -259,78 +257,75 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table,
                 src.day < e0.as_day,
                 src.day >= e0[_since(lookback)],
             ],
-        ).select(e0[ENTITY_KEY], e0.as_day, *[e0[_since(n)] for n in _USAGE_STARTS], src.day,
+        ).select(e0[ENTITY_KEY], *[e0[_since(n)] for n in _USAGE_STARTS], src.day,
                  *[src[c] for c in cols])
 
-    user_days = u.group_by(["account_id", "user_id", "day"]).aggregate(
-        events=u.quantity.sum(), last_ts=u.ts.max()
-    )
-    user_days = user_days.mutate(
-        prev_day=user_days.day.lag().over(
-            ibis.window(group_by=["account_id", "user_id"], order_by="day")
-        )
-    )
-    j = joined(user_days, USAGE_LOOKBACK_DAYS, ["user_id", "events", "last_ts", "prev_day"])
-    d, prev = j.day, j.prev_day
-    s7, s30, s60, s90 = (j[_since(n)] for n in _USAGE_STARTS)
-    in7, in30 = d >= s7, d >= s30
-    before30 = (d >= s60) & (d < s30)
-    known = j.user_id.notnull()
-    users = j.group_by([ENTITY_KEY]).aggregate(
-        active_users_7d=_count(d, _first_in(d, prev, s7) & known),
-        active_users_30d=_count(d, _first_in(d, prev, s30) & known),
-        active_users_90d=_count(d, _first_in(d, prev, s90) & known),
-        # One row per user-day: counting rows counts distinct user-days (logins).
-        logins_30d=_count(d, in30 & known),
-        logins_prev=_count(d, before30 & known),
-        events_7d=j.events.sum(where=in7),
-        events_30d=j.events.sum(where=in30),
-        events_prev=j.events.sum(where=before30),
-        events_90d=j.events.sum(),
-        last_ts=j.last_ts.max(),
+    def windows(j: ir.Table) -> dict[str, ir.BooleanValue]:
+        """Which of the usage windows hold a joined row's day (all of them: the 90 days)."""
+        d = j.day
+        return {"7d": d >= j[_since(7)], "30d": d >= j[_since(30)],
+                "prev": (d >= j[_since(60)]) & (d < j[_since(30)])}
+
+    user_days = u.select("account_id", "user_id", "day").distinct()
+    ju = joined(user_days.filter(user_days.user_id.notnull()), USAGE_LOOKBACK_DAYS,
+                ["user_id"])
+    w = windows(ju)
+    # One row per user-day: counting a user's rows counts its days in the window (logins).
+    per_user = ju.group_by([ENTITY_KEY, "user_id"]).aggregate(
+        **{f"days_{k}": _count(ju.day, v) for k, v in w.items()})
+    users = per_user.group_by(ENTITY_KEY).aggregate(
+        active_users_7d=_count(per_user.days_7d, per_user.days_7d > 0),
+        active_users_30d=_count(per_user.days_30d, per_user.days_30d > 0),
+        active_users_90d=_count(per_user.days_30d),
+        logins_30d=per_user.days_30d.sum(),
+        logins_prev=per_user.days_prev.sum(),
     )
 
     account_days = u.select("account_id", "day").distinct()
     jd = joined(account_days, 30, [])
     active_days = jd.group_by([ENTITY_KEY]).aggregate(active_days_30d=_count(jd.day))
 
-    feature_days = u.select("account_id", "event", "day").distinct()
-    feature_days = feature_days.mutate(
-        prev_day=feature_days.day.lag().over(
-            ibis.window(group_by=["account_id", "event"], order_by="day")
-        )
+    je = joined(u, USAGE_LOOKBACK_DAYS, ["event", "quantity", "ts"])
+    w = windows(je)
+    per_event = je.group_by([ENTITY_KEY, "event"]).aggregate(
+        **{f"events_{k}": je.quantity.sum(where=v) for k, v in w.items()},
+        events_90d=je.quantity.sum(),
+        days_30d=_count(je.day, w["30d"]),
+        days_prev=_count(je.day, w["prev"]),
+        last_ts=je.ts.max(),
     )
-    jf = joined(feature_days, USAGE_LOOKBACK_DAYS, ["prev_day"])
-    d, prev = jf.day, jf.prev_day
-    s30, s60, s90 = (jf[_since(n)] for n in (30, 60, USAGE_LOOKBACK_DAYS))
-    used = jf.group_by([ENTITY_KEY]).aggregate(
-        features_used_30d=_count(d, _first_in(d, prev, s30)),
-        features_used_prev=_count(d, _first_in(d, prev, s60) & (d < s30)),
-        features_used_90d=_count(d, _first_in(d, prev, s90)),
+    p = per_event
+    used = p.group_by(ENTITY_KEY).aggregate(
+        # Every (entity, feature) row has a day in the 90 days; a feature is a distinct
+        # `event` value (a row without one is its own).
+        features_used_30d=_count(p.days_30d, p.days_30d > 0),
+        features_used_prev=_count(p.days_prev, p.days_prev > 0),
+        features_used_90d=_count(p.days_30d),
+        **{name: p[name].sum() for name in ("events_7d", "events_30d", "events_prev",
+                                            "events_90d")},
+        last_ts=p.last_ts.max(),
+        **_event_type_sums(p, types),
     )
 
     e = ent
-    aggs = [users, active_days, used, seats]
-    by_type = _event_type_sums(u, joined, types)
-    if by_type is not None:
-        aggs.append(by_type)
-    for agg in aggs:
+    for agg in (users, active_days, used, seats):
         e = attach(e, agg)
     seats_den = e.contracted_seats.nullif(0)
 
-    def per_user(value: ir.Value) -> ir.Value:
+    def per_user_value(value: ir.Value) -> ir.Value:
         return value if has_users else ibis.null("float64")
 
     return e.select(
         ENTITY_KEY,
         "account_id",
         "as_of",
-        active_users_7d=per_user(_zero(e.active_users_7d)),
-        active_users_30d=per_user(_zero(e.active_users_30d)),
-        active_users_90d=per_user(_zero(e.active_users_90d)),
-        active_user_ratio_30d=per_user(_zero(e.active_users_30d) / seats_den),
-        logins_30d=per_user(_zero(e.logins_30d)),
-        logins_pct_change_30d=per_user(_pct_change(_zero(e.logins_30d), _zero(e.logins_prev))),
+        active_users_7d=per_user_value(_zero(e.active_users_7d)),
+        active_users_30d=per_user_value(_zero(e.active_users_30d)),
+        active_users_90d=per_user_value(_zero(e.active_users_90d)),
+        active_user_ratio_30d=per_user_value(_zero(e.active_users_30d) / seats_den),
+        logins_30d=per_user_value(_zero(e.logins_30d)),
+        logins_pct_change_30d=per_user_value(
+            _pct_change(_zero(e.logins_30d), _zero(e.logins_prev))),
         active_days_30d=_zero(e.active_days_30d),
         days_since_last_activity=_days_between(e.as_of, e.last_ts),
         events_7d=_zero(e.events_7d),
@@ -345,7 +340,6 @@ def usage_features(ent: ir.Table, usage: ir.Table, seats: ir.Table,
     )
 
 
-_TYPE_WINDOWS = {"7d": 7, "30d": 30, "90d": USAGE_LOOKBACK_DAYS}
 _USAGE_STARTS = (7, 30, 60, USAGE_LOOKBACK_DAYS)
 """Usage windows start this many days before as_of (60: the 30 days before the last 30)."""
 
@@ -355,36 +349,18 @@ def _since(n: int) -> str:
     return f"_since{n}"
 
 
-def _event_type_sums(u: ir.Table, joined: Callable[..., ir.Table],
-                     types: Sequence[EventType]) -> ir.Table | None:
+def _event_type_sums(per_event: ir.Table, types: Sequence[EventType]) -> dict[str, ir.Value]:
     """Per entity, each event type's events (summed quantities, as `events_*`) per window and
-    in the 30 days before the last 30: `_et<i>_<window>`, `_et<i>_prev`. Rows are first
-    labelled with their type's slug (types absent from the data have no rows) and rolled up to
-    (account, type, day). None without any type present."""
-    present = [(i, t) for i, t in enumerate(types) if t.names]
-    if not present:
-        return None
-    label = ibis.cases(*[(u.event.isin(list(t.names)), t.slug) for _, t in present],
-                       else_=ibis.null("string"))
-    typed = u.mutate(etype=label)
-    typed = typed.filter(typed.etype.notnull())
-    type_days = typed.group_by(["account_id", "etype", "day"]).aggregate(
-        events=typed.quantity.sum())
-    j = joined(type_days, USAGE_LOOKBACK_DAYS, ["etype", "events"])
-    d = j.day
-    # Two passes: the windows per (entity, type) over the joined rows, then one column per
-    # type over those few rows. In one pass every joined row would evaluate every type's
-    # windows (types x windows filters a row): most of a large build's usage cost.
-    windows: dict[str, ir.Value] = {
-        suffix: j.events.sum(where=d >= j[_since(n)]) for suffix, n in _TYPE_WINDOWS.items()}
-    windows["prev"] = j.events.sum(where=(d >= j[_since(60)]) & (d < j[_since(30)]))
-    per_type = j.group_by([ENTITY_KEY, "etype"]).aggregate(**windows)
+    in the 30 days before the last 30 (`_et<i>_<window>`, `_et<i>_prev`), summed over the
+    entity's (entity, event) rows of the type's names: types absent from the data have none."""
     sums: dict[str, ir.Value] = {}
-    for i, t in present:
-        mine = per_type.etype == t.slug
-        for suffix in windows:
-            sums[f"_et{i}_{suffix}"] = per_type[suffix].sum(where=mine)
-    return per_type.group_by([ENTITY_KEY]).aggregate(**sums)
+    for i, t in enumerate(types):
+        if not t.names:
+            continue
+        mine = per_event.event.isin(list(t.names))
+        for suffix in ("7d", "30d", "90d", "prev"):
+            sums[f"_et{i}_{suffix}"] = per_event[f"events_{suffix}"].sum(where=mine)
+    return sums
 
 
 def event_type_features(e: ir.Table, types: Sequence[EventType]) -> dict[str, ir.Value]:

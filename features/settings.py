@@ -44,15 +44,18 @@ class FeatureConfig(Section):
     """Up to this many distinct entity rows (the online path), fetch the entities' rows and run
     the definitions on SQLite, compiled once per warehouse schema (features/sqlite_engine.py),
     cheaper than the batch path for that many entities; beyond it, run them in DuckDB,
-    compiled per call with the entities' time range as literal bounds."""
+    compiled once per warehouse schema with the entities' time range as statement
+    parameters."""
     online_row_index_max_rows: int = Field(10_000_000, ge=0)
     """For a read-only warehouse (the service's snapshot) of up to this many rows in the tables
     the definitions read, hold them in memory by account (features/account_rows.py): the
     online path then slices an account's rows instead of running a DuckDB statement per table.
     Costs the rows' memory (bench/RESULTS.md); 0 turns it off."""
     literal_account_filter_max: int = Field(1000, ge=0)
-    """Up to this many entity accounts, sources are filtered with a literal IN list (pushed into
-    the scan: a one-account build reads little); beyond it, with a semi join on the entities."""
+    """Up to this many entity accounts, the Spark engine's sources and the batch path's accounts
+    are filtered with a literal IN list (pushed into the scan: a one-account build reads
+    little); beyond it, with a semi join on the entities. The batch path's other sources always
+    use the semi join, which DuckDB turns into a filter on the scan as cheap as the list."""
 
 
 class SparkConfig(Section):

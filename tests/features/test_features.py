@@ -271,21 +271,39 @@ def test_one_account_alone_gets_the_same_values_as_in_a_batch(con, frame):
 @pytest.mark.parametrize(
     "cfg",
     [
-        FeatureConfig(online_max_entities=0),  # compiled per call, literal account list
+        FeatureConfig(online_max_entities=0),  # batch: the profile read by a literal list
         FeatureConfig(online_max_entities=0, literal_account_filter_max=0),  # semi join
     ],
     ids=["batch-literal", "batch-semi-join"],
 )
 def test_every_execution_path_gives_the_same_values(con, frame, cfg):
-    """The default for a few entities reuses compiled SQL; large frames compile per call."""
+    """The default for a few entities runs on SQLite; larger frames in DuckDB: both reuse
+    SQL compiled once per warehouse schema."""
     ents = entities(("a", T), ("b", T), ("c", T), ("a", "2023-12-01"))
     expected = build_features(con, ents, CFG)
     pd.testing.assert_frame_equal(build_features(con, ents, cfg), expected)
     pd.testing.assert_frame_equal(expected.iloc[:3], frame)
 
 
+def test_batch_statements_compiled_once_read_each_call_s_own_time_range(con):
+    """The batch path's statements are compiled once per schema, the as-of range bound per
+    call: builds of other ranges on the same connection equal builds of each alone."""
+    from features.build import _batch_sql
+
+    first = entities(("a", T), ("b", T))
+    later = entities(("a", "2024-02-15"), ("a", "2023-11-01"))
+    cfg = FeatureConfig(online_max_entities=0)
+    build_features(con, first, cfg)
+    hits = _batch_sql.cache_info().hits
+    got = build_features(con, later, cfg)
+    assert _batch_sql.cache_info().hits > hits
+    each = pd.concat([build_features(con, later.iloc[[i]], CFG) for i in range(len(later))],
+                     ignore_index=True)
+    pd.testing.assert_frame_equal(got, each, check_categorical=False)
+
+
 def test_the_online_path_and_the_batch_path_agree_on_a_generated_world():
-    """A few entities reuse compiled SQL; many compile per call: same values either way."""
+    """A few entities run on SQLite, many in DuckDB: same values either way."""
     from datetime import date
 
     from features.synth.generate import generate_world

@@ -1,10 +1,10 @@
 """The usage features equal an independent pandas computation of them on a generated world.
 
-The usage definitions are written for speed on large tables (rolled-up days, "first day in the
-window" counts, per-type window sums pivoted in a second pass, window starts computed once per
-entity): this checks every value against a plain groupby of the raw rows
-(`bench/pandas_baseline.py`, the scale bench's baseline), on both execution paths and at several
-as-of dates, so a faster formulation cannot change a value unnoticed.
+The usage definitions are written for speed on large tables (user-days rolled up before the join,
+distinct counts as counts of keys aggregated per entity, per-type sums over the (entity, event)
+rows, window starts computed once per entity): this checks every value against a plain groupby
+of the raw rows (`bench/pandas_baseline.py`, the scale bench's baseline), on both execution paths
+and at several as-of dates, so a faster formulation cannot change a value unnoticed.
 """
 
 from __future__ import annotations
