@@ -1,9 +1,10 @@
 """The playbook-effect estimator checked against a known truth: a generated world with an opt-in
-intervention (`features.synth.params.Intervention`: treated accounts picked by low health, a
-known cut of their churn hazard), scored by the one pipeline at the start and a horizon later,
-estimated by `scoring.effect` exactly as serving does, beside the true effect from the
-generator's hazards (`features.synth.generate.true_effect`). bench/bench_effect.py prints it;
-the tests assert on it."""
+intervention (`features.synth.params.Intervention`: treated accounts picked far more often when
+a yearly contract ends within the window, a known cut of their churn hazard), scored by the one
+pipeline at the start and a horizon later, estimated by `scoring.effect` exactly as serving
+does (the contract's timing read from the features of the portfolio scored at the start),
+beside the true effect from the generator's hazards (`features.synth.generate.true_effect`).
+bench/bench_effect.py prints it; the tests assert on it."""
 
 from __future__ import annotations
 
