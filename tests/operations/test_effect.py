@@ -103,3 +103,45 @@ def test_on_a_world_with_a_known_effect_the_truth_is_inside_the_interval():
     # difference hides the effect.
     assert est.naive - truth > 0.03
     assert est.pairs >= 30
+
+
+def test_the_service_reads_the_contract_timing_from_the_frame_scored_at_each_start(monkeypatch):
+    """`serving.effect.playbook_effect` asks the scored portfolio of each start date (the
+    service's per-snapshot frame) for the contract's timing and matches on it."""
+    from types import SimpleNamespace
+
+    import serving.effect as effect
+
+    rng = np.random.default_rng(9)
+    n, day = 240, pd.Timestamp("2025-01-01")
+    ids = [f"a{i}" for i in range(n)]
+    dims = {f"dim_{d}": rng.uniform(0, 100, n) for d in
+            ("engagement", "adoption", "usage", "support", "satisfaction", "value",
+             "relationship")}
+    start = pd.DataFrame({"account_id": ids, "as_of": day, "score": rng.uniform(0, 100, n),
+                          "profile": "default", "flags": [[] for _ in ids], **dims})
+    later = start.assign(as_of=day + pd.Timedelta(days=90), score=start["score"] + 1.0)
+    renewal = rng.uniform(0, 365, n)
+    features = pd.DataFrame({"account_id": ids, "as_of": day, "days_to_renewal": renewal,
+                             "contract_term_days": 365.0, "auto_renew": 1.0,
+                             "tenure_days": rng.uniform(100, 900, n)})
+    treated = [a for a, r in zip(ids, renewal, strict=True) if r < 120][:40]
+    asked: list[object] = []
+    monkeypatch.setattr(effect, "treated_starts", lambda store, playbook: (
+        pd.DataFrame({"account_id": treated, "as_of": day}), set(treated)))
+    monkeypatch.setattr(effect, "outcome_events", lambda con, target: pd.DataFrame(
+        {"account_id": ids[:20], "at": day + pd.Timedelta(days=10)}))
+    monkeypatch.setattr(effect, "today", lambda con: (day + pd.Timedelta(days=120)).date())
+    store = SimpleNamespace(load_scores=lambda: pd.concat([start, later], ignore_index=True))
+    health = SimpleNamespace(effect_horizon_days=90, effect_caliper=1.0, effect_min_pairs=5,
+                             effect_bootstraps=50)
+
+    def scored_at(when):
+        asked.append(when)
+        return SimpleNamespace(features=features)
+
+    out = effect.playbook_effect(store, None, health, scored_at=scored_at)
+    assert asked == [day.date()]
+    churn, change = out["estimates"]
+    assert churn["treated"] == 40 and churn["pairs"] > 30
+    assert "days_to_renewal" in churn["balance"] and change["effect"] == pytest.approx(0.0)
