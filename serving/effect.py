@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from features.contract.warehouse import today
-from scoring.effect import EXACT, MATCH_ON, NEIGHBOURS, effect_units, estimate_effect
+from scoring.effect import EXACT, MATCH_ON, effect_units, estimate_effect
 from scoring.pipeline import ScoredFrame
 from serving.monitoring import outcome_events
 from serving.operations_store import Task
@@ -71,7 +71,7 @@ def playbook_effect(store: ScoreStore, con: duckdb.DuckDBPyConnection, health: A
     estimates = [estimate_effect(units, list(MATCH_ON), outcome, caliper=health.effect_caliper,
                                  min_pairs=health.effect_min_pairs,
                                  bootstraps=health.effect_bootstraps, exact=EXACT,
-                                 neighbours=NEIGHBOURS)
+                                 neighbours=health.effect_neighbours)
                  .as_dict() for outcome in ("churned", "score_change")]
     return {"playbook": playbook, "horizonDays": health.effect_horizon_days,
             "estimates": estimates, "warnings": []}

@@ -134,7 +134,7 @@ def test_the_service_reads_the_contract_timing_from_the_frame_scored_at_each_sta
     monkeypatch.setattr(effect, "today", lambda con: (day + pd.Timedelta(days=120)).date())
     store = SimpleNamespace(load_scores=lambda: pd.concat([start, later], ignore_index=True))
     health = SimpleNamespace(effect_horizon_days=90, effect_caliper=1.0, effect_min_pairs=5,
-                             effect_bootstraps=50)
+                             effect_bootstraps=50, effect_neighbours=4)
 
     def scored_at(when):
         asked.append(when)
