@@ -1,10 +1,10 @@
 """Did it work: the effect of a completed playbook against matched similar untreated accounts.
 
-Numpy and a scikit-learn ridge. Each treated account is matched, at its own start date, to its
-nearest untreated accounts scored that same date (with replacement, inside a caliper, exactly
-on a few segment columns): the effect on the treated (ATT) is the mean of treated minus matched
+Pure numpy. Each treated account is matched, at its own start date, to its nearest untreated
+accounts scored that same date (with replacement, inside a caliper, exactly on a few segment
+columns): the effect on the treated (ATT) is the mean of treated minus matched
 untreated outcomes, bias-corrected for what the matching leaves (Abadie and Imbens 2011: a
-linear regression of the outcome on the matching inputs among the untreated of the same exact
+ridge regression of the outcome on the matching inputs among the untreated of the same exact
 cell, its prediction for the treated account minus that for its matches taken off each
 difference). Beside it: a bootstrap 95% interval (accounts resampled, matched and regressed
 again), the number of matched treated accounts, the naive treated-minus-untreated difference
@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import Ridge
 
 from scoring.health.profiles import FLAG_CODES
 from scoring.realised import event_within
@@ -51,8 +50,8 @@ NEIGHBOURS = 4
 """Untreated matches per treated account: more than one lowers the variance that rare outcomes
 (churn) give a single match (Abadie and Imbens suggest four)."""
 CORRECTION_RIDGE = 1.0
-"""Ridge penalty of the bias correction's regressions (on standardised inputs; scikit-learn's
-default): it keeps the slopes of a cell with few untreated accounts from chasing noise."""
+"""Ridge penalty of the bias correction's regressions (on standardised inputs; the usual default
+of 1): it keeps the slopes of a cell with few untreated accounts from chasing noise."""
 BALANCE_SMD = 0.25
 """A standardised mean difference above this after matching: the groups are not comparable."""
 UNMATCHED_SHARE = 0.2
@@ -187,10 +186,17 @@ def _correction(m: Matches, y: np.ndarray, is_t: np.ndarray) -> np.ndarray:
         fit = rows & (m.cells == cell)
         if fit.sum() < 2:
             continue
-        slopes = Ridge(alpha=CORRECTION_RIDGE).fit(m.z[fit], y[fit]).coef_
+        slopes = _ridge_slopes(m.z[fit], y[fit], CORRECTION_RIDGE)
         at = cell_t == cell
         out[at] = (m.z[m.treated[at]] - m.z[m.control[at]]) @ slopes
     return out
+
+
+def _ridge_slopes(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """The slopes of a ridge regression with an intercept (the intercept is not penalised):
+    the closed form on centred data, solved in numpy (scoring imports no fitting library)."""
+    xc, yc = x - x.mean(axis=0), y - y.mean()
+    return np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ yc)
 
 
 def _matched_effect(m: Matches, y: np.ndarray, is_t: np.ndarray, bias_correct: bool
