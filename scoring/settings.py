@@ -29,6 +29,8 @@ class HealthConfig(Section):
     effect_caliper: float = Field(1.0, gt=0)
     """Largest distance (in pooled standard deviations of the matching inputs, averaged) of a
     matched untreated account; treated accounts without one inside it stay unmatched."""
+    effect_neighbours: int = Field(4, ge=1)
+    """Untreated matches per treated account (`scoring.effect.NEIGHBOURS`)."""
     effect_bootstraps: int = Field(1000, ge=50)
     """Bootstrap resamples of the matched pairs for the 95% interval."""
     batch_top_factors: int = Field(3, ge=0)

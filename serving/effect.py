@@ -3,13 +3,17 @@
 Thin I/O around `scoring.effect`: the treated accounts are those with a completed task of a
 playbook, each starting at the latest stored score date on or before the task was created; the
 candidates are the accounts with no playbook task at all, scored that same date. The matching
-inputs are the score's inputs as stored (the seven dimensions and the score); the outcomes are
-churn within `health.effect_horizon_days` (warehouse churn events; unknown while the window is
-still open) and the score change over the same days (stored scores).
+inputs are the score's inputs as stored (the score, its seven dimensions and its flags) and the
+contract's timing at the start date (`scoring.effect.CONTRACT`: point-in-time features of the
+portfolio the pipeline scores as of that date); the outcomes are churn within
+`health.effect_horizon_days` (warehouse churn events; unknown while the window is still open)
+and the score change over the same days (stored scores).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import duckdb
@@ -18,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from features.contract.warehouse import today
-from scoring.effect import EXACT, INPUTS, effect_units, estimate_effect
+from scoring.effect import EXACT, MATCH_ON, effect_units, estimate_effect
+from scoring.pipeline import ScoredFrame
 from serving.monitoring import outcome_events
 from serving.operations_store import Task
 from serving.store import ScoreStore
@@ -49,18 +54,24 @@ def treated_starts(store: ScoreStore, playbook: str | None = None) -> tuple[pd.D
 
 
 def playbook_effect(store: ScoreStore, con: duckdb.DuckDBPyConnection, health: Any,
-                    playbook: str | None = None) -> dict[str, Any]:
+                    playbook: str | None = None, *,
+                    scored_at: Callable[[date], ScoredFrame]) -> dict[str, Any]:
+    """The effect estimates; `scored_at(date)`: the portfolio the pipeline scores as of a date
+    (its features give the contract's timing at each start date)."""
     starts, touched = treated_starts(store, playbook)
     if starts.empty:
         return {"playbook": playbook, "estimates": [],
                 "warnings": ["no completed playbook with a stored score at its start"]}
     scores = store.load_scores()
+    features = pd.concat([scored_at(pd.Timestamp(d).date()).features
+                          for d in sorted(set(starts["as_of"]))], ignore_index=True)
     units = effect_units(scores, starts, outcome_events(con, "churn"),
                          pd.Timestamp(today(con)), health.effect_horizon_days,
-                         untreated=set(scores["account_id"]) - touched)
-    estimates = [estimate_effect(units, list(INPUTS), outcome, caliper=health.effect_caliper,
+                         untreated=set(scores["account_id"]) - touched, features=features)
+    estimates = [estimate_effect(units, list(MATCH_ON), outcome, caliper=health.effect_caliper,
                                  min_pairs=health.effect_min_pairs,
-                                 bootstraps=health.effect_bootstraps, exact=EXACT)
+                                 bootstraps=health.effect_bootstraps, exact=EXACT,
+                                 neighbours=health.effect_neighbours)
                  .as_dict() for outcome in ("churned", "score_change")]
     return {"playbook": playbook, "horizonDays": health.effect_horizon_days,
             "estimates": estimates, "warnings": []}

@@ -3,10 +3,12 @@ matured, how the stored predictions did; with an alert when either goes wrong.
 
 Thin I/O around the pure `scoring.drift` and `scoring.realised`: the reference is the
 `reference.json` training saved next to the bundles; the current distribution is the portfolio
-scored by the one pipeline as of the latest stored date; the outcomes are the warehouse's churn
-and expansion events; the predictions are the probabilities the daily job stored with each
-day's scores. Alerts go through `serving.alerts.apply_alerts` on the pseudo-account
-`portfolio` (one open alert per rule, the cool-down, auto-resolve when the condition clears).
+scored by the one pipeline as of the latest stored date (in the service the frame it keeps per
+snapshot and date, `ServiceState.scored_at`: a second call does not score again); the outcomes
+are the warehouse's churn and expansion events; the predictions are the probabilities the daily
+job stored with each day's scores. Alerts go through `serving.alerts.apply_alerts` on the
+pseudo-account `portfolio` (one open alert per rule, the cool-down, auto-resolve when the
+condition clears).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from features.contract.warehouse import connected_tables, today
 from scoring.drift import ALL, REFERENCE_FILE, drift_table
-from scoring.pipeline import Scorer, score_accounts
+from scoring.pipeline import ScoredFrame, Scorer, score_accounts
 from scoring.realised import (
     calibration,
     classification_kpi,
@@ -118,9 +121,13 @@ def kpis(probabilities: pd.DataFrame, scores: pd.DataFrame, con: duckdb.DuckDBPy
 
 
 def monitor(store: ScoreStore, con: duckdb.DuckDBPyConnection, scorer: Scorer, settings: Any,
-            *, raise_alerts: bool = True, as_of: date | None = None) -> dict[str, Any]:
+            *, raise_alerts: bool = True, as_of: date | None = None,
+            scored_at: Callable[[date], ScoredFrame] | None = None) -> dict[str, Any]:
     """The monitoring report (what `healthscore monitor` prints and `GET /v1/monitoring`
-    answers); with `raise_alerts` the drift and AUC alerts are applied in the store."""
+    answers); with `raise_alerts` the drift and AUC alerts are applied in the store.
+
+    `scored_at(date)`: the portfolio scored by the pipeline as of a date (default: scored here;
+    the service hands its per-snapshot frame, so a second call does not score again)."""
     cfg = settings.serving
     notes: list[str] = []
     reference, ref_path = load_reference(settings.paths.models_dir)
@@ -130,7 +137,8 @@ def monitor(store: ScoreStore, con: duckdb.DuckDBPyConnection, scorer: Scorer, s
     if reference is None:
         notes.append(f"no training reference at {ref_path}: train models to get drift")
     else:
-        frame = score_accounts(con, None, when, scorer, trend=False)
+        frame = scored_at(when) if scored_at is not None \
+            else score_accounts(con, None, when, scorer, trend=False)
         current = frame.features.copy()
         current["score"] = frame.scores["score"].to_numpy(dtype=float)
         drift = drift_table(reference, current, min_rows=cfg.monitor_min_rows)

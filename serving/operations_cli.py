@@ -158,11 +158,15 @@ def monitor(ctx: typer.Context, warehouse: Warehouse = None, store_url: StoreUrl
 def effect(ctx: typer.Context, playbook: str | None = None, warehouse: Warehouse = None,
            store_url: StoreUrl = None) -> None:
     """Did it work: completed playbooks against matched similar untreated accounts."""
+    from scoring.pipeline import score_accounts
     from serving.effect import playbook_effect
 
     settings = settings_of(ctx)
     con = open_warehouse(settings, warehouse)
+    scorer = scorer_of(settings, None)
     with _store(ctx, store_url) as store:
-        out = playbook_effect(store, con, settings.health, playbook)
+        out = playbook_effect(store, con, settings.health, playbook,
+                              scored_at=lambda d: score_accounts(con, None, d, scorer,
+                                                                 trend=False))
     con.close()
     _echo(out)

@@ -208,6 +208,30 @@ class ServiceState:
                 self.derived[key] = hit
         return hit
 
+    def scored_at(self, when: date) -> ScoredFrame:
+        """Every account scored by the one pipeline as of `when`: the precomputed portfolio
+        when it is of that date and rules version, else scored once per snapshot, rules
+        version and date (kept with the derived answers), so the reports that read a whole
+        portfolio (monitoring's drift, the playbook effect's start dates) do not score it again
+        on every call."""
+        self.tick()
+        portfolio = self.portfolio
+        if portfolio is not None and len(portfolio) and portfolio.as_of == when \
+                and portfolio.scores["config_version"].iat[0] == self.rules.config_version:
+            return portfolio
+        if not self.snapshot.available:
+            raise Unavailable("the warehouse is not available: run `healthscore ingest` first")
+
+        def make() -> ScoredFrame:
+            try:
+                con = self.snapshot.connection()
+            except WarehouseUnavailable as exc:
+                raise Unavailable(str(exc)) from None
+            return score_accounts(con, None, when, self.scorer, trend=False)
+
+        key = (self.snapshot.generation, self.rules.config_version, "scored-frame", when)
+        return self.derive(key, make)  # type: ignore[no-any-return]
+
     # --- accounts -----------------------------------------------------------------------------
     def precomputed(self, account_id: str, as_of: date | None,
                     activity: Mapping[str, Any] | None) -> bool:

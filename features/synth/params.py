@@ -162,10 +162,12 @@ class Intervention:
 
     On day `start_day` of the period, each account that is a customer then is treated with
     probability sigmoid(logit(`share`) + `selection` * r), r = 1 when a contract of a yearly
-    (or longer) term ends within `duration` days (what the score's `renewal_soon` flag shows),
-    else 0: a rule on an observable that goes with far more churn (a renewal is where accounts
-    leave), so a naive treated-versus-untreated comparison is biased against the playbook,
-    and matching on the score's inputs (its flags among them) can remove the bias. For
+    (or longer) term ends within `duration` days (what the score's `renewal_soon` flag shows,
+    bar a monthly contract without auto-renew, which the flag raises too, and an end exactly
+    `duration` days out), else 0: a rule on an observable that goes with far more churn (a
+    renewal is where accounts leave), so a naive treated-versus-untreated comparison is biased
+    against the playbook, and matching on the score's inputs, its flags and the contract's
+    timing can remove the bias. For
     `duration` days from `start_day` a treated account's daily churn hazard is multiplied by
     `hazard_ratio` (the true effect); the truth keeps the untreated hazards beside the treated
     ones, so the true effect on any window is known exactly."""

@@ -77,11 +77,12 @@ def monitoring(state: State, _who: Reader) -> MonitoringOut:
     only: the alerts are raised by the daily run and `healthscore monitor`)."""
     con = state.snapshot.cursor()
     return MonitoringOut(**monitor(state.store, con, state.scorer, state.settings,
-                                   raise_alerts=False))
+                                   raise_alerts=False, scored_at=state.scored_at))
 
 
 @router.get("/effect", responses=ERRORS)
 def effect(state: State, _who: Reader, playbook: Name = None) -> dict[str, Any]:
     """Did it work: completed playbooks against matched untreated accounts."""
     con = state.snapshot.cursor()
-    return playbook_effect(state.store, con, state.settings.health, playbook)
+    return playbook_effect(state.store, con, state.settings.health, playbook,
+                           scored_at=state.scored_at)

@@ -82,6 +82,38 @@ def test_the_schedule_runs_the_day_once_and_the_log_shows_it(client, keys):
     assert {r["label"] for r in body["realised"]} >= {"churn_90d"}
 
 
+def test_a_second_monitoring_call_reads_the_scored_portfolio_again(client, keys, monkeypatch):
+    """The drift needs the portfolio scored as of the latest stored date: the service scores it
+    once per snapshot, rules version and date, not on every call."""
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    import serving.monitoring as monitoring
+    import serving.state as state_module
+    from scoring.drift import build_reference
+
+    reference = build_reference(pd.DataFrame({"score": np.linspace(0.0, 100.0, 400)}), ["score"])
+    monkeypatch.setattr(monitoring, "load_reference",
+                        lambda folder: (reference, Path(folder) / "reference.json"))
+    table = monitoring.drift_table  # the shared world is smaller than the row minimum
+    monkeypatch.setattr(monitoring, "drift_table",
+                        lambda ref, cur, **_: table(ref, cur, min_rows=1))
+    calls: list[object] = []
+    for module in (monitoring, state_module):
+        real = module.score_accounts
+        monkeypatch.setattr(module, "score_accounts",
+                            lambda *a, _real=real, **k: calls.append(a[2]) or _real(*a, **k))
+    first = client.get("/v1/monitoring", headers=keys["reader"])
+    assert first.status_code == 200, first.text
+    assert [r["column"] for r in first.json()["drift"]] == ["score"]
+    scored = len(calls)
+    second = client.get("/v1/monitoring", headers=keys["reader"])
+    assert second.status_code == 200 and second.json()["drift"] == first.json()["drift"]
+    assert len(calls) == scored <= 1
+
+
 def test_the_effect_says_plainly_when_it_cannot_be_estimated(client, keys):
     r = client.get("/v1/effect", headers=keys["reader"])
     assert r.status_code == 200
