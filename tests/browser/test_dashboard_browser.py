@@ -177,6 +177,9 @@ def test_change_a_band_threshold_with_the_preview_then_save(page, served):
     first = page.locator("table.versions tbody tr").first.inner_text()
     assert "thresholds" in first and "champions start lower" in first
     assert page.locator("#bands-0-min").input_value() == "78"
+    page.set_viewport_size({"width": 390, "height": 844})  # phone width: nothing sideways
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "settings-thresholds-phone")
 
 
 def test_a_reader_cannot_save_settings(page, served):
