@@ -164,6 +164,24 @@ def test_change_a_weight_with_the_preview_then_save(page, served):
     shot(page, "settings-saved")
 
 
+def test_change_a_band_threshold_with_the_preview_then_save(page, served):
+    sign_in(page, served.keys["writer"], "/settings")
+    page.locator("#bands-0-min").fill("78")
+    page.locator("#bands-1-max").fill("77")
+    page.locator("#t-reason").fill("champions start lower")
+    page.locator("#thr-h ~ form button", has_text="Preview").click()
+    page.wait_for_selector("[data-preview]")
+    assert page.locator("#bands-0-min").input_value() == "78"
+    page.get_by_role("button", name="Save as a new rules version").click()
+    page.wait_for_selector(".notice")
+    first = page.locator("table.versions tbody tr").first.inner_text()
+    assert "thresholds" in first and "champions start lower" in first
+    assert page.locator("#bands-0-min").input_value() == "78"
+    page.set_viewport_size({"width": 390, "height": 844})  # phone width: nothing sideways
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "settings-thresholds-phone")
+
+
 def test_a_reader_cannot_save_settings(page, served):
     sign_in(page, served.keys["reader"], "/settings")
     assert page.locator('form[action="/settings/save"]').count() == 0
