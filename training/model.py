@@ -130,6 +130,8 @@ def fit_booster(
         candidate = lgb.train(
             lgb_params(cfg, monotone, leaves), train, num_boost_round=cfg.max_trees,
             valid_sets=[valid], valid_names=["valid"],
+            # The kept trees are re-loaded from text below: no round trip through text here.
+            keep_training_booster=True,
             callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
         )
         best_round = candidate.best_iteration or candidate.current_iteration()
