@@ -304,10 +304,18 @@ def child_train(rows: int, save_models: bool) -> dict[str, Any]:
         call = {"params": dict(params), "data": train_set.data, "label": train_set.label,
                 "categorical": train_set.categorical_feature, "names": train_set.feature_name,
                 "dataset": id(train_set), "dataset_params": dict(train_set.params or {})}
+        # The rounds run, early stopping's patience included: a booster that lightgbm.train
+        # re-loads from text (keep_training_booster=False) reports only its best iteration.
+        ran = [0]
+
+        def count(env) -> None:
+            ran[0] = env.iteration - env.begin_iteration + 1
+
+        kw["callbacks"] = [*(kw.get("callbacks") or []), count]
         t0 = time.perf_counter()
         booster = real_train(params, train_set, num_boost_round=num_boost_round, **kw)
         inside[0] += time.perf_counter() - t0
-        calls.append({**call, "rounds": booster.current_iteration()})
+        calls.append({**call, "rounds": ran[0]})
         return booster
 
     training_model.lgb.train = recording_train  # the module's `lgb` is lightgbm itself
