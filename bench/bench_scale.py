@@ -10,10 +10,17 @@ memory (RSS of the child and anything it starts) is its own:
   must equal the product's values. Throughput is usage events in the warehouse per second.
   Target: 100 M events in under 2 minutes, and at least 10x the pandas baseline at 10 M.
 - training: the six models (churn and expansion x 30/60/90 days) through the product's path
-  (`training.pipeline.train_and_backtest`: a backtest fold per model with early stopping over
-  the leaf candidates, calibration, test metrics, then the refit on every labelled row; no
-  logistic baseline), against a bare `lightgbm.train` of every booster it trained, on the
-  same matrices with the same parameters and the rounds it ran. Target: at most 1.3x bare.
+  with default settings except LightGBM's one thread (`training.pipeline.train_and_backtest`:
+  per model and backtest fold the LightGBM search by successive halving (`training.search`,
+  `search_trials` candidates early-stopped on the validation window, bounded by
+  `search_seconds` of wall time), the fit of its winner early-stopped over the leaf
+  candidates, calibration, test metrics, the champion's bootstrap intervals, segment metrics
+  and the leakage guard; then the refit on every labelled row. Not the logistic candidate,
+  `logistic=False`; no rules ranking is passed, so there is no rules candidate), against a
+  bare `lightgbm.train` of every booster it trained (the search's included), on the same
+  matrices with the same parameters and the rounds it ran, binned once per `lightgbm.Dataset`
+  the product built, with no validation set. Target: at most 1.3x bare in CPU seconds (the
+  machine is shared: wall time is load).
 - batch scoring, the rules score and the six probabilities: the stage of
   `scoring.pipeline.score_accounts` after its feature build (`score_built`), on the features
   of a generated world resampled to 100 k and 1 M accounts (current and trend-date rows, as the
@@ -295,11 +302,20 @@ def child_train(rows: int, save_models: bool) -> dict[str, Any]:
     def recording_train(params, train_set, num_boost_round=100, **kw):
         # Read before training: a Dataset frees its raw data once constructed.
         call = {"params": dict(params), "data": train_set.data, "label": train_set.label,
-                "categorical": train_set.categorical_feature, "names": train_set.feature_name}
+                "categorical": train_set.categorical_feature, "names": train_set.feature_name,
+                "dataset": id(train_set), "dataset_params": dict(train_set.params or {})}
+        # The rounds run, early stopping's patience included: a booster that lightgbm.train
+        # re-loads from text (keep_training_booster=False) reports only its best iteration.
+        ran = [0]
+
+        def count(env) -> None:
+            ran[0] = env.iteration - env.begin_iteration + 1
+
+        kw["callbacks"] = [*(kw.get("callbacks") or []), count]
         t0 = time.perf_counter()
         booster = real_train(params, train_set, num_boost_round=num_boost_round, **kw)
         inside[0] += time.perf_counter() - t0
-        calls.append({**call, "rounds": booster.current_iteration()})
+        calls.append({**call, "rounds": ran[0]})
         return booster
 
     training_model.lgb.train = recording_train  # the module's `lgb` is lightgbm itself
@@ -315,15 +331,18 @@ def child_train(rows: int, save_models: bool) -> dict[str, Any]:
     folder.mkdir(parents=True)
     arrays: dict[int, str] = {}
     manifest = []
+    datasets: dict[int, str] = {}
     for i, call in enumerate(calls):
         key = id(call["data"])
         if key not in arrays:
             arrays[key] = f"x{len(arrays)}.npy"
             np.save(folder / arrays[key], np.asarray(call["data"], dtype=float))
         np.save(folder / f"y{i}.npy", np.asarray(call["label"], dtype=float))
+        dataset = datasets.setdefault(call["dataset"], f"d{len(datasets)}")
         manifest.append({"x": arrays[key], "y": f"y{i}.npy", "params": call["params"],
                          "rounds": call["rounds"], "categorical": list(call["categorical"]),
-                         "names": list(call["names"])})
+                         "names": list(call["names"]), "dataset": dataset,
+                         "dataset_params": call["dataset_params"]})
     (folder / "calls.json").write_text(json.dumps(manifest))
     if save_models:
         from scoring.bundle import save_bundle
@@ -339,20 +358,26 @@ def child_train(rows: int, save_models: bool) -> dict[str, Any]:
 
 def child_bare(rows: int) -> dict[str, Any]:
     """Every booster of the product's run, trained again with nothing but `lightgbm.train` on
-    the same matrix, parameters and rounds (no validation set, no early stopping)."""
+    the same matrix, parameters and rounds (no validation set, no early stopping). One
+    `lightgbm.Dataset` per dataset the product built, with its parameters: the product's
+    search bins its training rows once for all its candidates, and so does the replay."""
     import lightgbm as lgb
     import numpy as np
 
     folder = OUT / f"train_calls_{rows}"
     manifest = json.loads((folder / "calls.json").read_text())
     seconds = 0.0
+    built: dict[str, Any] = {}
     c = cpu_s()
     for call in manifest:
         x = np.load(folder / call["x"])
         y = np.load(folder / call["y"])
         t = time.perf_counter()
-        data = lgb.Dataset(x, label=y, feature_name=call["names"],
-                           categorical_feature=call["categorical"])
+        data = built.get(call["dataset"])
+        if data is None:
+            data = built[call["dataset"]] = lgb.Dataset(
+                x, label=y, feature_name=call["names"], categorical_feature=call["categorical"],
+                params=call["dataset_params"] or None, free_raw_data=False)
         lgb.train(call["params"], data, num_boost_round=call["rounds"])
         seconds += time.perf_counter() - t
     shutil.rmtree(folder, ignore_errors=True)
@@ -582,7 +607,7 @@ def main() -> int:
                          lambda n=n: run_child("bare", rows=n))
                 add("training (product)", f"{me} --train-rows {label}", label, r)
                 add("training (bare lightgbm.train)", f"{me} --train-rows {label}", label, b,
-                    overhead=r["seconds"] / b["seconds"])
+                    overhead=r["cpu"] / b["cpu"], wall_ratio=r["seconds"] / b["seconds"])
         if "score" in only:
             step("scoring features of the base world", lambda: run_child("scoring_features"))
             for n in score_n:
@@ -618,7 +643,7 @@ def main() -> int:
             if r["kind"].endswith("baseline)"):
                 vs = f"DuckDB {r['seconds'] / r['duckdb_seconds']:.1f}x faster"
         elif r["kind"].startswith("training (bare"):
-            vs = f"product / bare = {r['overhead']:.2f}x"
+            vs = f"product / bare = {r['overhead']:.2f}x CPU ({r['wall_ratio']:.2f}x wall)"
         elif r["kind"].startswith("training"):
             rate = f"{r['rows'] / r['seconds']:,.0f} rows/s"
             vs = f"{r['calls']} boosters, {r['rounds']} rounds; in lgb.train " \
@@ -642,8 +667,8 @@ def main() -> int:
             verdicts.append(f"scoring 1M accounts {r['seconds']:.1f} s < 90 s: "
                             f"{'met' if r['seconds'] < 90 else 'NOT met'}")
         if r["kind"].startswith("training (bare"):
-            verdicts.append(f"training overhead at {r['size']}: {r['overhead']:.2f}x (<= 1.3x): "
-                            f"{'met' if r['overhead'] <= 1.3 else 'NOT met'}")
+            verdicts.append(f"training overhead at {r['size']}: {r['overhead']:.2f}x CPU "
+                            f"(<= 1.3x): {'met' if r['overhead'] <= 1.3 else 'NOT met'}")
     for v in verdicts:
         console.print(v)
     return 0

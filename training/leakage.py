@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
+
+from training.evaluate import rank_auc
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +40,6 @@ def single_feature_auc(frame: pd.DataFrame, feature: str, label: str) -> float |
         score = np.where(np.isnan(score), np.nanmin(score) - 1, score)
     auc = rank_auc(y, score)
     return max(auc, 1 - auc)
-
-
-def rank_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC of `score` for the 0/1 labels `y` (both classes present), as the Mann-Whitney
-    statistic on average ranks: the value `sklearn.metrics.roc_auc_score` gives, without its
-    input validation, which costs more than the sort on a training set's features (the guard
-    runs once per feature and model)."""
-    ranks = rankdata(score, method="average")
-    positives = y == 1
-    n1 = int(positives.sum())
-    n0 = len(y) - n1
-    return float((ranks[positives].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def leakage_suspects(frame: pd.DataFrame, features: Sequence[str], label: str,

@@ -130,6 +130,8 @@ def fit_booster(
         candidate = lgb.train(
             lgb_params(cfg, monotone, leaves), train, num_boost_round=cfg.max_trees,
             valid_sets=[valid], valid_names=["valid"],
+            # The kept trees are re-loaded from text below: no round trip through text here.
+            keep_training_booster=True,
             callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
         )
         best_round = candidate.best_iteration or candidate.current_iteration()
@@ -201,16 +203,22 @@ def fit_model(
     feature_set_version: str,
     metadata: dict[str, Any] | None = None,
     refit_with_valid: bool = False,
+    encoded: tuple[dict[str, list[str]], dict[str, np.ndarray]] | None = None,
 ) -> Bundle:
-    """Fit, early-stop and calibrate one model of `label`; every frame has no NaN labels."""
+    """Fit, early-stop and calibrate one model of `label`; every frame has no NaN labels.
+
+    `encoded`: the training frame's `category_levels` and the matrices of some of the windows
+    (`train`, `valid`, `calib`) already encoded with them (by a parameter search before the
+    fit); those windows are not encoded again."""
     for name, part in (("training", train), ("validation", valid), ("calibration", calib)):
         if part.empty:
             raise ValueError(f"{label}: the {name} window has no labelled rows")
         if part[label].isna().any():
             raise ValueError(f"{label}: the {name} window has censored (NaN) labels; drop them")
     features = list(features)
-    categories = category_levels(train, features)
-    enc = {k: encode_frame(v, features, categories, what=label)
+    categories, done = encoded if encoded is not None else (
+        category_levels(train, features), {})
+    enc = {k: done[k] if k in done else encode_frame(v, features, categories, what=label)
            for k, v in (("train", train), ("valid", valid), ("calib", calib))}
     booster, selection = fit_booster(
         enc["train"], train[label].to_numpy(float), enc["valid"], valid[label].to_numpy(float),

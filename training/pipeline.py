@@ -173,9 +173,13 @@ def _train_and_backtest(
                 done += 1
                 if progress:
                     progress("models", done, total)
-            # The horizons of one candidate are made monotone together, as serving does.
+            # Each model predicts the fold's test rows once: the raw logits are the out-of-fold
+            # predictions its refit is calibrated on, their calibrated probabilities (the
+            # horizons of one candidate made monotone together, as serving does) what is scored.
+            raw = {c: {h: bundles[c][h].predict_raw(test_rows) for h in horizons}
+                   for c in fitted}
             mono = {c: monotone_horizons(np.column_stack(
-                [bundles[c][h].predict_proba(test_rows) for h in horizons])) for c in fitted}
+                [bundles[c][h].calibrator.apply(raw[c][h]) for h in horizons])) for c in fitted}
             for j, h in enumerate(horizons):
                 label = f"{t}_{h}d"
                 observed = test_rows[label].notna().to_numpy()
@@ -193,7 +197,7 @@ def _train_and_backtest(
                 fold_metrics[h].append(metrics)
                 pooled[h].append((y, preds, rows))
                 for c in fitted:
-                    out_of_fold[h][c].append((bundles[c][h].predict_raw(rows), y))
+                    out_of_fold[h][c].append((raw[c][h][observed], y))
                     fold_bundles[h][c].append(bundles[c][h])
                 if k == 0:
                     first[h] = (plan[t][h][0].describe(),
@@ -231,15 +235,18 @@ def fit_searched(train: pd.DataFrame, valid: pd.DataFrame, calib: pd.DataFrame,
     The calibration and test windows stay out of the search."""
     search = None
     run_cfg = cfg
+    encoded = None
     if cfg.search_trials > 1:
         cats = category_levels(train, features)
+        encoded = (cats, {k: encode_frame(v, features, cats, what=label)
+                          for k, v in (("train", train), ("valid", valid))})
         search = search_lightgbm(
-            encode_frame(train, features, cats, what=label), train[label].to_numpy(float),
-            encode_frame(valid, features, cats, what=label), valid[label].to_numpy(float),
+            encoded[1]["train"], train[label].to_numpy(float),
+            encoded[1]["valid"], valid[label].to_numpy(float),
             features, list(cats), cfg, monotone_constraints(features, label, cfg))
         run_cfg = search.config(cfg)
     bundle = fit_model(train, valid, calib, features, label, run_cfg, feature_set_version,
-                       metadata=metadata)
+                       metadata=metadata, encoded=encoded)
     bundle.metadata["search"] = search.summary() if search else None
     return bundle
 

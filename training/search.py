@@ -158,7 +158,7 @@ def search_lightgbm(
                 warnings.filterwarnings("ignore", "Overriding the parameters from Reference")
                 booster = lgb.train(
                     params, train, num_boost_round=trees, valid_sets=[valid],
-                    valid_names=["valid"],
+                    valid_names=["valid"], keep_training_booster=True,  # read, then dropped
                     callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
             best = int(booster.best_iteration or booster.current_iteration())
             loss = float(booster.best_score["valid"]["binary_logloss"])

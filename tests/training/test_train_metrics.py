@@ -82,3 +82,45 @@ def test_fold_summaries_and_the_markdown_report():
     md = render_markdown(report)
     assert "## churn_30d" in md and "| model |" in md and "w1" in md
     json.dumps(jsonable({"x": np.float64("nan"), "y": [np.int64(3)]}), allow_nan=False)
+
+
+def _top_share_by_groups(y, score, share):
+    """The top share's expected positives group by group, ties split (the definition)."""
+    k = max(1, int(np.ceil(share * len(y))))
+    taken, positives = 0, 0.0
+    for s in sorted(set(score[~np.isnan(score)]), reverse=True):
+        m = score == s
+        count, pos = int(m.sum()), float(y[m].sum())
+        if taken + count <= k:
+            taken, positives = taken + count, positives + pos
+        else:
+            return positives + pos * (k - taken) / count
+    return positives
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_numpy_metrics_equal_scikit_learns(seed):
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    y = (rng.random(n) < 0.08).astype(float)
+    for p in (rng.random(n) * 0.3 + 0.2 * y,               # continuous
+              np.round(rng.random(n) * 0.3 + 0.1 * y, 2),  # many ties
+              np.floor(rng.random(n) * 4) / 4):            # four levels
+        m = binary_metrics(y, p)
+        assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+        assert m["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+        assert m["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+        expected = _top_share_by_groups(y, p, 0.1)
+        assert m["top_decile_lift"] == pytest.approx(expected / 300 / y.mean(), abs=1e-12)
+        assert m["recall_at_10pct"] == pytest.approx(expected / y.sum(), abs=1e-12)
+        edges = np.linspace(0, 1, 11)
+        idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, 9)
+        gaps = [(idx == b).sum() * abs(p[idx == b].mean() - y[idx == b].mean())
+                for b in range(10) if (idx == b).any()]
+        assert m["ece"] == pytest.approx(sum(gaps) / n, abs=1e-12)
+    with_nan = np.where(rng.random(n) < 0.1, np.nan, rng.random(n))
+    keep = ~np.isnan(with_nan)
+    assert binary_metrics(y, with_nan)["roc_auc"] == pytest.approx(
+        roc_auc_score(y[keep], with_nan[keep]), abs=1e-12)
