@@ -67,7 +67,7 @@ def main() -> None:
     table = Table(title=f"{args.accounts} accounts x {args.days} days, monthly billing, events "
                         "only, customer event types: pooled out-of-fold ROC AUC [95% CI]")
     for col in ("seed", "model", "folds", "rows", "pos", "LightGBM", "logistic", "rules",
-                "oracle", "champion", "s"):
+                "oracle", "champion", "lead [95% CI]", "s"):
         table.add_column(col, justify="right")
     for seed in (int(s) for s in args.seeds.split(",")):
         clock = time.perf_counter()
@@ -97,10 +97,22 @@ def main() -> None:
             table.add_row(str(seed), label, str(len(r.folds)), f"{c['rows']:,}",
                           f"{c['positives']:,}", shown_auc(c, "model"), shown_auc(c, "logistic"),
                           shown_auc(c, "rules"), "–" if oracle is None else f"{oracle:.3f}",
-                          NAMES[c["scorer"]], f"{spent:.0f}")
+                          NAMES[c["scorer"]], _lead(c), f"{spent:.0f}")
         console.print(f"seed {seed}: {len(ts.frame):,} rows, {len(ts.features)} features "
                       f"({len(typed)} event-type, monotone-bound among them: {bound or 'none'})")
     console.print(table)
+
+
+def _lead(choice: dict) -> str:
+    """The champion's lead over the runner-up, with its paired bootstrap interval."""
+    leads = choice.get("lead") or {}
+    if not leads:
+        return "–"
+    k = min(leads, key=lambda k: leads[k]["value"] if leads[k]["value"] is not None else 1.0)
+    value, ci = leads[k]["value"], leads[k].get("ci95")
+    if value is None:
+        return "–"
+    return f"{value:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "") + f" vs {k}"
 
 
 if __name__ == "__main__":

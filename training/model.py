@@ -105,6 +105,7 @@ def fit_booster(
     cfg: TrainingConfig,
     refit_with_valid: bool = False,
     monotone: Sequence[int] | None = None,
+    refit_on: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[lgb.Booster, dict[str, Any]]:
     """Fit with early stopping on the validation rows; return a booster cut at the best round
     and how its tree size was chosen.
@@ -117,6 +118,9 @@ def fit_booster(
     `refit_with_valid` then refits the chosen candidate on training plus validation rows with
     the tree count scaled to the larger set. Only for exchangeable rows (cross-validation): in a
     time split the validation labels reach into the calibration window and would leak into it.
+    `refit_on` (X, y): refit the chosen candidate on these rows instead, the tree count scaled
+    the same way: in a time split, the training rows and the later ones whose labels close
+    before the calibration window (`refit_rows`).
     `monotone`: one LightGBM monotone constraint per feature (see `monotone_constraints`).
     """
     names = list(features)
@@ -143,10 +147,13 @@ def fit_booster(
     _, leaves, booster, best = chosen
     selection = {"num_leaves": leaves, "valid_logloss": losses, "rounds": rounds}
     if refit_with_valid:
-        refit_rounds = min(cfg.max_trees, max(1, round(best * (len(y_train) + len(y_valid))
-                                                       / len(y_train))))
-        both = lgb.Dataset(np.vstack([X_train, X_valid]), label=np.concatenate([y_train, y_valid]),
-                           feature_name=names, categorical_feature=list(categorical))
+        refit_on = (np.vstack([X_train, X_valid]), np.concatenate([y_train, y_valid]))
+    if refit_on is not None:
+        X_refit, y_refit = refit_on
+        refit_rounds = min(cfg.max_trees, max(1, round(best * len(y_refit) / len(y_train))))
+        both = lgb.Dataset(X_refit, label=y_refit, feature_name=names,
+                           categorical_feature=list(categorical))
+        selection["refit"] = {"rows": int(len(y_refit)), "trees": int(refit_rounds)}
         return lgb.train(lgb_params(cfg, monotone, leaves), both,
                          num_boost_round=refit_rounds), selection
     # Re-load only the kept trees so the saved model (and serving's SHAP cost) holds no dead trees.
@@ -204,12 +211,15 @@ def fit_model(
     metadata: dict[str, Any] | None = None,
     refit_with_valid: bool = False,
     encoded: tuple[dict[str, list[str]], dict[str, np.ndarray]] | None = None,
+    refit_rows: pd.DataFrame | None = None,
 ) -> Bundle:
     """Fit, early-stop and calibrate one model of `label`; every frame has no NaN labels.
 
     `encoded`: the training frame's `category_levels` and the matrices of some of the windows
     (`train`, `valid`, `calib`) already encoded with them (by a parameter search before the
-    fit); those windows are not encoded again."""
+    fit); those windows are not encoded again. `refit_rows`: more rows than `train` to refit
+    the early-stopped candidate on before it is calibrated (`fit_booster`'s `refit_on`; a time
+    split's `refit_rows`)."""
     for name, part in (("training", train), ("validation", valid), ("calibration", calib)):
         if part.empty:
             raise ValueError(f"{label}: the {name} window has no labelled rows")
@@ -220,14 +230,20 @@ def fit_model(
         category_levels(train, features), {})
     enc = {k: done[k] if k in done else encode_frame(v, features, categories, what=label)
            for k, v in (("train", train), ("valid", valid), ("calib", calib))}
+    refit_on = None
+    if refit_rows is not None and len(refit_rows) > len(train):
+        refit_on = (encode_frame(refit_rows, features, categories, what=label),
+                    refit_rows[label].to_numpy(float))
     booster, selection = fit_booster(
         enc["train"], train[label].to_numpy(float), enc["valid"], valid[label].to_numpy(float),
         features, list(categories), cfg, refit_with_valid,
-        monotone_constraints(features, label, cfg))
+        monotone_constraints(features, label, cfg), refit_on)
     raw_calib = booster.predict(enc["calib"], raw_score=True)
     y_calib = calib[label].to_numpy(float)
     check: dict[str, float | bool] | None = None
-    if not refit_with_valid:  # refitted, the early-stopping rows are in the trees: no check
+    saw_valid = refit_with_valid or (refit_on is not None
+                                     and bool(refit_rows.index.isin(valid.index).any()))
+    if not saw_valid:  # refitted, the early-stopping rows are in the trees: no check
         check = recalibration_check(booster.predict(enc["valid"], raw_score=True),
                                     valid[label].to_numpy(float), raw_calib, y_calib,
                                     cfg.isotonic_min_positives)

@@ -163,13 +163,15 @@ def _train_and_backtest(
                 label, split = f"{t}_{h}d", plan[t][h][k]
                 train = trains[h] = ts.training_rows(label, split.train)
                 valid, calib = (_rows(frame, split.window(w), label) for w in ("valid", "calib"))
+                refit_rows = ts.training_rows(label, split.refit) \
+                    if cfg.fold_refit and len(split.refit) > len(split.train) else None
                 meta = {"target": t, "horizon": h, "split": split.describe()}
                 bundles["model"][h] = fit_searched(train, valid, calib, ts.features, label, cfg,
-                                                   feature_set_version, meta)
+                                                   feature_set_version, meta, refit_rows)
                 if logistic:
                     bundles["logistic"][h] = selection.fit_logistic(
                         train, valid, ts.features, label, cfg, feature_set_version,
-                        metadata=meta)
+                        metadata=meta, refit_rows=refit_rows)
                 done += 1
                 if progress:
                     progress("models", done, total)
@@ -228,11 +230,13 @@ def _train_and_backtest(
 
 def fit_searched(train: pd.DataFrame, valid: pd.DataFrame, calib: pd.DataFrame,
                  features: Sequence[str], label: str, cfg: TrainingConfig,
-                 feature_set_version: str, metadata: dict[str, Any]) -> Bundle:
+                 feature_set_version: str, metadata: dict[str, Any],
+                 refit_rows: pd.DataFrame | None = None) -> Bundle:
     """The LightGBM candidate of one fold: its parameters searched by successive halving on the
     fold's training and early-stopping rows (`training.search`, within `search_trials` and
     `search_seconds`), then fitted and calibrated as any model (`training.model.fit_model`).
-    The calibration and test windows stay out of the search."""
+    The calibration and test windows stay out of the search. `refit_rows`: the fold's rows the
+    chosen model is refit on before calibration (`TrainingConfig.fold_refit`)."""
     search = None
     run_cfg = cfg
     encoded = None
@@ -246,7 +250,7 @@ def fit_searched(train: pd.DataFrame, valid: pd.DataFrame, calib: pd.DataFrame,
             features, list(cats), cfg, monotone_constraints(features, label, cfg))
         run_cfg = search.config(cfg)
     bundle = fit_model(train, valid, calib, features, label, run_cfg, feature_set_version,
-                       metadata=metadata, encoded=encoded)
+                       metadata=metadata, encoded=encoded, refit_rows=refit_rows)
     bundle.metadata["search"] = search.summary() if search else None
     return bundle
 

@@ -135,11 +135,13 @@ def _fit_linear(layout: LinearModel, X: np.ndarray, y: np.ndarray, C: float, see
 
 def fit_logistic(train: pd.DataFrame, valid: pd.DataFrame | None, features: Sequence[str],
                  label: str, cfg: TrainingConfig, feature_set_version: str,
-                 C: float | None = None, metadata: dict[str, Any] | None = None) -> Bundle:
+                 C: float | None = None, metadata: dict[str, Any] | None = None,
+                 refit_rows: pd.DataFrame | None = None) -> Bundle:
     """The logistic candidate as a servable bundle: fitted on `train`, C chosen among
     `cfg.logistic_c` by log loss on `valid` (the fold's early-stopping window, after the
-    training dates), or the given `C` (a refit). Its calibrator is the identity: a refit gets
-    the out-of-fold one."""
+    training dates), or the given `C` (a refit). `refit_rows`: once C is chosen, the model is
+    fitted on these instead (a fold's `TimeSplit.refit` rows, as its LightGBM candidate). Its
+    calibrator is the identity: a refit gets the out-of-fold one."""
     features = list(features)
     categories = category_levels(train, features)
     X = encode_frame(train, features, categories, what=label)
@@ -159,6 +161,12 @@ def fit_logistic(train: pd.DataFrame, valid: pd.DataFrame | None, features: Sequ
                 best = (loss, c)
         assert best is not None
         C = best[1]
+    if refit_rows is not None:
+        train = refit_rows
+        categories = category_levels(train, features)
+        X = encode_frame(train, features, categories, what=label)
+        y = train[label].to_numpy(float)
+        layout = LinearModel.layout(X, features, list(categories))
     model = _fit_linear(layout, X, y, float(C), cfg.seed)
     trained_on = _trained_on(train, label)
     return Bundle(booster=model, label=label, features=tuple(features), categories=categories,

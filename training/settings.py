@@ -91,6 +91,14 @@ class TrainingConfig(Section):
     the early-stopping rows; the configured values are always among them). 0 or 1: no search,
     the configured values. Every LightGBM candidate searches: each backtest fold of the
     warehouse models and the bring-your-own-table mode."""
+    fold_refit: bool = True
+    """Refit each backtest fold's LightGBM and logistic candidates, once their parameters, tree
+    count and C are chosen on the early-stopping window, on every row whose labels close by the
+    fold's first calibration date (`TimeSplit.refit`): the training window plus the dates the
+    horizon's gap before early stopping held back, the tree count scaled to the rows. With a
+    90-day horizon on monthly dates that is three more, and the newest, dates a fold's model
+    learns from; the calibration and test windows still see a model that saw none of their
+    labels. Off: each fold's models learn from the training window only."""
     search_seconds: float | None = Field(60.0, gt=0)
     """Wall-time budget of one search, checked before each fit; None: only the trial count
     bounds it. A search cut short by it depends on the machine's speed (the report says so);

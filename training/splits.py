@@ -44,6 +44,11 @@ class TimeSplit:
     calib: tuple[pd.Timestamp, ...]
     test: tuple[pd.Timestamp, ...]
     fold: int = 0
+    refit: tuple[pd.Timestamp, ...] = ()
+    """Every date whose label window closes by the first calibration date (the training dates
+    and the later ones the early-stopping gap held back; an early-stopping date too when its
+    labels close in time): what a fold's chosen model may be refit on before it is calibrated.
+    None of its labels reaches into the calibration or test windows."""
 
     def window(self, name: str) -> tuple[pd.Timestamp, ...]:
         return getattr(self, name)
@@ -99,7 +104,8 @@ def time_split(
             f"({ds[0].date() if ds else '-'} .. {ds[-1].date() if ds else '-'}) are too few: "
             "widen the as-of range or use fewer or shorter windows"
         )
-    return TimeSplit(horizon, train, valid, calib, test, fold)
+    return TimeSplit(horizon, train, valid, calib, test, fold,
+                     _last_before(ds, calib[0] - gap, None))
 
 
 def rolling_origin(

@@ -29,6 +29,17 @@ def test_windows_are_in_time_order_with_gaps_of_at_least_the_horizon(horizon):
     assert len(s.valid) == len(s.calib) == 2
 
 
+@pytest.mark.parametrize("horizon", [30, 90])
+def test_a_fold_may_refit_on_every_date_whose_labels_close_before_calibration(horizon):
+    s = time_split(MONTHS, horizon, valid_dates=2, calib_dates=2, test_dates=2)
+    gap = pd.Timedelta(days=horizon)
+    assert s.refit[:len(s.train)] == s.train
+    assert len(s.refit) > len(s.train)  # the dates the early-stopping gap held back
+    assert max(s.refit) + gap <= min(s.calib)
+    later = [d for d in MONTHS if d > max(s.refit)]
+    assert later[0] + gap > min(s.calib)  # and nothing more
+
+
 def test_a_28_day_february_is_not_a_30_day_gap():
     dates = list(pd.date_range("2023-01-01", "2023-12-01", freq="MS"))
     s = time_split(dates, 30, valid_dates=1, calib_dates=1, test_dates=1)
