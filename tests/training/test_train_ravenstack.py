@@ -14,7 +14,7 @@ from healthscore.settings import load_settings
 from tests.support.train_frames import shared_once
 from training.pipeline import run_training_job
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train-ravenstack")]
 DATA = Path(__file__).resolve().parents[1] / "data" / "ravenstack"
 
 

@@ -14,6 +14,8 @@ from healthscore.settings import load_settings
 from scoring.bundle import load_bundle
 from training.table import TableError, TableSpec, load_table, prepare_table, train_table
 
+pytestmark = pytest.mark.xdist_group("train-table")
+
 CHURN_CSV = Path(__file__).resolve().parents[1] / "data" / "saas_churn_pysurvival" / "churn.csv"
 
 
