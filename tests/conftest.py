@@ -8,8 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.suite_settings import SUITE_SETTINGS
+
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Every test, and every command a test runs, reads the suite's own settings file (a small
+# LightGBM search budget), never a config file of the shell the suite was started from.
+os.environ["HEALTHSCORE_CONFIG"] = str(SUITE_SETTINGS)
 
 
 # --- PostgreSQL (score store tests) -----------------------------------------------------------

@@ -20,7 +20,7 @@ from serving.peers import build_peer_table
 from serving.schemas.explanation import HealthAnalysis
 from tests.support.explain_fixtures import AS_OF
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("explain")]
 
 USAGE_DIMENSIONS = ("engagement", "usage", "adoption")
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from serving.schemas.explanation import HealthAnalysis
 from tests.support.explain_fixtures import AS_OF, population_of
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("explain")]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from serving.whatif import (
     levers_for,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("explain")]
 
 
 @pytest.fixture(scope="module")

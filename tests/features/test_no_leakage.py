@@ -24,6 +24,8 @@ from features.event_types import event_types
 from features.settings import FeatureConfig
 from tests.support.feature_frames import US, T, entities, hand_tables, warehouse
 
+pytestmark = pytest.mark.xdist_group("no-leakage")
+
 CFG = FeatureConfig()
 TIME_COLUMN = {t.name: t.time_column for t in TABLES} | {"accounts": "created_at"}
 

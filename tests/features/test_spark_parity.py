@@ -38,6 +38,8 @@ from scoring.cli_support import scorer_of  # noqa: E402
 from scoring.pipeline import score_accounts  # noqa: E402
 from tests.support.service_fixtures import clean_env, train_bundles  # noqa: E402
 
+pytestmark = pytest.mark.xdist_group("spark")
+
 ACCOUNTS, START, DAYS, SEED = 60, date(2024, 2, 1), 260, 29
 FLOAT_TOL = 1e-9
 

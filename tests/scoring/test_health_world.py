@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from healthscore.settings import load_settings
 from scoring.health import load_rules
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("health-world")]
 
 N_ACCOUNTS, DAYS, SEED = 1200, 730, 7
 SCORE_DATE = "2025-06-01"

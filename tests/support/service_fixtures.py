@@ -89,7 +89,9 @@ LOCAL_RECEIVERS = ["127.0.0.1"]
 
 
 def clean_env() -> None:
-    for k in [k for k in os.environ if k.startswith("HEALTHSCORE_")]:
+    """No HEALTHSCORE_ variable of the shell, but the suite's own settings file
+    (HEALTHSCORE_CONFIG, set by tests/conftest.py)."""
+    for k in [k for k in os.environ if k.startswith("HEALTHSCORE_") and k != "HEALTHSCORE_CONFIG"]:
         del os.environ[k]
 
 

@@ -14,8 +14,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from healthscore.settings import load_settings
 from training.datasets import TrainingSet
 from training.labels import label_names
+from training.settings import TrainingConfig
+
+
+def suite_training(**update: Any) -> TrainingConfig:
+    """The training settings the suite runs with (tests/settings.yaml over the defaults: a small
+    LightGBM search), then `update`: what a test passes to `train_and_backtest` directly."""
+    return load_settings(training=update).training
 
 
 def snapshot_frame(n_accounts: int = 400, n_dates: int = 24, seed: int = 0,

@@ -22,7 +22,7 @@ from healthscore.settings import load_settings
 from scoring.bundle import load_bundle
 from training.selection import beaten_note, choose_champion
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train-selection")]
 
 
 def _monthly(profiles):

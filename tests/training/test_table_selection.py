@@ -21,6 +21,8 @@ from training.table import (
     within_noise,
 )
 
+pytestmark = pytest.mark.xdist_group("table-selection")
+
 
 def _settings(tmp_path, **training):
     return load_settings(

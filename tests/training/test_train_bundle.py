@@ -17,6 +17,8 @@ from tests.support.train_frames import snapshot_frame
 from training.model import fit_model
 from training.settings import TrainingConfig
 
+pytestmark = pytest.mark.xdist_group("train-bundle")
+
 FEATURES = ["logins_30d", "tickets_90d", "nps_last", "noise_feature", "segment", "attr_tier"]
 
 

@@ -20,15 +20,14 @@ from features.synth.generate import generate_world
 from features.synth.params import EXAMPLE_EVENT_TYPES
 from scoring.bundle import encode_frame
 from tests.support.feature_frames import warehouse
-from tests.support.train_frames import shared_once
+from tests.support.train_frames import shared_once, suite_training
 from training.datasets import as_of_dates, build_training_set
 from training.model import monotone_constraints
 from training.pipeline import train_and_backtest
-from training.settings import TrainingConfig
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train-event-types")]
 LABEL = "churn_90d"
-CFG = TrainingConfig(horizons=(90,), targets=("churn",), max_trees=200, num_leaves=(8,))
+CFG = suite_training(horizons=(90,), targets=("churn",), max_trees=200, num_leaves=(8,))
 RAISING = [event_slug(t.name) for t in EXAMPLE_EVENT_TYPES if t.churn_effect > 0]
 LOWERING = [event_slug(t.name) for t in EXAMPLE_EVENT_TYPES if t.churn_effect < 0]
 STRONGEST = [event_slug(t.name) for t in EXAMPLE_EVENT_TYPES

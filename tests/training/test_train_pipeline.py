@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 
 from scoring.bundle import predict_horizons
-from tests.support.train_frames import snapshot_frame
+from tests.support.train_frames import snapshot_frame, suite_training
 from training import evaluate
 from training.pipeline import build_report, metrics_rows, train_and_backtest
-from training.settings import TrainingConfig
+
+pytestmark = pytest.mark.xdist_group("train-pipeline")
 
 HORIZONS = (30, 60, 90)
 
@@ -25,7 +26,7 @@ def trained():
     rules = pd.Series(np.clip(50 + 2 * (ts.frame["logins_30d"] - 20) + rng.normal(0, 15,
                                                                                    len(ts.frame)),
                               0, 100), index=ts.frame.index)
-    cfg = TrainingConfig(max_trees=60)
+    cfg = suite_training(max_trees=60)
     return ts, train_and_backtest(ts, cfg, rules=rules), cfg
 
 
@@ -113,7 +114,7 @@ def test_a_target_without_labels_trains_no_models():
     ts = snapshot_frame(n_accounts=120, n_dates=18)
     for h in HORIZONS:
         ts.frame[f"expansion_{h}d"] = np.nan
-    results = train_and_backtest(ts, TrainingConfig(max_trees=10, n_folds=1))
+    results = train_and_backtest(ts, suite_training(max_trees=10, n_folds=1))
     assert sorted(results) == [f"churn_{h}d" for h in HORIZONS]
 
 
@@ -164,7 +165,7 @@ def refit():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pipeline, "fit_model", spy_fit)
         mp.setattr(pipeline, "out_of_fold_calibrator", spy_calibrate)
-        results = train_and_backtest(ts, TrainingConfig(max_trees=40, targets=("churn",)),
+        results = train_and_backtest(ts, suite_training(max_trees=40, targets=("churn",)),
                                      logistic=False)
     return ts, results, seen
 

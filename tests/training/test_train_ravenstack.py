@@ -11,10 +11,11 @@ from typer.testing import CliRunner
 from features.contract.ingest import ingest_folder
 from healthscore.cli import app
 from healthscore.settings import load_settings
+from tests.support.suite_settings import write_config
 from tests.support.train_frames import shared_once
 from training.pipeline import run_training_job
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train-ravenstack")]
 DATA = Path(__file__).resolve().parents[1] / "data" / "ravenstack"
 
 
@@ -61,8 +62,8 @@ def test_probabilities_stay_near_the_base_rate(job, label):
 
 
 def test_the_train_command_prints_the_same_metrics_as_json(job, warehouse, tmp_path):
-    config = tmp_path / "hs.yaml"
-    config.write_text(f"paths:\n  models_dir: {tmp_path}/models\n  data_dir: {tmp_path}/none\n")
+    config = write_config(tmp_path / "hs.yaml", paths={"models_dir": str(tmp_path / "models"),
+                                                       "data_dir": str(tmp_path / "none")})
     result = CliRunner().invoke(app, ["--config", str(config), "train", "--warehouse",
                                       str(warehouse), "--no-register", "--json"])
     assert result.exit_code == 0, result.output

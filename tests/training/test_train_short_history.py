@@ -16,7 +16,7 @@ from healthscore.cli import app
 from healthscore.settings import load_settings
 from scoring.bundle import load_bundle
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train-short-history")]
 
 
 def _customer(root: Path, days: int) -> None:

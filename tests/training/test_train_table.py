@@ -12,7 +12,10 @@ from typer.testing import CliRunner
 from healthscore.cli import app
 from healthscore.settings import load_settings
 from scoring.bundle import load_bundle
+from tests.support.suite_settings import write_config
 from training.table import TableError, TableSpec, load_table, prepare_table, train_table
+
+pytestmark = pytest.mark.xdist_group("train-table")
 
 CHURN_CSV = Path(__file__).resolve().parents[1] / "data" / "saas_churn_pysurvival" / "churn.csv"
 
@@ -93,11 +96,10 @@ def test_an_unknown_column_is_named_with_the_option(tmp_path):
 
 
 def test_train_command_on_a_table_registers_it_and_prints_json(tmp_path):
-    config = tmp_path / "hs.yaml"
-    config.write_text(
-        f"paths:\n  mlflow_uri: sqlite:///{tmp_path}/mlruns.db\n"
-        f"  mlflow_artifacts: {tmp_path}/mr\n  models_dir: {tmp_path}/models\n"
-        "training:\n  cv_folds: 2\n")
+    config = write_config(
+        tmp_path / "hs.yaml", training={"cv_folds": 2},
+        paths={"mlflow_uri": f"sqlite:///{tmp_path}/mlruns.db",
+               "mlflow_artifacts": str(tmp_path / "mr"), "models_dir": str(tmp_path / "models")})
     result = CliRunner().invoke(app, ["--config", str(config), "train", "--table",
                                       str(CHURN_CSV), "--label", "churned", "--drop",
                                       "months_active", "--json"])

@@ -18,7 +18,7 @@ from training.pipeline import (
     train_and_backtest,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train-tracking")]
 
 
 def _settings(tmp_path, **training):

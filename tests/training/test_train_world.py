@@ -33,7 +33,7 @@ from scoring.bundle import load_bundles, predict_horizons
 from tests.support.train_frames import shared_once
 from training.pipeline import run_training_job
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train-world")]
 CHURN = [f"churn_{h}d" for h in (30, 60, 90)]
 SEED = 7
 """The demo world's generator seed (Makefile `demo`)."""
@@ -54,7 +54,7 @@ def _build(root):
     ingest_folder(root / "raw", settings.paths.warehouse, settings.ingest)
     first = run_training_job(settings, truth=w.truth)
     worse = settings.model_copy(update={"training": settings.training.model_copy(
-        update={"num_leaves": 2, "max_trees": 10})})
+        update={"num_leaves": 2, "max_trees": 10, "search_trials": 0})})
     second = run_training_job(worse, truth=w.truth, training_set=first.training_set)
     return settings, first, second
 
