@@ -275,13 +275,35 @@ class DeliveryWorker:
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the delivery in flight, then stop (pending work stays in the outbox)."""
+        """Finish the delivery in flight, then stop (pending work stays in the outbox).
+
+        The deliveries this worker claimed and did not attempt are handed back: a worker
+        started next (the service restarted) delivers them at once instead of waiting for
+        their leases to run out. A worker that dies without stopping leaves its leases to
+        expire, as before."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():  # still in an attempt: its lease is its own to end
+                self._thread = None
+                self.client.close()
+                return
             self._thread = None
         self.client.close()
+        self.release()
+
+    def release(self) -> int:
+        """Hand back this worker's leases on deliveries still pending; how many."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                res = session.execute(update(Delivery).where(Delivery.lease_owner == self.owner,
+                                                             Delivery.status == "pending")
+                                      .values(lease_until=None, lease_owner=None))
+                return int(res.rowcount)  # type: ignore[attr-defined]
+        except Exception as exc:  # the store down: the leases expire by themselves
+            logger.warning("could not hand back the webhook delivery leases: %s", exc)
+            return 0
 
     def _run(self) -> None:
         failures = 0

@@ -25,7 +25,7 @@ from serving.events import (
     score_events,
     verify,
 )
-from serving.ops_store import Delivery, Event, Webhook, add_event
+from serving.ops_store import Delivery, Event, Webhook, add_event, claim_due
 from serving.store import HealthScoreRecord, open_store
 from serving.webhook_targets import AllowList
 from tests.support.service_fixtures import LOCAL_RECEIVERS, Receiver
@@ -281,3 +281,21 @@ def test_no_event_is_lost_or_delivered_twice_across_worker_restarts(store):
     got = rec.event_ids()
     assert sorted(got) == sorted(uids)
     assert len(got) == len(set(got)) == 30
+
+
+def test_a_stopped_worker_hands_back_the_deliveries_it_claimed_and_did_not_attempt(store):
+    with Receiver() as rec:
+        hook(store, rec.url)
+        emit(store, 4)
+        first = DeliveryWorker(store.engine, DeliveryPolicy(backoff=0, batch=10, lease=600),
+                               allow=LOCAL)
+        with Session(store.engine) as s, s.begin():
+            claimed = claim_due(s, first.owner, limit=10, lease=timedelta(seconds=600),
+                                now=datetime.now(UTC))
+        assert len(claimed) == 4  # claimed, then the service stops before attempting them
+        first.stop()
+        assert count(store, Delivery, Delivery.lease_owner.is_not(None)) == 0
+        second = DeliveryWorker(store.engine, DeliveryPolicy(backoff=0), allow=LOCAL)
+        assert second.run_once() == 4  # at once, not after the ten-minute lease
+        second.stop()
+    assert len(rec.event_ids()) == 4
