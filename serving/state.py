@@ -33,8 +33,9 @@ from scoring.model_set import load_models
 from scoring.pipeline import ScoredAccount, ScoredFrame, Scorer, UnknownAccount, score_accounts
 from serving.alerts import AlertRules
 from serving.auth import KeyChecker, ensure_admin_key
+from serving.delivery import DeliveryPolicy, DeliveryWorker
 from serving.errors import NotFound, PayloadError, Unavailable
-from serving.events import DeliveryPolicy, DeliveryWorker, EventRules
+from serving.events import EventRules
 from serving.guards import RateLimiter
 from serving.ops_store import ConfigVersion, active_config, add_config
 from serving.payload import load_payload

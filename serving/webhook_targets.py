@@ -11,7 +11,7 @@ The check runs at registration (a 422 naming `url`) and again right before each 
 DNS can change between the two: `pin` resolves the host, checks each address and returns the URL
 rewritten to the checked address (with the original `Host` header and TLS server name), so the
 connection goes to the address that was checked and not to whatever a second look-up returns.
-It sends nothing itself and owns no retry policy (serving.events).
+It sends nothing itself and owns no retry policy (serving.delivery).
 """
 
 from __future__ import annotations

@@ -15,16 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from serving.alerts import AlertRules
-from serving.events import (
-    DeliveryPolicy,
-    DeliveryWorker,
-    EventRules,
-    backoff_delay,
-    record_scores,
-    redeliver,
-    score_events,
-    verify,
-)
+from serving.delivery import DeliveryPolicy, DeliveryWorker, backoff_delay, redeliver, verify
+from serving.events import EventRules, record_scores, score_events
 from serving.ops_store import Delivery, Event, Webhook, add_event, claim_due
 from serving.store import HealthScoreRecord, open_store
 from serving.webhook_targets import AllowList

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from serving.auth import hash_key
-from serving.events import sign, verify
+from serving.delivery import sign, verify
 from serving.ops_store import ApiKey, AuditEntry, Webhook
 from tests.service.test_service_serve import Served, wait_for
 from tests.support.service_fixtures import ADMIN_KEY, Receiver

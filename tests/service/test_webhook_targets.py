@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving import webhook_targets
-from serving.events import DeliveryPolicy, DeliveryWorker
+from serving.delivery import DeliveryPolicy, DeliveryWorker
 from serving.ops_store import Delivery, Webhook, add_event
 from serving.store import open_store
 from serving.webhook_targets import AllowList, TargetRefused, check, pin
