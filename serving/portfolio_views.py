@@ -19,15 +19,14 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scoring.pipeline import ScoredFrame, score_accounts
+from scoring.pipeline import ScoredFrame
 from scoring.portfolio.inputs import column
 from scoring.portfolio.lifecycle import lifecycle_stages
 from scoring.portfolio.rfm import quintile_edges, rfm_scores
 from scoring.portfolio.value import value_scores
-from serving.errors import PayloadError, Unavailable
+from serving.errors import PayloadError
 from serving.portfolio_store import JourneyEntry, UsageAnomaly
 from serving.schemas import portfolio as out
-from serving.snapshot import WarehouseUnavailable
 from serving.state import ServiceState
 
 
@@ -54,22 +53,7 @@ def active_frame(state: ServiceState, as_of: date | None) -> ScoredFrame:
     if as_of is not None and not EARLIEST <= as_of <= LATEST:
         raise PayloadError(["query", "asOf"], f"must be between {EARLIEST} and {LATEST}")
     state.tick()
-    portfolio = state.portfolio
-    when = as_of or state.default_as_of
-    if portfolio is not None and portfolio.as_of == when:
-        return portfolio.active()
-    if not state.snapshot.available:
-        raise Unavailable("the warehouse is not available: run `healthscore ingest` first")
-
-    def make() -> ScoredFrame:
-        try:
-            con = state.snapshot.connection()
-        except WarehouseUnavailable as exc:
-            raise Unavailable(str(exc)) from None
-        return score_accounts(con, None, when, state.scorer).active()
-
-    return state.derive((state.snapshot.generation, state.rules.config_version,
-                         "portfolio-frame", when), make)  # type: ignore[no-any-return]
+    return state.scored_at(as_of or state.default_as_of, trend=True).active()
 
 
 def _view(state: ServiceState, name: str, as_of: date | None, make: Any

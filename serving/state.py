@@ -209,12 +209,13 @@ class ServiceState:
                 self.derived[key] = hit
         return hit
 
-    def scored_at(self, when: date) -> ScoredFrame:
+    def scored_at(self, when: date, *, trend: bool = False) -> ScoredFrame:
         """Every account scored by the one pipeline as of `when`: the precomputed portfolio
         when it is of that date and rules version, else scored once per snapshot, rules
         version and date (kept with the derived answers), so the reports that read a whole
-        portfolio (monitoring's drift, the playbook effect's start dates) do not score it again
-        on every call."""
+        portfolio (monitoring's drift, the playbook effect's start dates, the portfolio views) do
+        not score it again on every call. `trend`: with each score's trend (the precomputed
+        portfolio always has it)."""
         self.tick()
         portfolio = self.portfolio
         if portfolio is not None and len(portfolio) and portfolio.as_of == when \
@@ -228,9 +229,9 @@ class ServiceState:
                 con = self.snapshot.connection()
             except WarehouseUnavailable as exc:
                 raise Unavailable(str(exc)) from None
-            return score_accounts(con, None, when, self.scorer, trend=False)
+            return score_accounts(con, None, when, self.scorer, trend=trend)
 
-        key = (self.snapshot.generation, self.rules.config_version, "scored-frame", when)
+        key = (self.snapshot.generation, self.rules.config_version, "scored-frame", when, trend)
         return self.derive(key, make)  # type: ignore[no-any-return]
 
     # --- accounts -----------------------------------------------------------------------------
