@@ -7,15 +7,15 @@
 - `logistic`: sklearn logistic regression on the same features, median-imputed (with missing
   indicators) and standardised, categories one-hot; fitted on the model's own training rows
   (the early-stopping and calibration windows stay out of it, as they stay out of the trees).
-- `oracle`: on synthetic data, the true probability from the generator's hidden hazards
-  (`features.synth.generate.oracle_probability`): the ceiling no model can pass on average.
+- `oracle`: on synthetic data, the generator's probability given the state as the data shows
+  it (`features.synth.generate.oracle_probability` with `training.oracle.estimate_state`):
+  the ceiling a model of the data should not pass on average.
 
 Nothing here decides dates or writes files.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 
@@ -91,9 +91,12 @@ def rules_ranking(score: pd.Series | np.ndarray, target: str) -> np.ndarray:
 
 
 def oracle_probabilities(
-    truth: pd.DataFrame | None, entities: pd.DataFrame, horizon: int, target: str
+    truth: pd.DataFrame | None, entities: pd.DataFrame, horizon: int, target: str,
+    state: pd.DataFrame | None = None,
 ) -> np.ndarray | None:
-    """The generator's true event probability for each entity row, or None without truth."""
+    """The generator's probability of the event for each entity row, from the state the data
+    shows (`state`: `training.oracle.estimate_state` of these rows; without it the latent
+    state), or None without truth."""
     if truth is None:
         return None
     try:
@@ -102,11 +105,9 @@ def oracle_probabilities(
         log.warning("oracle baseline unavailable: %s", exc)
         return None
     ents = entities[["account_id", "as_of"]].reset_index(drop=True)
-    params = inspect.signature(oracle_probability).parameters
-    if "target" in params:
-        p = oracle_probability(truth, ents, horizon, target=target)
-    elif target == "churn":
-        p = oracle_probability(truth, ents, horizon)
-    else:
+    if target not in ("churn", "expansion"):
         return None
+    estimate = None if state is None else state.loc[entities.index].reset_index(drop=True)
+    p = oracle_probability(truth, ents, horizon, target=target,  # type: ignore[arg-type]
+                           state_estimate=estimate)
     return np.asarray(p, dtype=float)

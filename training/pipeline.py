@@ -47,6 +47,7 @@ from training.model import (
     refit_choice,
     refit_model,
 )
+from training.oracle import estimate_state
 from training.reference import write_reference
 from training.results import ModelResult
 from training.search import search_lightgbm
@@ -134,6 +135,7 @@ def _train_and_backtest(
 ) -> dict[str, ModelResult]:
     frame = ts.frame
     targets = list(targets) if targets is not None else targets_with_labels(ts, cfg)
+    state = estimate_state(frame, ts.features, truth, cfg.seed, cfg.num_threads)
     plans = {t: p for t, p in (plans or plan_backtests(ts, cfg, targets)).items()
              if t in targets}
     plan = {t: p.folds for t, p in plans.items()}
@@ -192,7 +194,7 @@ def _train_and_backtest(
                     "logistic": mono["logistic"][observed, j] if logistic else None,
                     "rules": None if rules is None else baselines.rules_ranking(
                         rules.loc[rows.index], t),
-                    "oracle": baselines.oracle_probabilities(truth, rows, h, t),
+                    "oracle": baselines.oracle_probabilities(truth, rows, h, t, state),
                 }
                 metrics = evaluate.evaluate_rows(y, preds)
                 metrics["_test"] = [d.date().isoformat() for d in test_dates]

@@ -59,8 +59,10 @@ before the as-of date. What it reads, and how much of it the data shows:
 
 - the contract schedule and term: shown by `subscriptions`;
 - the churn log-odds of that day's health, shocks (champion left, usage or budget cut), plan and
-  renewal count: latent, held over the horizon; the data shows them only through noisy views
-  (usage, tickets, surveys, touchpoints), so here the oracle knows more than any model can;
+  renewal count, and its expansion hazard: held over the horizon, and read as the features show
+  them, since the data shows them only through noisy views (usage, tickets, surveys,
+  touchpoints): a regression of the latent values onto each row's features, cross-fitted by
+  account, its error averaged out (`training.oracle.estimate_state`);
 - the event types' intent as the usage counts show it, not the latent intent: the posterior
   mean and variance of each account's intent given its counts of each declared type on its
   active days up to that day (`features.synth.intent_estimate`, a filter over the Poisson

@@ -59,6 +59,9 @@ the commercial outcomes."""
 STATE_COLUMNS = ("term", "days_to_end", "end_logit", "midterm_hazard", "event_logit",
                  "event_logit_seen", "event_logit_var")
 """Truth columns `oracle_probability` reads (see `World.truth`)."""
+STATE_ESTIMATE_COLUMNS = ("end_logit", "end_logit_var", "log_midterm", "log_midterm_var",
+                          "log_expansion")
+"""Columns of the `state_estimate` `oracle_probability` may read instead of the latent state."""
 ANOMALIES_FILE = "truth_anomalies.csv"
 ANOMALY_SEED = 7919
 """Mixed into the seed of the injected anomalies' own generator (apart from every stage's)."""
@@ -320,6 +323,26 @@ def write_world(world: World, out: Path, fmt: str = "parquet",
     return written
 
 
+def _truth_grid(truth: pd.DataFrame) -> tuple[np.ndarray, pd.Index, pd.Timestamp, np.ndarray,
+                                              int]:
+    """The truth's rows on an (account, day) grid: each row's account code, the accounts, the
+    first day, each row's day number and the number of days."""
+    codes, accounts = pd.factorize(truth["account_id"], sort=False)
+    day0 = pd.Timestamp(truth["date"].min()).normalize()
+    days = ((pd.to_datetime(truth["date"]) - day0) // pd.Timedelta(days=1)).to_numpy(np.int64)
+    return codes, pd.Index(accounts), day0, days, int(days.max()) + 1 if len(days) else 0
+
+
+def _entity_days(entities: pd.DataFrame, accounts: pd.Index, day0: pd.Timestamp
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per entity row: whether the truth knows its account, the account's code (0 where not)
+    and the as-of date's day number on the truth's grid."""
+    row = accounts.get_indexer(entities["account_id"])
+    as_of = pd.to_datetime(entities["as_of"]).dt.normalize()
+    return (row >= 0, np.where(row >= 0, row, 0),
+            ((as_of - day0) // pd.Timedelta(days=1)).to_numpy(np.int64))
+
+
 def path_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int,
                      target: Target = "churn") -> pd.Series:
     """P(event within `horizon` days of as_of) per entity row, from the true daily hazards of
@@ -344,10 +367,7 @@ def path_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int,
     if missing:
         raise ValueError(f"entities lack column(s) {', '.join(sorted(missing))}")
 
-    codes, accounts = pd.factorize(truth["account_id"], sort=False)
-    day0 = pd.Timestamp(truth["date"].min()).normalize()
-    days = ((pd.to_datetime(truth["date"]) - day0) // pd.Timedelta(days=1)).to_numpy(np.int64)
-    n_days = int(days.max()) + 1 if len(days) else 0
+    codes, accounts, day0, days, n_days = _truth_grid(truth)
     churn = np.zeros((len(accounts), n_days))
     churn[codes, days] = np.clip(truth["churn_hazard"].to_numpy(np.float64), 0.0, 1.0 - 1e-12)
     # Cumulative log-survival per account: a window is a difference of two lookups.
@@ -363,13 +383,9 @@ def path_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int,
         incidence[:, 1:] = np.cumsum(np.exp(log_survival[:, :-1]) * (1.0 - churn) * expand,
                                      axis=1)
 
-    row = pd.Index(accounts).get_indexer(entities["account_id"])
-    as_of = pd.to_datetime(entities["as_of"]).dt.normalize()
-    first = ((as_of - day0) // pd.Timedelta(days=1)).to_numpy(np.int64)
+    known, r, first = _entity_days(entities, accounts, day0)
     lo = np.clip(first, 0, n_days)
     hi = np.clip(first + horizon, 0, n_days)
-    known = row >= 0
-    r = np.where(known, row, 0)
     if target == "churn":
         p = 1.0 - np.exp(log_survival[r, hi] - log_survival[r, lo])
     else:
@@ -379,7 +395,8 @@ def path_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int,
 
 
 def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int,
-                       target: Target = "churn", intent: str = "seen") -> pd.Series:
+                       target: Target = "churn", intent: str = "seen",
+                       state_estimate: pd.DataFrame | None = None) -> pd.Series:
     """P(event within `horizon` days of as_of) per entity row, as the state the data came from
     tells it: the reference a model of the data is measured against.
 
@@ -388,9 +405,13 @@ def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int
     - the contract schedule and term (`term`, `days_to_end`): the subscriptions table shows
       them;
     - the churn log-odds of that day's health, shocks, plan and renewal count (`end_logit`,
-      `midterm_hazard`): latent, held at their value on s for the whole window (their drift and
-      new shocks are in no data). Usage, tickets, surveys and touchpoints are noisy views of
-      them, so this part is better informed than any model of the data: a small edge;
+      `midterm_hazard`) and its expansion hazard, held at their value on s for the whole window
+      (their drift and new shocks are in no data). Usage, tickets, surveys and touchpoints are
+      noisy views of them: with `state_estimate` (one row per entity,
+      `STATE_ESTIMATE_COLUMNS`) the oracle reads them as that estimate gives them, its error
+      variance averaged out as the hidden risk is (`training.oracle.estimate_state`: what the
+      data shows of them); without it, the latent values, better informed than any model of
+      the data;
     - the event types' intent only as the usage table shows it (`event_logit_seen`,
       `event_logit_var`, `features.synth.intent_estimate`: the filtered posterior given the
       event counts up to a day, not the latent intent). A decision on day D weighs the intent
@@ -425,10 +446,7 @@ def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int
     if missing:
         raise ValueError(f"entities lack column(s) {', '.join(sorted(missing))}")
 
-    codes, accounts = pd.factorize(truth["account_id"], sort=False)
-    day0 = pd.Timestamp(truth["date"].min()).normalize()
-    days = ((pd.to_datetime(truth["date"]) - day0) // pd.Timedelta(days=1)).to_numpy(np.int64)
-    n_days = int(days.max()) + 1 if len(days) else 0
+    codes, accounts, day0, days, n_days = _truth_grid(truth)
     # Truth row of (account, day), -1 where the account has no row that day.
     pos = np.full((len(accounts), n_days), -1, dtype=np.int64)
     pos[codes, days] = np.arange(len(truth))
@@ -447,20 +465,20 @@ def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int
     expansion = np.clip(col("expansion_hazard"), 0.0, 1.0 - 1e-12)
     to_end, term = col("days_to_end").astype(np.int64), col("term").astype(np.int64)
 
-    row = pd.Index(accounts).get_indexer(entities["account_id"])
-    known = row >= 0
-    r = np.where(known, row, 0)
-    as_of = pd.to_datetime(entities["as_of"]).dt.normalize()
-    t = ((as_of - day0) // pd.Timedelta(days=1)).to_numpy(np.int64)
+    known, r, t = _entity_days(entities, accounts, day0)
     s = np.clip(t - 1, first_day[r], max(n_days - 1, 0))
     state = pos[r, s]
     state = np.where(state >= 0, state, 0)
+    end_row, mid_row, e = end_logit[state], midterm[state], expansion[state]
+    end_var, mid_var = np.zeros(len(r)), np.zeros(len(r))
+    if state_estimate is not None:
+        end_row, end_var, mid_row, mid_var, e = _estimated_state(state_estimate, end_row,
+                                                                 mid_row, e)
     end0 = s + to_end[state]
     every = np.maximum(term[state], 1)
     lead = P.EVENT_INTENT_LEAD
     log_survival = np.zeros(len(r))
     incidence = np.zeros(len(r))
-    e = expansion[state]
     for k in range(horizon):
         d = t + k
         inside = known & (d >= 0) & (d < n_days)
@@ -479,9 +497,9 @@ def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int
         # E[exp(sd Z)] = exp(sd^2 / 2).
         unseen = P.HIDDEN_RISK_SD**2 + var
         at_end = (d >= end0) & ((d - end0) % every == 0)
-        h = np.where(at_end, 1.0 / (1.0 + np.exp(-(end_logit[state] + mu)
-                                                 / np.sqrt(1.0 + np.pi * unseen / 8.0))),
-                     np.minimum(midterm[state] * np.exp(mu + unseen / 2.0), 0.05))
+        h = np.where(at_end, 1.0 / (1.0 + np.exp(-(end_row + mu) / np.sqrt(
+                         1.0 + np.pi * (unseen + end_var) / 8.0))),
+                     np.minimum(mid_row * np.exp(mu + (unseen + mid_var) / 2.0), 0.05))
         h = np.where(inside, np.clip(h, 0.0, 1.0 - 1e-12), 0.0)
         if target == "expansion":
             ek = np.where(inside, e, 0.0)
@@ -492,6 +510,23 @@ def oracle_probability(truth: pd.DataFrame, entities: pd.DataFrame, horizon: int
     p = 1.0 - np.exp(log_survival) if target == "churn" else incidence
     return pd.Series(np.where(known, p, np.nan), index=entities.index,
                      name=f"oracle_{target}_{horizon}d")
+
+
+def _estimated_state(estimate: pd.DataFrame, end_row: np.ndarray, mid_row: np.ndarray,
+                     expansion_row: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The state of each entity row as `estimate` gives it (`STATE_ESTIMATE_COLUMNS`, log
+    scale for the two hazards; a variance for each churn part, averaged out as the hidden risk
+    is): (end_logit, its variance, midterm hazard, its log variance, expansion hazard). Where
+    the estimate is missing, and for the midterm hazard of a plan that has none (monthly), the
+    latent value stays."""
+    def take(name: str) -> np.ndarray:
+        return estimate[name].to_numpy(np.float64)
+    end, mid, grow = take("end_logit"), take("log_midterm"), take("log_expansion")
+    has_end, has_mid = np.isfinite(end), np.isfinite(mid) & (mid_row > 0)
+    return (np.where(has_end, end, end_row), np.where(has_end, take("end_logit_var"), 0.0),
+            np.where(has_mid, np.exp(mid), mid_row),
+            np.where(has_mid, take("log_midterm_var"), 0.0),
+            np.where(np.isfinite(grow), np.clip(np.exp(grow), 0.0, 1.0 - 1e-12), expansion_row))
 
 
 def oracle_expansion_probability(truth: pd.DataFrame, entities: pd.DataFrame,
