@@ -266,10 +266,11 @@ def save_bundle(bundle: Bundle, directory: Path | str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     stale = directory / (NUMERIC_MODEL_FILE if bundle.kind == LIGHTGBM else MODEL_FILE)
     stale.unlink(missing_ok=True)  # a directory that held another kind of champion before
-    if bundle.kind == LIGHTGBM:
-        bundle.booster.save_model(str(directory / MODEL_FILE))
+    model = bundle.booster
+    if isinstance(model, lgb.Booster):
+        model.save_model(str(directory / MODEL_FILE))
     else:
-        (directory / NUMERIC_MODEL_FILE).write_text(json.dumps(bundle.booster.to_dict()))
+        (directory / NUMERIC_MODEL_FILE).write_text(json.dumps(model.to_dict()))
     meta = {
         "format": BUNDLE_FORMAT,
         "kind": bundle.kind,
