@@ -134,6 +134,16 @@ class KeyChecker:
     def require(self, key: str | None, needed: Role, action: str) -> Principal:
         return self.check_role(self.principal(key), needed, action)
 
+    def answers_from_cache(self, key: str | None) -> bool:
+        """Whether `principal(key)` would be answered without reading the store (no key, or a
+        fresh cache entry)."""
+        if not key:
+            return True
+        digest = hash_key(key)
+        with self._lock:
+            hit = self._cache.get(digest)
+        return hit is not None and hit[0] >= time.monotonic()
+
     @staticmethod
     def check_role(who: Principal, needed: Role, action: str) -> Principal:
         """`who`, or AccessDenied(403) when its role is below `needed`."""

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, RedirectResponse
 
@@ -41,7 +42,8 @@ def state_of(request: Request) -> ServiceState:
 
 
 async def _seen(request: Request) -> Viewer:
-    return viewer(state_of(request), request)
+    # In the thread pool: checking the cookie's key may read the store (see routes.deps).
+    return await run_in_threadpool(viewer, state_of(request), request)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Action:
 
 
 async def _acting(request: Request) -> Action:
-    v = viewer(state_of(request), request)
+    v = await run_in_threadpool(viewer, state_of(request), request)
     form = await request.form()
     token = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
     check_csrf(v, token if isinstance(token, str) else None)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from serving import schemas
 from serving.auth import HEADER, Principal, Role
@@ -37,9 +38,14 @@ def needs(role: Role, action: str) -> Callable[..., Awaitable[Principal]]:
                                       Depends(_bearer)] = None,
                     ) -> Principal:
         presented = key or (bearer.credentials if bearer is not None else None)
-        # A cached key is a dict look-up; the store is read at most once per key_cache_seconds.
+        # A cached key is a dict look-up, answered on the event loop; the store is read at most
+        # once per key_cache_seconds, and that read runs in the thread pool, so a slow store
+        # stalls only the requests waiting on it, not every request the loop serves.
         state = await state_of(request)
-        who = state.keys.require(presented, role, action)
+        if state.keys.answers_from_cache(presented):
+            who = state.keys.require(presented, role, action)
+        else:
+            who = await run_in_threadpool(state.keys.require, presented, role, action)
         state.rate.check(who.key_id)
         return who
 

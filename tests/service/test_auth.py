@@ -116,3 +116,35 @@ def test_no_key_or_secret_reaches_the_logs(client, caplog):
     text = caplog.text
     for secret in (made["key"], ADMIN_KEY, hook["secret"], hash_key(made["key"])):
         assert secret not in text
+
+
+def test_a_key_check_waiting_on_the_store_holds_up_no_other_request(client, keys, monkeypatch):
+    """A key the cache does not hold is looked up in the store off the event loop: while one
+    request's lookup waits (a slow or hung database), the service answers the others."""
+    import threading
+
+    from serving.auth import KeyChecker
+
+    stalled_key, order = "hs_not_a_key_the_store_answers_quickly", []
+    started, released = threading.Event(), threading.Event()
+    lookup = KeyChecker._lookup
+
+    def slow_lookup(self, digest):
+        if digest == hash_key(stalled_key):
+            order.append("lookup waits on the store")
+            started.set()
+            released.wait(20)
+            order.append("lookup returns")
+        return lookup(self, digest)
+
+    monkeypatch.setattr(KeyChecker, "_lookup", slow_lookup)
+    stalled = threading.Thread(target=call, args=(client, "get", "/v1/scores", None, stalled_key))
+    stalled.start()
+    try:
+        assert started.wait(20)
+        assert call(client, "get", "/v1/alerts", None, keys["reader"]).status_code == 200
+        order.append("another request answered")
+    finally:
+        released.set()
+        stalled.join(30)
+    assert order == ["lookup waits on the store", "another request answered", "lookup returns"]
