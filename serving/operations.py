@@ -71,7 +71,9 @@ def daily_work(state: ServiceState, clock: Any) -> RunSummary:
         logger.exception("firing the due tasks failed")
         failures += 1
     try:
-        monitor(state.store, con, state.scorer, state.settings, as_of=when)
+        # The drift reads the portfolio this run has just scored, not a second scoring of it.
+        monitor(state.store, con, state.scorer, state.settings, as_of=when,
+                scored_at=lambda _when: result.frame)
     except Exception:
         logger.exception("the monitoring check failed")
         failures += 1

@@ -114,6 +114,36 @@ def test_a_second_monitoring_call_reads_the_scored_portfolio_again(client, keys,
     assert len(calls) == scored <= 1
 
 
+def test_the_daily_run_scores_the_portfolio_once(client, monkeypatch):
+    """The run's monitoring measures the drift of the frame the run scored and stored."""
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    import serving.daily as daily
+    import serving.monitoring as monitoring
+    import serving.state as state_module
+    from scoring.drift import build_reference
+    from serving.operations import daily_work
+
+    reference = build_reference(pd.DataFrame({"score": np.linspace(0.0, 100.0, 400)}), ["score"])
+    monkeypatch.setattr(monitoring, "load_reference",
+                        lambda folder: (reference, Path(folder) / "reference.json"))
+    seen: list[object] = []
+    real_drift = monitoring.drift_table
+    monkeypatch.setattr(monitoring, "drift_table", lambda ref, cur, **_: seen.append(len(cur))
+                        or real_drift(ref, cur, min_rows=1))
+    calls: list[object] = []
+    for module in (daily, monitoring, state_module):
+        real = module.score_accounts
+        monkeypatch.setattr(module, "score_accounts",
+                            lambda *a, _real=real, **k: calls.append(a[2]) or _real(*a, **k))
+    summary = daily_work(state_of_client(), clock=lambda: datetime(2030, 6, 1, 4, 0, tzinfo=UTC))
+    assert summary.failures == 0
+    assert len(calls) == 1 and seen and seen[0] >= summary.accounts
+
+
 def test_the_effect_says_plainly_when_it_cannot_be_estimated(client, keys):
     r = client.get("/v1/effect", headers=keys["reader"])
     assert r.status_code == 200
