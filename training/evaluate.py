@@ -141,14 +141,24 @@ def brier(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def bootstrap_aucs(y: np.ndarray, scores: Mapping[str, np.ndarray], seed: int,
-                   resamples: int) -> dict[str, np.ndarray]:
-    """ROC AUC of each scorer on `resamples` row bootstraps (multinomial row weights), the same
+                   resamples: int, groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """ROC AUC of each scorer on `resamples` bootstraps (multinomial weights), the same
     resamples for every scorer so that differences are paired; ties shared as in `roc_auc`.
-    The scheme of the table mode's champion intervals (`training.table`)."""
+    The scheme of the table mode's champion intervals (`training.table`).
+
+    `groups` (one label per row, e.g. the account): whole groups are drawn, each row weighing
+    its group's draw count. A backtest's pooled rows hold the same account at several test
+    dates, and those rows are not independent draws: resampling rows would narrow the interval
+    as if they were."""
     y = np.asarray(y, float)
-    n = len(y)
-    weights = np.random.default_rng(seed).multinomial(
-        n, np.full(n, 1.0 / n), size=resamples).astype(float)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        n = len(y)
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)
+    else:
+        code, labels = pd.factorize(np.asarray(groups))
+        k = len(labels)
+        weights = rng.multinomial(k, np.full(k, 1.0 / k), size=resamples)[:, code].astype(float)
     out: dict[str, np.ndarray] = {}
     for name, s in scores.items():
         _, group = np.unique(np.asarray(s, float), return_inverse=True)

@@ -210,7 +210,8 @@ def _train_and_backtest(
             label = f"{t}_{h}d"
             y, preds, rows = _pooled(pooled[h])
             metrics = evaluate.evaluate_rows(y, preds)
-            choice = selection.choose_champion(y, preds, cfg.seed, cfg.bootstrap_resamples)
+            choice = selection.choose_champion(y, preds, cfg.seed, cfg.bootstrap_resamples,
+                                               rows["account_id"].to_numpy())
             segments = evaluate.by_segment(y, preds, rows["segment"]) \
                 if "segment" in rows else {}
             split, leakage = first[h]

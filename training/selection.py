@@ -56,13 +56,14 @@ def pooled_auc(y: np.ndarray, score: np.ndarray) -> float | None:
     return evaluate.roc_auc(y, score)
 
 
-def auc_intervals(y: np.ndarray, scores: Mapping[str, np.ndarray], seed: int, resamples: int
-                  ) -> dict[str, dict[str, Any]]:
+def auc_intervals(y: np.ndarray, scores: Mapping[str, np.ndarray], seed: int, resamples: int,
+                  groups: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
     """`pooled_auc` of each scorer with its bootstrap 95% interval (the same resamples for
-    every scorer, so their differences are paired)."""
+    every scorer, so their differences are paired; `groups`: the rows' accounts, drawn whole,
+    `evaluate.bootstrap_aucs`)."""
     y = np.asarray(y, float)
     scores = {k: np.asarray(v, float) for k, v in scores.items()}
-    boot = evaluate.bootstrap_aucs(y, scores, seed, resamples) if resamples > 0 else {}
+    boot = evaluate.bootstrap_aucs(y, scores, seed, resamples, groups) if resamples > 0 else {}
     out = {}
     for k, s in scores.items():
         value = pooled_auc(y, s)
@@ -73,12 +74,13 @@ def auc_intervals(y: np.ndarray, scores: Mapping[str, np.ndarray], seed: int, re
 
 
 def choose_champion(y: np.ndarray, preds: Mapping[str, np.ndarray | None], seed: int,
-                    resamples: int) -> dict[str, Any]:
+                    resamples: int, groups: np.ndarray | None = None) -> dict[str, Any]:
     """The candidate with the highest `pooled_auc`, each candidate's AUC with its interval and
-    the champion's lead over each other one (with the paired interval of the lead)."""
+    the champion's lead over each other one (with the paired interval of the lead). `groups`:
+    each row's account, so the intervals draw accounts, not rows."""
     scores = {k: np.asarray(v, float) for k, v in preds.items()
               if k in CANDIDATES and v is not None}
-    aucs = auc_intervals(y, scores, seed, resamples)
+    aucs = auc_intervals(y, scores, seed, resamples, groups)
     rank = {k: (-1.0 if a["value"] is None else a["value"]) for k, a in aucs.items()}
     champion = max(rank, key=lambda k: (rank[k], -SIMPLER_FIRST.index(k)))
 

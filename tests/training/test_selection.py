@@ -144,3 +144,20 @@ def test_a_tie_goes_to_the_simpler_candidate_and_a_lost_lightgbm_is_named():
     assert choice["scorer"] == "logistic"
     assert "logistic regression beats LightGBM" in beaten_note("churn_30d", choice)
     assert choose_champion(y, {"model": better, "logistic": same}, 0, 50)["scorer"] == "model"
+
+
+def test_the_intervals_draw_accounts_not_rows():
+    """The pooled backtest holds an account once per test date, and those rows are not
+    independent draws: repeating every row three times under its account leaves the interval as
+    wide as the rows alone give it, where resampling rows would narrow it by about sqrt(3)."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(600) < 0.2).astype(float)
+    s = 0.8 * y + rng.normal(0.0, 1.0, 600)
+
+    def width(y, s, groups=None):
+        low, high = choose_champion(y, {"model": s}, 0, 400, groups)["roc_auc"]["model"]["ci95"]
+        return high - low
+
+    thrice = (np.repeat(y, 3), np.repeat(s, 3))
+    assert width(*thrice, np.repeat(np.arange(600), 3)) == pytest.approx(width(y, s), rel=0.2)
+    assert width(*thrice) < 0.75 * width(y, s)
