@@ -117,16 +117,13 @@ class KeyChecker:
         """The principal of a key known by its hash (what a signed dashboard cookie carries, so
         the key itself never sits in the browser), or AccessDenied(401)."""
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(digest)
-        if hit is None or hit[0] < now:
+        fresh, found = self._cached(digest, now)
+        if not fresh:
             found = self._lookup(digest)
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
                 self._cache[digest] = (now + self.ttl, found)
-        else:
-            found = hit[1]
         if found is None:
             raise AccessDenied(401, "invalid or revoked API key")
         return found
@@ -137,12 +134,15 @@ class KeyChecker:
     def answers_from_cache(self, key: str | None) -> bool:
         """Whether `principal(key)` would be answered without reading the store (no key, or a
         fresh cache entry)."""
-        if not key:
-            return True
-        digest = hash_key(key)
+        return not key or self._cached(hash_key(key), time.monotonic())[0]
+
+    def _cached(self, digest: str, now: float) -> tuple[bool, Principal | None]:
+        """(whether the cache holds an entry for `digest` fresh at `now`, its principal)."""
         with self._lock:
             hit = self._cache.get(digest)
-        return hit is not None and hit[0] >= time.monotonic()
+        if hit is None or hit[0] < now:
+            return False, None
+        return True, hit[1]
 
     @staticmethod
     def check_role(who: Principal, needed: Role, action: str) -> Principal:
