@@ -45,8 +45,6 @@ def estimate_state(frame: pd.DataFrame, features: Sequence[str], truth: pd.DataF
     cats = category_levels(frame, features)
     X = encode_frame(frame, features, cats)
     folds = pd.factorize(frame["account_id"])[0] % FOLDS
-    rng = np.random.default_rng(seed)
-    folds = rng.permutation(FOLDS)[folds]
     categorical = [list(features).index(c) for c in cats]
 
     def fit(target: np.ndarray) -> tuple[np.ndarray, float]:
