@@ -3,9 +3,10 @@
 A bundle is one directory: the model and `bundle.json` (the model's kind, the ordered feature
 list, the category levels of categorical features, the feature-set version, the calibrator's
 parameters, the label it predicts and free metadata). The model is the champion of its target's
-backtest: LightGBM (`model.txt`, its native text model), a logistic regression
+backtest: LightGBM (`model.txt`, its native text model), LightGBM boosted from a logistic fit
+(`scoring.boosted`: the trees in `model.txt`, the line in `model.json`), a logistic regression
 (`scoring.linear`, `model.json`) or the rules score read as a probability
-(`scoring.rules_model`, `model.json`). All three take LightGBM's `predict` arguments, so
+(`scoring.rules_model`, `model.json`). All of them take LightGBM's `predict` arguments, so
 everything downstream scores and explains them the same way. Categorical features are
 encoded here, the same way for training and serving: the code of a value is its position in the
 saved levels, and an unseen value is missing. Training writes bundles; serving loads them and
@@ -31,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 from features.registry import FEATURE_SET_VERSION
+from scoring.boosted import KIND as BOOSTED_KIND
+from scoring.boosted import BoostedModel
 from scoring.linear import KIND as LINEAR_KIND
 from scoring.linear import LinearModel
 from scoring.rules_model import KIND as RULES_KIND
@@ -39,12 +42,15 @@ from scoring.rules_model import RulesScoreModel
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = 2
-"""2: a bundle says its model's kind (LightGBM, logistic regression or the rules score)."""
+"""2: a bundle says its model's kind (LightGBM, LightGBM on a logistic fit, logistic regression
+or the rules score)."""
 MODEL_FILE = "model.txt"
 NUMERIC_MODEL_FILE = "model.json"
 """The model file of a logistic-regression or rules-score bundle (numbers only)."""
 LIGHTGBM = "lightgbm"
-MODEL_KINDS = (LIGHTGBM, LINEAR_KIND, RULES_KIND)
+MODEL_KINDS = (LIGHTGBM, BOOSTED_KIND, LINEAR_KIND, RULES_KIND)
+TREE_KINDS = (LIGHTGBM, BOOSTED_KIND)
+"""The kinds that hold LightGBM trees: the backtest's LightGBM candidate is one of them."""
 META_FILE = "bundle.json"
 _TIE_BREAK = 1e-6
 
@@ -98,8 +104,9 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 class Bundle:
     """A trained model and everything needed to score new rows with it."""
 
-    booster: lgb.Booster | LinearModel | RulesScoreModel
-    """The model: a LightGBM booster, or a logistic or rules-score model with its interface."""
+    booster: lgb.Booster | BoostedModel | LinearModel | RulesScoreModel
+    """The model: a LightGBM booster, or a boosted, logistic or rules-score model with its
+    interface."""
     label: str
     """What it predicts, e.g. `churn_90d`."""
     features: tuple[str, ...]
@@ -115,7 +122,10 @@ class Bundle:
 
     @property
     def kind(self) -> str:
-        """`lightgbm`, `logistic` or `rules`: which candidate of the backtest this is."""
+        """`lightgbm`, `lightgbm_on_logistic`, `logistic` or `rules`: which candidate of the
+        backtest this is, in which form."""
+        if isinstance(self.booster, BoostedModel):
+            return BOOSTED_KIND
         if isinstance(self.booster, LinearModel):
             return LINEAR_KIND
         if isinstance(self.booster, RulesScoreModel):
@@ -149,7 +159,8 @@ class Bundle:
     def contributions(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Exact additive contributions in log-odds, one column per feature, then the base value:
         TreeSHAP for LightGBM, coefficient times standardised deviation for logistic
-        regression, the rules' own feature shares for the rules score."""
+        regression (their sum for LightGBM on a logistic fit), the rules' own feature shares
+        for the rules score."""
         x = self.matrix(data)
         return np.asarray(self.booster.predict(
             x, pred_contrib=True, num_threads=prediction_threads(x)), dtype=float)
@@ -264,11 +275,15 @@ def save_bundle(bundle: Bundle, directory: Path | str) -> Path:
     """Write the bundle to a directory (created if needed); returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    stale = directory / (NUMERIC_MODEL_FILE if bundle.kind == LIGHTGBM else MODEL_FILE)
-    stale.unlink(missing_ok=True)  # a directory that held another kind of champion before
+    for name in set(_model_files(LIGHTGBM) + _model_files(LINEAR_KIND)) - set(
+            _model_files(bundle.kind)):  # a directory that held another kind of champion before
+        (directory / name).unlink(missing_ok=True)
     model = bundle.booster
     if isinstance(model, lgb.Booster):
         model.save_model(str(directory / MODEL_FILE))
+    elif isinstance(model, BoostedModel):
+        model.trees.save_model(str(directory / MODEL_FILE))
+        (directory / NUMERIC_MODEL_FILE).write_text(json.dumps(model.start.to_dict()))
     else:
         (directory / NUMERIC_MODEL_FILE).write_text(json.dumps(model.to_dict()))
     meta = {
@@ -298,13 +313,14 @@ def load_bundle(
         )
     meta = json.loads(meta_path.read_text())
     kind = meta.get("kind", LIGHTGBM)
-    model_file = directory / (MODEL_FILE if kind == LIGHTGBM else NUMERIC_MODEL_FILE)
     if kind not in MODEL_KINDS:
         raise BundleMismatchError(f"{meta_path}: unknown model kind {kind!r} "
                                   f"(this code reads {', '.join(MODEL_KINDS)})")
-    if not model_file.exists():
-        raise FileNotFoundError(f"{directory} is not a model bundle (needs {model_file.name} "
-                                f"and {META_FILE}): run `healthscore train` first")
+    for name in _model_files(kind):
+        if not (directory / name).exists():
+            raise FileNotFoundError(f"{directory} is not a model bundle (needs {name} "
+                                    f"and {META_FILE}): run `healthscore train` first")
+    model_file = directory / _model_files(kind)[0]
     if meta.get("format") != BUNDLE_FORMAT:
         raise BundleMismatchError(
             f"{meta_path}: bundle format {meta.get('format')!r}, this code reads {BUNDLE_FORMAT}"
@@ -315,9 +331,13 @@ def load_bundle(
             f"{meta['feature_set_version']!r} but the features are version "
             f"{feature_set_version!r}: retrain with `healthscore train`"
         )
-    booster: lgb.Booster | LinearModel | RulesScoreModel
+    booster: lgb.Booster | BoostedModel | LinearModel | RulesScoreModel
     if kind == LIGHTGBM:
         booster = lgb.Booster(model_file=str(model_file))
+    elif kind == BOOSTED_KIND:
+        booster = BoostedModel(
+            LinearModel.from_dict(json.loads((directory / NUMERIC_MODEL_FILE).read_text())),
+            lgb.Booster(model_file=str(model_file)))
     elif kind == LINEAR_KIND:
         booster = LinearModel.from_dict(json.loads(model_file.read_text()))
     else:
@@ -334,6 +354,16 @@ def load_bundle(
         calibrator=Calibrator.from_dict(meta["calibrator"]),
         metadata=meta.get("metadata", {}),
     )
+
+
+def _model_files(kind: str) -> tuple[str, ...]:
+    """The model files a bundle of `kind` holds (the first is the one its features are read
+    from)."""
+    if kind == LIGHTGBM:
+        return (MODEL_FILE,)
+    if kind == BOOSTED_KIND:
+        return (MODEL_FILE, NUMERIC_MODEL_FILE)
+    return (NUMERIC_MODEL_FILE,)
 
 
 def load_bundles(

@@ -271,14 +271,23 @@ def _print(report: dict[str, Any], console: Any, as_json: bool) -> None:
         if seen:
             console.print(f"{label}: registered model refit on {seen['rows']} rows "
                           f"({seen['positives']} positives), as-of {seen['first_as_of']} .. "
-                          f"{seen['last_as_of']}, " + (f"{m['trees']} trees" if m.get(
-                              "kind", "lightgbm") == "lightgbm" else m["kind"]))
+                          f"{seen['last_as_of']}, " + _model_shape(m))
     for n in report.get("notes", []):
         console.print(f"[cyan]note:[/cyan] {n}", highlight=False)
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {w}")
     if report["run"].get("run_id"):
         console.print(f"MLflow run {report['run']['run_id']}")
+
+
+def _model_shape(m: dict[str, Any]) -> str:
+    """What the registered model is, in a few words: its trees, or its kind."""
+    kind = m.get("kind", "lightgbm")
+    if kind == "lightgbm":
+        return f"{m['trees']} trees"
+    if kind == "lightgbm_on_logistic":
+        return f"{m['trees']} trees boosted from a logistic fit"
+    return str(kind)
 
 
 def _cell(x: Any) -> str:

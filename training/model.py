@@ -32,7 +32,10 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from features.registry import feature
+from scoring.boosted import BoostedModel
 from scoring.bundle import Bundle, Calibrator, category_levels, encode_frame
+from scoring.linear import LinearModel
+from training.selection import linear_start
 from training.settings import TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 # champion's configuration on a new backtest.
 PARAM_FIELDS = ("num_leaves", "learning_rate", "max_trees", "min_child_samples",
                 "feature_fraction", "lambda_l2", "early_stopping_rounds", "seed", "num_threads",
-                "isotonic_min_positives", "monotone_churn", "monotone_method")
+                "isotonic_min_positives", "monotone_churn", "monotone_method", "lightgbm_start")
 
 
 def model_params(cfg: TrainingConfig) -> dict[str, Any]:
@@ -106,6 +109,7 @@ def fit_booster(
     refit_with_valid: bool = False,
     monotone: Sequence[int] | None = None,
     refit_on: tuple[np.ndarray, np.ndarray] | None = None,
+    init: dict[str, np.ndarray] | None = None,
 ) -> tuple[lgb.Booster, dict[str, Any]]:
     """Fit with early stopping on the validation rows; return a booster cut at the best round
     and how its tree size was chosen.
@@ -122,11 +126,15 @@ def fit_booster(
     the same way: in a time split, the training rows and the later ones whose labels close
     before the calibration window (`refit_rows`).
     `monotone`: one LightGBM monotone constraint per feature (see `monotone_constraints`).
+    `init`: the raw log-odds the boosting starts from on the `train`, `valid` and `refit` rows
+    (LightGBM's `init_score`; the returned trees exclude it).
     """
     names = list(features)
+    init = init or {}
     train = lgb.Dataset(X_train, label=y_train, feature_name=names,
-                        categorical_feature=list(categorical), free_raw_data=False)
-    valid = lgb.Dataset(X_valid, label=y_valid, reference=train)
+                        categorical_feature=list(categorical), free_raw_data=False,
+                        init_score=init.get("train"))
+    valid = lgb.Dataset(X_valid, label=y_valid, reference=train, init_score=init.get("valid"))
     losses: dict[str, float] = {}
     rounds: dict[str, int] = {}
     chosen: tuple[float, int, lgb.Booster, int] | None = None
@@ -152,7 +160,7 @@ def fit_booster(
         X_refit, y_refit = refit_on
         refit_rounds = min(cfg.max_trees, max(1, round(best * len(y_refit) / len(y_train))))
         both = lgb.Dataset(X_refit, label=y_refit, feature_name=names,
-                           categorical_feature=list(categorical))
+                           categorical_feature=list(categorical), init_score=init.get("refit"))
         selection["refit"] = {"rows": int(len(y_refit)), "trees": int(refit_rounds)}
         return lgb.train(lgb_params(cfg, monotone, leaves), both,
                          num_boost_round=refit_rounds), selection
@@ -212,8 +220,13 @@ def fit_model(
     refit_with_valid: bool = False,
     encoded: tuple[dict[str, list[str]], dict[str, np.ndarray]] | None = None,
     refit_rows: pd.DataFrame | None = None,
+    start_C: float | None = None,
 ) -> Bundle:
     """Fit, early-stop and calibrate one model of `label`; every frame has no NaN labels.
+
+    With `cfg.lightgbm_start` logistic, the boosting starts from a logistic regression fitted
+    on the same rows as the trees (`training.selection.linear_start`, C `start_C`, else
+    `logistic_c_default`), and the model is the two together (`scoring.boosted`).
 
     `encoded`: the training frame's `category_levels` and the matrices of some of the windows
     (`train`, `valid`, `calib`) already encoded with them (by a parameter search before the
@@ -234,17 +247,38 @@ def fit_model(
     if refit_rows is not None and len(refit_rows) > len(train):
         refit_on = (encode_frame(refit_rows, features, categories, what=label),
                     refit_rows[label].to_numpy(float))
-    booster, selection = fit_booster(
-        enc["train"], train[label].to_numpy(float), enc["valid"], valid[label].to_numpy(float),
-        features, list(categories), cfg, refit_with_valid,
-        monotone_constraints(features, label, cfg), refit_on)
-    raw_calib = booster.predict(enc["calib"], raw_score=True)
+    saw_valid = refit_with_valid or (refit_rows is not None and refit_on is not None
+                                     and bool(refit_rows.index.isin(valid.index).any()))
+    y_train, y_valid = train[label].to_numpy(float), valid[label].to_numpy(float)
+    monotone = monotone_constraints(features, label, cfg)
+    init: dict[str, np.ndarray] | None = None
+    start: LinearModel | None = None
+    if cfg.lightgbm_start == "logistic":
+        C = float(start_C if start_C is not None else cfg.logistic_c_default)
+        if refit_with_valid:  # the refit's line must see the rows its trees see
+            refit_on = (np.vstack([enc["train"], enc["valid"]]), np.concatenate([y_train, y_valid]))
+            refit_with_valid = False
+        start = linear_start(enc["train"], y_train, features, list(categories), C, cfg.seed,
+                             monotone)
+        init = {"train": start.predict(enc["train"], raw_score=True),
+                "valid": start.predict(enc["valid"], raw_score=True)}
+        if refit_on is not None:
+            start = linear_start(refit_on[0], refit_on[1], features, list(categories), C,
+                                 cfg.seed, monotone)
+            init["refit"] = start.predict(refit_on[0], raw_score=True)
+    trees, selection = fit_booster(
+        enc["train"], y_train, enc["valid"], y_valid, features, list(categories), cfg,
+        refit_with_valid, monotone, refit_on, init)
+    booster: lgb.Booster | BoostedModel = trees
+    if start is not None:
+        booster = BoostedModel(start, trees)
+        selection["start"] = {"kind": "logistic", "C": start.C}
+    raw_calib = np.asarray(booster.predict(enc["calib"], raw_score=True), dtype=float)
     y_calib = calib[label].to_numpy(float)
     check: dict[str, float | bool] | None = None
-    saw_valid = refit_with_valid or (refit_on is not None
-                                     and bool(refit_rows.index.isin(valid.index).any()))
     if not saw_valid:  # refitted, the early-stopping rows are in the trees: no check
-        check = recalibration_check(booster.predict(enc["valid"], raw_score=True),
+        check = recalibration_check(np.asarray(booster.predict(enc["valid"], raw_score=True),
+                                               dtype=float),
                                     valid[label].to_numpy(float), raw_calib, y_calib,
                                     cfg.isotonic_min_positives)
     calibrator = fit_calibrator(raw_calib, y_calib, cfg.isotonic_min_positives) \
@@ -324,20 +358,29 @@ def refit_model(
     choice: dict[str, Any],
     calibrator: Calibrator,
     metadata: dict[str, Any] | None = None,
+    start_C: float | None = None,
 ) -> Bundle:
     """One booster on every labelled row of `label`, `choice["trees"]` trees of
     `choice["num_leaves"]` leaves (no early stopping: nothing is left to stop on), with a
-    calibrator fitted elsewhere (`out_of_fold_calibrator`)."""
+    calibrator fitted elsewhere (`out_of_fold_calibrator`); with `cfg.lightgbm_start`
+    logistic, boosted from a logistic regression on the same rows (C `start_C`)."""
     if rows.empty or rows[label].isna().any():
         raise ValueError(f"{label}: a refit needs labelled rows only, and at least one")
     features = list(features)
     categories = category_levels(rows, features)
     X = encode_frame(rows, features, categories, what=label)
-    data = lgb.Dataset(X, label=rows[label].to_numpy(float), feature_name=features,
-                       categorical_feature=list(categories))
-    booster = lgb.train(lgb_params(cfg, monotone_constraints(features, label, cfg),
-                                   int(choice["num_leaves"])), data,
-                        num_boost_round=int(choice["trees"]))
+    y = rows[label].to_numpy(float)
+    monotone = monotone_constraints(features, label, cfg)
+    start = None
+    if cfg.lightgbm_start == "logistic":
+        start = linear_start(X, y, features, list(categories),
+                             float(start_C if start_C is not None else cfg.logistic_c_default),
+                             cfg.seed, monotone)
+    data = lgb.Dataset(X, label=y, feature_name=features, categorical_feature=list(categories),
+                       init_score=None if start is None else start.predict(X, raw_score=True))
+    trees = lgb.train(lgb_params(cfg, monotone, int(choice["num_leaves"])), data,
+                      num_boost_round=int(choice["trees"]))
+    booster: lgb.Booster | BoostedModel = trees if start is None else BoostedModel(start, trees)
     as_of = pd.to_datetime(rows["as_of"]) if "as_of" in rows else None
     trained_on: dict[str, Any] = {"rows": len(rows), "positives": int(rows[label].sum())}
     if as_of is not None:
@@ -347,7 +390,8 @@ def refit_model(
     meta = {
         "trees": int(booster.num_trees()),
         "params": model_params(cfg),
-        "selection": {"num_leaves": int(choice["num_leaves"]), "refit": choice},
+        "selection": {"num_leaves": int(choice["num_leaves"]), "refit": choice,
+                      **({"start": {"kind": "logistic", "C": start.C}} if start else {})},
         "trained_on": trained_on,
         "rows": {"train": len(rows)},
         **(metadata or {}),

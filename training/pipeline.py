@@ -168,12 +168,15 @@ def _train_and_backtest(
                 refit_rows = ts.training_rows(label, split.refit) \
                     if cfg.fold_refit and len(split.refit) > len(split.train) else None
                 meta = {"target": t, "horizon": h, "split": split.describe()}
-                bundles["model"][h] = fit_searched(train, valid, calib, ts.features, label, cfg,
-                                                   feature_set_version, meta, refit_rows)
-                if logistic:
+                start_C = None
+                if logistic:  # first: its C is the one LightGBM may boost from
                     bundles["logistic"][h] = selection.fit_logistic(
                         train, valid, ts.features, label, cfg, feature_set_version,
                         metadata=meta, refit_rows=refit_rows)
+                    start_C = float(bundles["logistic"][h].metadata["selection"]["C"])
+                bundles["model"][h] = fit_searched(train, valid, calib, ts.features, label, cfg,
+                                                   feature_set_version, meta, refit_rows,
+                                                   start_C)
                 done += 1
                 if progress:
                     progress("models", done, total)
@@ -234,26 +237,40 @@ def _train_and_backtest(
 def fit_searched(train: pd.DataFrame, valid: pd.DataFrame, calib: pd.DataFrame,
                  features: Sequence[str], label: str, cfg: TrainingConfig,
                  feature_set_version: str, metadata: dict[str, Any],
-                 refit_rows: pd.DataFrame | None = None) -> Bundle:
+                 refit_rows: pd.DataFrame | None = None,
+                 start_C: float | None = None) -> Bundle:
     """The LightGBM candidate of one fold: its parameters searched by successive halving on the
     fold's training and early-stopping rows (`training.search`, within `search_trials` and
     `search_seconds`), then fitted and calibrated as any model (`training.model.fit_model`).
     The calibration and test windows stay out of the search. `refit_rows`: the fold's rows the
-    chosen model is refit on before calibration (`TrainingConfig.fold_refit`)."""
+    chosen model is refit on before calibration (`TrainingConfig.fold_refit`). `start_C`: the
+    fold's logistic candidate's C; given, the search also tries boosting from a logistic fit
+    with it (`TrainingConfig.lightgbm_start`)."""
     search = None
     run_cfg = cfg
     encoded = None
+    monotone = monotone_constraints(features, label, cfg)
+    if start_C is None and cfg.lightgbm_start == "logistic":  # a re-run without the candidate
+        start_C = float(selection.fit_logistic(train, valid, features, label, cfg,
+                                               feature_set_version).metadata["selection"]["C"])
     if cfg.search_trials > 1:
         cats = category_levels(train, features)
         encoded = (cats, {k: encode_frame(v, features, cats, what=label)
                           for k, v in (("train", train), ("valid", valid))})
+        y_train = train[label].to_numpy(float)
+        start = None
+        if start_C is not None:
+            line = selection.linear_start(encoded[1]["train"], y_train, features, list(cats),
+                                          start_C, cfg.seed, monotone)
+            start = (line.predict(encoded[1]["train"], raw_score=True),
+                     line.predict(encoded[1]["valid"], raw_score=True))
         search = search_lightgbm(
-            encoded[1]["train"], train[label].to_numpy(float),
-            encoded[1]["valid"], valid[label].to_numpy(float),
-            features, list(cats), cfg, monotone_constraints(features, label, cfg))
+            encoded[1]["train"], y_train, encoded[1]["valid"], valid[label].to_numpy(float),
+            features, list(cats), cfg, monotone, start=start)
         run_cfg = search.config(cfg)
     bundle = fit_model(train, valid, calib, features, label, run_cfg, feature_set_version,
-                       metadata=metadata, encoded=encoded, refit_rows=refit_rows)
+                       metadata=metadata, encoded=encoded, refit_rows=refit_rows,
+                       start_C=start_C)
     bundle.metadata["search"] = search.summary() if search else None
     return bundle
 
@@ -339,10 +356,15 @@ def refit_registered(
     calibrator, calibration = out_of_fold_calibrator(
         out_of_fold, [b.calibrator.method for b in fold_bundles], cfg.isotonic_min_positives)
     rows = ts.frame[ts.frame[label].notna()]
+    # A start from the logistic fit: the C most of those folds' lines had (latest on a tie).
+    starts = [float(b.metadata["selection"]["start"]["C"]) for b in same
+              if "start" in b.metadata["selection"]]
+    start_C = max(dict.fromkeys(starts), key=starts.count) if starts else None
     return refit_model(rows, ts.features, label, cfg, feature_set_version, choice, calibrator,
                        metadata={"target": t, "horizon": h, "calibration": calibration,
                                  "split": fold_bundles[0].metadata.get("split", {}),
-                                 "backtest": plan.describe(), "search": searched})
+                                 "backtest": plan.describe(), "search": searched},
+                       start_C=start_C)
 
 
 def build_report(results: dict[str, ModelResult], run: dict[str, Any],

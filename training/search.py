@@ -9,6 +9,13 @@ every candidate gets a small tree budget, the best third by validation log loss 
 more, and so on until one candidate has the full `max_trees`. Each fit early-stops on the
 validation rows, so a candidate's loss is its best round's within its budget.
 
+Given a start (the raw log-odds of a logistic regression fitted on the same training rows), the
+search also draws where the boosting begins: from the base rate, as LightGBM does by default,
+or from the logistic fit, the trees then learning only what the line misses (LightGBM's
+`init_score`). Where the signal is close to linear in the features and the events are few,
+trees from the base rate spend their splits rebuilding the line; from the line, the few events
+go to its bends and interactions. The early-stopping log loss decides, candidate by candidate.
+
 Pure: it looks at the training and validation matrices it is given and nothing else (the caller
 keeps calibration and test rows out of it), and it returns parameters; it fits no final model
 and logs nothing. For a seed and a thread count the result is the same on every run, as long as
@@ -44,6 +51,8 @@ SPACE: dict[str, tuple[Any, ...]] = {
     "lambda_l2": (0.0, 1.0, 10.0, 50.0),
     "learning_rate": (0.02, 0.05, 0.1),
 }
+STARTS = ("constant", "logistic")
+"""Where boosting begins (`TrainingConfig.lightgbm_start`): the base rate, or the logistic fit."""
 ETA = 3
 """Successive halving's rate: a third of the candidates survive each rung, with 3x the trees."""
 MIN_ROUNDS = 20
@@ -81,14 +90,17 @@ class SearchResult:
         return len({t["candidate"] for t in self.trials})
 
 
-def candidate_configs(cfg: TrainingConfig, n: int) -> list[dict[str, Any]]:
+def candidate_configs(cfg: TrainingConfig, n: int, starts: Sequence[str] = ("constant",)
+                      ) -> list[dict[str, Any]]:
     """The configured values (one per `num_leaves` candidate) first, then distinct draws from
-    `SPACE` with the config's seed, `n` in all (at least the configured ones)."""
+    `SPACE` times `starts` with the config's seed, `n` in all (at least the configured ones)."""
     base = {"min_child_samples": cfg.min_child_samples, "feature_fraction": cfg.feature_fraction,
-            "lambda_l2": cfg.lambda_l2, "learning_rate": cfg.learning_rate}
+            "lambda_l2": cfg.lambda_l2, "learning_rate": cfg.learning_rate,
+            "lightgbm_start": cfg.lightgbm_start if cfg.lightgbm_start in starts else starts[0]}
     out = [{"num_leaves": leaves, **base} for leaves in cfg.leaf_candidates]
-    grid = [dict(zip(SPACE, values, strict=True))
-            for values in itertools.product(*SPACE.values())]
+    space = {**SPACE, "lightgbm_start": tuple(starts)}
+    grid = [dict(zip(space, values, strict=True))
+            for values in itertools.product(*space.values())]
     rng = np.random.default_rng(cfg.seed)
     seen = {tuple(sorted(c.items())) for c in out}
     for i in rng.permutation(len(grid)):
@@ -120,9 +132,14 @@ def search_lightgbm(
     cfg: TrainingConfig,
     monotone: Sequence[int] | None = None,
     *,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> SearchResult:
     """The candidate with the lowest validation log loss after successive halving.
+
+    `start`: the logistic fit's raw log-odds on the training and the validation rows; with it,
+    half the space boosts from them (`STARTS`), without it every candidate boosts from the
+    base rate.
 
     `cfg.search_trials` candidates (1 or 0: only the configured values, still early-stopped
     here so the tree count is known); `cfg.search_seconds` bounds the wall time, checked before
@@ -130,14 +147,22 @@ def search_lightgbm(
     it completed.
     """
     names = list(features)
-    # One binned dataset serves every candidate: the pre-filter would fix the features to the
-    # first candidate's minimum leaf size.
-    train = lgb.Dataset(np.asarray(X_train, float), label=np.asarray(y_train, float),
-                        feature_name=names, categorical_feature=list(categorical),
-                        free_raw_data=False, params={"feature_pre_filter": False})
-    valid = lgb.Dataset(np.asarray(X_valid, float), label=np.asarray(y_valid, float),
-                        reference=train)
-    configs = candidate_configs(cfg, max(1, cfg.search_trials))
+
+    def data(init: tuple[np.ndarray, np.ndarray] | None) -> tuple[lgb.Dataset, lgb.Dataset]:
+        # One binned dataset per start serves every candidate: the pre-filter would fix the
+        # features to the first candidate's minimum leaf size.
+        train = lgb.Dataset(np.asarray(X_train, float), label=np.asarray(y_train, float),
+                            feature_name=names, categorical_feature=list(categorical),
+                            free_raw_data=False, params={"feature_pre_filter": False},
+                            init_score=None if init is None else init[0])
+        valid = lgb.Dataset(np.asarray(X_valid, float), label=np.asarray(y_valid, float),
+                            reference=train, init_score=None if init is None else init[1])
+        return train, valid
+
+    sets = {"constant": data(None)}
+    if start is not None:
+        sets["logistic"] = data(start)
+    configs = candidate_configs(cfg, max(1, cfg.search_trials), tuple(sets))
     rounds = rung_rounds(len(configs), cfg.max_trees)
     start = clock()
     trials: list[dict[str, Any]] = []
@@ -154,6 +179,7 @@ def search_lightgbm(
                                 configs[i]["num_leaves"])
             trees = min(cfg.max_trees,
                         math.ceil(budget * FASTEST_RATE / configs[i]["learning_rate"]))
+            train, valid = sets[configs[i]["lightgbm_start"]]
             with warnings.catch_warnings():  # each candidate's params differ from the first's
                 warnings.filterwarnings("ignore", "Overriding the parameters from Reference")
                 booster = lgb.train(

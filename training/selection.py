@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
@@ -176,6 +177,39 @@ def fit_logistic(train: pd.DataFrame, valid: pd.DataFrame | None, features: Sequ
                   metadata={"kind": "logistic", "trees": 0,
                             "selection": {"C": float(C), "valid_logloss": losses},
                             "trained_on": trained_on, **(metadata or {})})
+
+
+def linear_start(X: np.ndarray, y: np.ndarray, features: Sequence[str],
+                 categorical: Sequence[str], C: float, seed: int,
+                 monotone: Sequence[int] | None = None) -> LinearModel:
+    """The logistic regression a LightGBM candidate boosts from (`lightgbm_start` logistic):
+    fitted on the same model matrix as its trees, with the logistic candidate's C.
+
+    `monotone` (LightGBM's constraints, one per feature): each constrained feature's
+    coefficient is bounded to the constraint's sign (L-BFGS-B on sklearn's objective), so the
+    line, like the trees, never moves risk against the registry's direction; the trees then
+    cannot undo it, and the sum is monotone too."""
+    layout = LinearModel.layout(X, features, categorical)
+    if not monotone or not any(monotone) or len(layout.columns) == 0 or not 0 < y.sum() < len(y):
+        return _fit_linear(layout, X, y, C, seed)
+    z = layout.design(X)
+    y = np.asarray(y, float)
+    sign = {1: (0.0, None), -1: (None, 0.0)}
+    bounds = [sign.get(int(monotone[c.feature]), (None, None)) if c.kind == "value"
+              else (None, None) for c in layout.columns] + [(None, None)]
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:-1], theta[-1]
+        margin = z @ w + b
+        residual = 1.0 / (1.0 + np.exp(-margin)) - y
+        loss = C * float(np.sum(np.logaddexp(0.0, margin) - y * margin)) + 0.5 * float(w @ w)
+        return loss, np.append(C * (z.T @ residual) + w, C * residual.sum())
+
+    rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+    theta0 = np.append(np.zeros(z.shape[1]), np.log(rate / (1 - rate)))
+    fit = minimize(objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": 2000})
+    return layout.with_coefficients(fit.x[:-1], float(fit.x[-1]), C)
 
 
 def refit_C(fold_bundles: Sequence[Bundle]) -> float:

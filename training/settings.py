@@ -99,6 +99,12 @@ class TrainingConfig(Section):
     90-day horizon on monthly dates that is three more, and the newest, dates a fold's model
     learns from; the calibration and test windows still see a model that saw none of their
     labels. Off: each fold's models learn from the training window only."""
+    lightgbm_start: Literal["constant", "logistic"] = "constant"
+    """Where LightGBM's boosting begins: `constant`, the base rate (LightGBM's default), or
+    `logistic`, the log-odds of a logistic regression fitted on the same rows with the C the
+    logistic candidate chose, the trees then fitting what the line misses. The warehouse
+    models' search draws both whenever the logistic candidate is fitted (`training.search`);
+    this value is the configured candidates' and a search-free run's."""
     search_seconds: float | None = Field(60.0, gt=0)
     """Wall-time budget of one search, checked before each fit; None: only the trial count
     bounds it. A search cut short by it depends on the machine's speed (the report says so);

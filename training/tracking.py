@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from features.settings import PathsConfig
+from scoring.bundle import TREE_KINDS
 from training import evaluate
 from training.results import ModelResult
 
@@ -317,7 +318,7 @@ def log_training_job(
                 tags = {TAG_KEY: key, TAG_AUC: "" if r.backtest_auc is None
                         else repr(r.backtest_auc), "alias_reason": decision.reason,
                         TAG_KIND: r.bundle.kind}
-                if r.bundle.kind == "lightgbm":  # what a re-run of the configuration needs
+                if r.bundle.kind in TREE_KINDS:  # what a re-run of the configuration needs
                     tags[TAG_PARAMS] = json.dumps(r.bundle.metadata.get("params", {}))
                 tags |= _selection_tags(r)
                 for k, v in tags.items():

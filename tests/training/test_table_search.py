@@ -46,7 +46,8 @@ def test_no_search_is_the_configured_values_early_stopped(matrices):
     cfg = TrainingConfig()
     assert result.params == {"num_leaves": 8, "min_child_samples": cfg.min_child_samples,
                              "feature_fraction": cfg.feature_fraction,
-                             "lambda_l2": cfg.lambda_l2, "learning_rate": cfg.learning_rate}
+                             "lambda_l2": cfg.lambda_l2, "learning_rate": cfg.learning_rate,
+                             "lightgbm_start": "constant"}
     assert 1 <= result.num_trees <= 120
 
 

@@ -156,11 +156,14 @@ def test_monotone_churn_constraints_follow_the_registry_direction():
     assert monotone_constraints(["noise_feature", "segment"], "churn_30d", cfg) is None
 
 
+@pytest.mark.parametrize("start", ["constant", "logistic"])
 @pytest.mark.parametrize("column, factor, direction", [
     ("logins_30d", 1.5, -1), ("nps_last", 0.5, 1), ("tickets_90d", 2.0, 1)])
 def test_a_monotone_churn_model_never_moves_against_the_registry_direction(
-        windows, column, factor, direction):
-    bundle = _fit(windows, monotone_churn=True)
+        windows, column, factor, direction, start):
+    # Boosted from a logistic fit, the line's coefficients are bound to the same signs.
+    bundle = _fit(windows, monotone_churn=True, lightgbm_start=start)
+    assert bundle.kind == ("lightgbm" if start == "constant" else "lightgbm_on_logistic")
     rows = windows[3].copy()
     changed = rows.assign(**{column: rows[column] * factor})
     # Every row, not just on average: the constraint holds for each account.
