@@ -1,5 +1,6 @@
-"""The API serves a champion that is not LightGBM: with logistic-regression champions for churn
-and rules-score champions for expansion (the two kinds the backtest can pick over the trees),
+"""The API serves a champion that is not a plain LightGBM booster: with LightGBM boosted from a
+logistic fit for churn at 30 days, logistic-regression champions for the other churn horizons
+and rules-score champions for expansion (the kinds the backtest can pick besides plain trees),
 `/v1/predict` gives the probabilities `healthscore predict` writes for the same account and
 `/v1/analyze` explains every model with its factors in log-odds.
 """
@@ -16,18 +17,20 @@ from typer.testing import CliRunner
 from tests.support.service_fixtures import service_client
 
 LABELS = [f"{t}_{h}d" for t in ("churn", "expansion") for h in (30, 60, 90)]
-KINDS = {"churn": "logistic", "expansion": "rules"}
+KINDS = {"churn_30d": "lightgbm_on_logistic", "churn_60d": "logistic", "churn_90d": "logistic",
+         "expansion_30d": "rules", "expansion_60d": "rules", "expansion_90d": "rules"}
 
 
 def _champions(warehouse, models_dir) -> None:
-    """Logistic champions for churn and rules-score champions for expansion, fitted by
-    training's own candidate code on the warehouse's features (labels: logins plus noise)."""
+    """The champions of `KINDS`, fitted by training's own candidate code on the warehouse's
+    features (labels: logins plus noise)."""
     from features.build import build_features
     from features.contract.warehouse import connect, connected_tables
     from features.registry import FEATURE_SET_VERSION, FEATURES
     from features.settings import FeatureConfig
     from scoring.bundle import save_bundle
     from scoring.health import load_rules, score_frame
+    from training.model import fit_model
     from training.selection import fit_logistic, fit_rules_model
     from training.settings import TrainingConfig
 
@@ -50,9 +53,14 @@ def _champions(warehouse, models_dir) -> None:
         frame = feats.copy()
         frame[label] = (signal + rng.normal(0, np.std(logins) + 1, len(logins))
                         > np.quantile(signal, 1 - 0.1 * h / 30)).astype(float)
-        if KINDS[target] == "logistic":
-            bundle = fit_logistic(frame.iloc[: len(ids)], frame.iloc[len(ids):], names, label,
-                                  TrainingConfig(), FEATURE_SET_VERSION)
+        early, late = frame.iloc[: len(ids)], frame.iloc[len(ids):]
+        if KINDS[label] == "lightgbm_on_logistic":
+            bundle = fit_model(early, late, late, names, label,
+                               TrainingConfig(lightgbm_start="logistic", min_child_samples=10),
+                               FEATURE_SET_VERSION, start_C=0.3)
+        elif KINDS[label] == "logistic":
+            bundle = fit_logistic(early, late, names, label, TrainingConfig(),
+                                  FEATURE_SET_VERSION)
         else:
             bundle = fit_rules_model(frame, score, names, label, rules, connected,
                                      FEATURE_SET_VERSION)
@@ -87,11 +95,11 @@ def predicted(root):
     return pd.read_csv(root / "p.csv", dtype={"account_id": str}).set_index("account_id")
 
 
-def test_the_models_served_are_the_logistic_and_rules_champions(root):
+def test_the_models_served_are_the_boosted_logistic_and_rules_champions(root):
     from scoring.bundle import load_bundles
 
     kinds = {label: b.kind for label, b in load_bundles(root / "models").items()}
-    assert kinds == {label: KINDS[label.split("_")[0]] for label in LABELS}
+    assert kinds == KINDS
 
 
 def test_predict_over_http_equals_healthscore_predict(client, predicted):
