@@ -14,7 +14,7 @@ what learning from the labels costs, with the features the model has.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import lightgbm as lgb
 import numpy as np
@@ -32,11 +32,16 @@ LATENT = ("end_logit", "midterm_hazard", "expansion_hazard")
 
 
 def estimate_state(frame: pd.DataFrame, features: Sequence[str], truth: pd.DataFrame | None,
-                   seed: int = 0, threads: int = 1) -> pd.DataFrame | None:
+                   seed: int = 0, threads: int = 1,
+                   targets: Sequence[str] = ("churn", "expansion"),
+                   progress: Callable[[int, int], None] | None = None) -> pd.DataFrame | None:
     """One row per `frame` row (same index): `STATE_ESTIMATE_COLUMNS` of
     `features.synth.generate`, from the features of the row. None without a truth that has the
     latent state (a world from before it, or real data). `threads`: LightGBM's, as training's
-    (`TrainingConfig.num_threads`)."""
+    (`TrainingConfig.num_threads`). Only the parts `targets` read are fitted (churn: the
+    contract-end log-odds and the early-termination hazard; expansion: its hazard); the others
+    are missing, and the oracle reads the latent value there. `progress(done, total)` after
+    each fold's fit."""
     if truth is None or not set(LATENT) <= set(truth.columns) or frame.empty:
         return None
     day = pd.to_datetime(frame["as_of"]).dt.normalize() - pd.Timedelta(days=1)
@@ -46,28 +51,37 @@ def estimate_state(frame: pd.DataFrame, features: Sequence[str], truth: pd.DataF
     X = encode_frame(frame, features, cats)
     folds = pd.factorize(frame["account_id"])[0] % FOLDS
     categorical = [list(features).index(c) for c in cats]
+    parts = ["end_logit", "midterm_hazard"] * ("churn" in targets) + \
+        ["expansion_hazard"] * ("expansion" in targets)
+    done = 0
+    if progress and parts:
+        progress(0, FOLDS * len(parts))
 
-    def fit(target: np.ndarray) -> tuple[np.ndarray, float]:
+    def fit(column: str) -> tuple[np.ndarray, float]:
+        nonlocal done
+        if column not in parts:
+            return np.full(len(frame), np.nan), 0.0
+        target = latent[column].to_numpy(np.float64)
+        if column != "end_logit":  # the hazards on the log scale
+            target = np.where(target > 0, np.log(np.where(target > 0, target, 1.0)), np.nan)
         known = np.isfinite(target)
         est = np.full(len(target), np.nan)
         for k in range(FOLDS):
             train, test = known & (folds != k), folds == k
-            if train.sum() < 2 * PARAMS["min_data_in_leaf"] or not test.any():
-                continue
-            booster = lgb.train({**PARAMS, "seed": seed, "num_threads": threads},
-                                lgb.Dataset(X[train], target[train],
-                                            categorical_feature=categorical),
-                                num_boost_round=ROUNDS)
-            est[test] = booster.predict(X[test])
+            if train.sum() >= 2 * PARAMS["min_data_in_leaf"] and test.any():
+                booster = lgb.train({**PARAMS, "seed": seed, "num_threads": threads},
+                                    lgb.Dataset(X[train], target[train],
+                                                categorical_feature=categorical),
+                                    num_boost_round=ROUNDS)
+                est[test] = booster.predict(X[test])
+            done += 1
+            if progress:
+                progress(done, FOLDS * len(parts))
         residual = (target - est)[known & np.isfinite(est)]
         return est, float(np.var(residual)) if len(residual) else 0.0
 
-    def log_of(column: str) -> np.ndarray:
-        value = latent[column].to_numpy(np.float64)
-        return np.where(value > 0, np.log(np.where(value > 0, value, 1.0)), np.nan)
-
-    end, end_var = fit(latent["end_logit"].to_numpy(np.float64))
-    mid, mid_var = fit(log_of("midterm_hazard"))
-    grow, _ = fit(log_of("expansion_hazard"))
+    end, end_var = fit("end_logit")
+    mid, mid_var = fit("midterm_hazard")
+    grow, _ = fit("expansion_hazard")
     return pd.DataFrame({"end_logit": end, "end_logit_var": end_var, "log_midterm": mid,
                          "log_midterm_var": mid_var, "log_expansion": grow}, index=frame.index)

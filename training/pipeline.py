@@ -135,7 +135,8 @@ def _train_and_backtest(
 ) -> dict[str, ModelResult]:
     frame = ts.frame
     targets = list(targets) if targets is not None else targets_with_labels(ts, cfg)
-    state = estimate_state(frame, ts.features, truth, cfg.seed, cfg.num_threads)
+    state = estimate_state(frame, ts.features, truth, cfg.seed, cfg.num_threads, targets,
+                           None if progress is None else lambda d, n: progress("oracle", d, n))
     plans = {t: p for t, p in (plans or plan_backtests(ts, cfg, targets)).items()
              if t in targets}
     plan = {t: p.folds for t, p in plans.items()}

@@ -26,6 +26,17 @@ def suite_training(**update: Any) -> TrainingConfig:
     return load_settings(training=update).training
 
 
+def fit_windows(n_accounts: int = 300, n_dates: int = 14
+                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """`snapshot_frame`'s labelled 30-day churn rows in four time windows: training (7 dates),
+    early stopping (2), calibration (2) and test (the rest), what one model's fit takes."""
+    f = snapshot_frame(n_accounts=n_accounts, n_dates=n_dates).frame
+    f = f[f["churn_30d"].notna()]
+    dates = sorted(f["as_of"].unique())
+    return tuple(f[f["as_of"].isin(ds)]  # type: ignore[return-value]
+                 for ds in (dates[:7], dates[7:9], dates[9:11], dates[11:]))
+
+
 def snapshot_frame(n_accounts: int = 400, n_dates: int = 24, seed: int = 0,
                    horizons: tuple[int, ...] = (30, 60, 90), signal: float = 1.0,
                    start: str = "2022-01-01") -> TrainingSet:

@@ -7,7 +7,7 @@ import pytest
 
 from scoring.boosted import BoostedModel
 from scoring.bundle import load_bundle, save_bundle
-from tests.support.train_frames import snapshot_frame
+from tests.support.train_frames import fit_windows
 from training.model import fit_model
 from training.search import candidate_configs, search_lightgbm
 from training.selection import linear_start
@@ -18,11 +18,7 @@ FEATURES = ["logins_30d", "tickets_90d", "nps_last", "noise_feature", "segment",
 
 @pytest.fixture(scope="module")
 def windows():
-    f = snapshot_frame(n_accounts=300, n_dates=14).frame
-    f = f[f["churn_30d"].notna()]
-    dates = sorted(f["as_of"].unique())
-    return tuple(f[f["as_of"].isin(ds)]
-                 for ds in (dates[:7], dates[7:9], dates[9:11], dates[11:]))
+    return fit_windows()
 
 
 @pytest.fixture(scope="module")

@@ -79,3 +79,15 @@ def test_the_oracle_of_the_estimate_ranks_below_the_latent_one_and_far_above_cha
     seen = roc_auc(y, oracle_probabilities(truth, rows, 90, "churn", est))
     latent = roc_auc(y, oracle_probabilities(truth, rows, 90, "churn"))
     assert 0.7 < seen < latent
+
+
+def test_a_churn_only_run_fits_only_the_churn_state_and_reports_each_fit(world):
+    truth, frame, features = world
+    ticks = []
+    est = estimate_state(frame, features, truth, targets=("churn",),
+                         progress=lambda done, total: ticks.append((done, total)))
+    assert est["end_logit"].notna().all() and est["log_expansion"].isna().all()
+    # Two parts of three folds each, the bar shown before the first fit.
+    assert ticks == [(0, 6), *((d, 6) for d in range(1, 7))]
+    full = estimate_state(frame, features, truth)
+    np.testing.assert_array_equal(est["end_logit"], full["end_logit"])

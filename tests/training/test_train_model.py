@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tests.support.train_frames import snapshot_frame
+from tests.support.train_frames import fit_windows
 from training.leakage import leakage_suspects
 from training.model import fit_calibrator, fit_model, monotone_constraints, recalibration_check
 from training.settings import TrainingConfig
@@ -17,14 +17,7 @@ FEATURES = ["logins_30d", "tickets_90d", "nps_last", "noise_feature", "segment",
 
 @pytest.fixture(scope="module")
 def windows():
-    f = snapshot_frame(n_accounts=300, n_dates=14).frame
-    f = f[f["churn_30d"].notna()]
-    dates = sorted(f["as_of"].unique())
-
-    def part(ds):
-        return f[f["as_of"].isin(ds)]
-
-    return part(dates[:7]), part(dates[7:9]), part(dates[9:11]), part(dates[11:])
+    return fit_windows()
 
 
 def _fit(windows, **cfg):
