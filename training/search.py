@@ -51,8 +51,6 @@ SPACE: dict[str, tuple[Any, ...]] = {
     "lambda_l2": (0.0, 1.0, 10.0, 50.0),
     "learning_rate": (0.02, 0.05, 0.1),
 }
-STARTS = ("constant", "logistic")
-"""Where boosting begins (`TrainingConfig.lightgbm_start`): the base rate, or the logistic fit."""
 ETA = 3
 """Successive halving's rate: a third of the candidates survive each rung, with 3x the trees."""
 MIN_ROUNDS = 20
@@ -164,7 +162,7 @@ def search_lightgbm(
         sets["logistic"] = data(start)
     configs = candidate_configs(cfg, max(1, cfg.search_trials), tuple(sets))
     rounds = rung_rounds(len(configs), cfg.max_trees)
-    start = clock()
+    began = clock()
     trials: list[dict[str, Any]] = []
     alive = list(range(len(configs)))
     scored: dict[int, tuple[float, int]] = {}
@@ -172,7 +170,7 @@ def search_lightgbm(
     for rung, budget in enumerate(rounds):
         this_rung: dict[int, tuple[float, int]] = {}
         for i in alive:
-            if cfg.search_seconds is not None and trials and clock() - start > cfg.search_seconds:
+            if cfg.search_seconds is not None and trials and clock() - began > cfg.search_seconds:
                 cut = True
                 break
             params = lgb_params(cfg.model_copy(update=configs[i]), monotone,
