@@ -51,8 +51,8 @@ def estimate_state(frame: pd.DataFrame, features: Sequence[str], truth: pd.DataF
     X = encode_frame(frame, features, cats)
     folds = pd.factorize(frame["account_id"])[0] % FOLDS
     categorical = [list(features).index(c) for c in cats]
-    parts = ["end_logit", "midterm_hazard"] * ("churn" in targets) + \
-        ["expansion_hazard"] * ("expansion" in targets)
+    parts = [*(("end_logit", "midterm_hazard") if "churn" in targets else ()),
+             *(("expansion_hazard",) if "expansion" in targets else ())]
     done = 0
     if progress and parts:
         progress(0, FOLDS * len(parts))

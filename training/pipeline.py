@@ -259,15 +259,19 @@ def fit_searched(train: pd.DataFrame, valid: pd.DataFrame, calib: pd.DataFrame,
         encoded = (cats, {k: encode_frame(v, features, cats, what=label)
                           for k, v in (("train", train), ("valid", valid))})
         y_train = train[label].to_numpy(float)
-        start = None
-        if start_C is not None:
-            line = selection.linear_start(encoded[1]["train"], y_train, features, list(cats),
-                                          start_C, cfg.seed, monotone)
-            start = (line.predict(encoded[1]["train"], raw_score=True),
-                     line.predict(encoded[1]["valid"], raw_score=True))
+        matrices, C = encoded[1], start_C
+
+        def margins() -> tuple[np.ndarray, np.ndarray]:
+            """The line's log-odds, fitted only if a candidate boosts from it."""
+            assert C is not None
+            line = selection.linear_start(matrices["train"], y_train, features, list(cats), C,
+                                          cfg.seed, monotone)
+            return (line.predict(matrices["train"], raw_score=True),
+                    line.predict(matrices["valid"], raw_score=True))
+
         search = search_lightgbm(
-            encoded[1]["train"], y_train, encoded[1]["valid"], valid[label].to_numpy(float),
-            features, list(cats), cfg, monotone, start=start)
+            matrices["train"], y_train, matrices["valid"], valid[label].to_numpy(float),
+            features, list(cats), cfg, monotone, start=None if C is None else margins)
         run_cfg = search.config(cfg)
     bundle = fit_model(train, valid, calib, features, label, run_cfg, feature_set_version,
                        metadata=metadata, encoded=encoded, refit_rows=refit_rows,

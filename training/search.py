@@ -130,14 +130,15 @@ def search_lightgbm(
     cfg: TrainingConfig,
     monotone: Sequence[int] | None = None,
     *,
-    start: tuple[np.ndarray, np.ndarray] | None = None,
+    start: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> SearchResult:
     """The candidate with the lowest validation log loss after successive halving.
 
-    `start`: the logistic fit's raw log-odds on the training and the validation rows; with it,
-    half the space boosts from them (`STARTS`), without it every candidate boosts from the
-    base rate.
+    `start`: gives the logistic fit's raw log-odds on the training and the validation rows,
+    called once, when the first candidate that boosts from them is fitted (none may: the
+    configured values come first); with it, half the space boosts from them, without it every
+    candidate boosts from the base rate.
 
     `cfg.search_trials` candidates (1 or 0: only the configured values, still early-stopped
     here so the tree count is known); `cfg.search_seconds` bounds the wall time, checked before
@@ -158,9 +159,8 @@ def search_lightgbm(
         return train, valid
 
     sets = {"constant": data(None)}
-    if start is not None:
-        sets["logistic"] = data(start)
-    configs = candidate_configs(cfg, max(1, cfg.search_trials), tuple(sets))
+    starts = ("constant",) if start is None else ("constant", "logistic")
+    configs = candidate_configs(cfg, max(1, cfg.search_trials), starts)
     rounds = rung_rounds(len(configs), cfg.max_trees)
     began = clock()
     trials: list[dict[str, Any]] = []
@@ -177,7 +177,11 @@ def search_lightgbm(
                                 configs[i]["num_leaves"])
             trees = min(cfg.max_trees,
                         math.ceil(budget * FASTEST_RATE / configs[i]["learning_rate"]))
-            train, valid = sets[configs[i]["lightgbm_start"]]
+            where = configs[i]["lightgbm_start"]
+            if where not in sets:
+                assert start is not None  # only drawn when there is one
+                sets[where] = data(start())
+            train, valid = sets[where]
             with warnings.catch_warnings():  # each candidate's params differ from the first's
                 warnings.filterwarnings("ignore", "Overriding the parameters from Reference")
                 booster = lgb.train(

@@ -52,11 +52,30 @@ def test_on_a_linear_world_the_search_boosts_from_the_logistic_fit():
     tr, va = slice(0, 3000), slice(3000, None)
     cfg = TrainingConfig(search_seconds=None)
     line = linear_start(x[tr], y[tr], names, [], 1.0, 0)
-    start = (line.predict(x[tr], raw_score=True), line.predict(x[va], raw_score=True))
+    calls = []
+
+    def start():
+        calls.append(1)
+        return line.predict(x[tr], raw_score=True), line.predict(x[va], raw_score=True)
+
     result = search_lightgbm(x[tr], y[tr], x[va], y[va], names, [], cfg, start=start)
+    assert len(calls) == 1
     assert result.params["lightgbm_start"] == "logistic"
     alone = search_lightgbm(x[tr], y[tr], x[va], y[va], names, [], cfg)
     assert result.valid_logloss < alone.valid_logloss
+
+
+def test_the_line_is_not_fitted_when_no_candidate_boosts_from_it():
+    x, y = _linear_world(n=600)
+    names = [f"f{j}" for j in range(x.shape[1])]
+
+    def start():
+        raise AssertionError("the line was fitted")
+
+    # Three trials: the three configured candidates, which boost from the base rate.
+    result = search_lightgbm(x[:400], y[:400], x[400:], y[400:], names, [],
+                             TrainingConfig(search_trials=3), start=start)
+    assert result.params["lightgbm_start"] == "constant"
 
 
 def test_the_boosted_model_is_the_line_plus_the_trees(boosted, windows):
