@@ -275,8 +275,8 @@ def save_bundle(bundle: Bundle, directory: Path | str) -> Path:
     """Write the bundle to a directory (created if needed); returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for name in set(_model_files(LIGHTGBM) + _model_files(LINEAR_KIND)) - set(
-            _model_files(bundle.kind)):  # a directory that held another kind of champion before
+    # A directory that held another kind of champion before: drop the files this kind lacks.
+    for name in {MODEL_FILE, NUMERIC_MODEL_FILE} - set(_model_files(bundle.kind)):
         (directory / name).unlink(missing_ok=True)
     model = bundle.booster
     if isinstance(model, lgb.Booster):

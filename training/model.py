@@ -35,7 +35,7 @@ from features.registry import feature
 from scoring.boosted import BoostedModel
 from scoring.bundle import Bundle, Calibrator, category_levels, encode_frame
 from scoring.linear import LinearModel
-from training.selection import linear_start
+from training.selection import base_logit, linear_start, most_chosen
 from training.settings import TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -175,8 +175,7 @@ def fit_calibrator(raw_logit: np.ndarray, y: np.ndarray, min_positives: int) -> 
     positives = int(y.sum())
     if positives == 0 or positives == len(y):
         # One class only: nothing to learn a mapping from; predict the observed rate.
-        rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-        return Calibrator("sigmoid", a=0.0, b=float(np.log(rate / (1 - rate))))
+        return Calibrator("sigmoid", a=0.0, b=base_logit(y))
     if positives >= min_positives:
         raw_p = 1.0 / (1.0 + np.exp(-raw_logit))
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw_p, y)
@@ -221,12 +220,15 @@ def fit_model(
     encoded: tuple[dict[str, list[str]], dict[str, np.ndarray]] | None = None,
     refit_rows: pd.DataFrame | None = None,
     start_C: float | None = None,
+    start_line: LinearModel | None = None,
 ) -> Bundle:
     """Fit, early-stop and calibrate one model of `label`; every frame has no NaN labels.
 
     With `cfg.lightgbm_start` logistic, the boosting starts from a logistic regression fitted
     on the same rows as the trees (`training.selection.linear_start`, C `start_C`, else
     `logistic_c_default`), and the model is the two together (`scoring.boosted`).
+    `start_line`: that regression on `train` already fitted (by a parameter search, with the
+    `encoded` levels), not fitted again.
 
     `encoded`: the training frame's `category_levels` and the matrices of some of the windows
     (`train`, `valid`, `calib`) already encoded with them (by a parameter search before the
@@ -258,8 +260,8 @@ def fit_model(
         if refit_with_valid:  # the refit's line must see the rows its trees see
             refit_on = (np.vstack([enc["train"], enc["valid"]]), np.concatenate([y_train, y_valid]))
             refit_with_valid = False
-        start = linear_start(enc["train"], y_train, features, list(categories), C, cfg.seed,
-                             monotone)
+        start = start_line if start_line is not None else linear_start(
+            enc["train"], y_train, features, list(categories), C, cfg.seed, monotone)
         init = {"train": start.predict(enc["train"], raw_score=True),
                 "valid": start.predict(enc["valid"], raw_score=True)}
         if refit_on is not None:
@@ -310,7 +312,7 @@ def refit_choice(selections: Sequence[dict[str, Any]], max_trees: int) -> dict[s
     overfit the newest months nothing has judged.
     """
     chosen = [int(s["num_leaves"]) for s in selections]
-    leaves = max(dict.fromkeys(chosen), key=chosen.count)  # first (latest) wins a tie
+    leaves = most_chosen(chosen)
     rounds = [int(s["rounds"][str(leaves)]) for s in selections]
     trees = int(min(max_trees, max(1, round(float(np.median(rounds))))))
     return {"num_leaves": leaves, "trees": trees, "rule": "median best round of the folds",

@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from features.registry import FEATURE_SET_VERSION
 from scoring.bundle import Bundle, category_levels, encode_frame, monotone_horizons, save_bundle
+from scoring.linear import LinearModel
 from training import baselines, evaluate, selection, tracking
 from training.datasets import (
     MAX_FEATURE_WINDOW_DAYS,
@@ -250,6 +251,7 @@ def fit_searched(train: pd.DataFrame, valid: pd.DataFrame, calib: pd.DataFrame,
     search = None
     run_cfg = cfg
     encoded = None
+    lines: dict[str, LinearModel] = {}
     monotone = monotone_constraints(features, label, cfg)
     if start_C is None and cfg.lightgbm_start == "logistic":  # a re-run without the candidate
         start_C = float(selection.fit_logistic(train, valid, features, label, cfg,
@@ -262,10 +264,11 @@ def fit_searched(train: pd.DataFrame, valid: pd.DataFrame, calib: pd.DataFrame,
         matrices, C = encoded[1], start_C
 
         def margins() -> tuple[np.ndarray, np.ndarray]:
-            """The line's log-odds, fitted only if a candidate boosts from it."""
+            """The line's log-odds, fitted only if a candidate boosts from it (and kept for
+            the fit below)."""
             assert C is not None
-            line = selection.linear_start(matrices["train"], y_train, features, list(cats), C,
-                                          cfg.seed, monotone)
+            line = lines["train"] = selection.linear_start(
+                matrices["train"], y_train, features, list(cats), C, cfg.seed, monotone)
             return (line.predict(matrices["train"], raw_score=True),
                     line.predict(matrices["valid"], raw_score=True))
 
@@ -275,7 +278,7 @@ def fit_searched(train: pd.DataFrame, valid: pd.DataFrame, calib: pd.DataFrame,
         run_cfg = search.config(cfg)
     bundle = fit_model(train, valid, calib, features, label, run_cfg, feature_set_version,
                        metadata=metadata, encoded=encoded, refit_rows=refit_rows,
-                       start_C=start_C)
+                       start_C=start_C, start_line=lines.get("train"))
     bundle.metadata["search"] = search.summary() if search else None
     return bundle
 
@@ -364,7 +367,7 @@ def refit_registered(
     # A start from the logistic fit: the C most of those folds' lines had (latest on a tie).
     starts = [float(b.metadata["selection"]["start"]["C"]) for b in same
               if "start" in b.metadata["selection"]]
-    start_C = max(dict.fromkeys(starts), key=starts.count) if starts else None
+    start_C = selection.most_chosen(starts) if starts else None
     return refit_model(rows, ts.features, label, cfg, feature_set_version, choice, calibrator,
                        metadata={"target": t, "horizon": h, "calibration": calibration,
                                  "split": fold_bundles[0].metadata.get("split", {}),

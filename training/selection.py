@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,7 @@ from sklearn.metrics import log_loss
 
 from scoring.bundle import Bundle, Calibrator, category_levels, encode_frame
 from scoring.health.profiles import Rules
-from scoring.linear import LinearModel
+from scoring.linear import VALUE, LinearModel
 from scoring.rules_model import RulesScoreModel
 from training import evaluate
 from training.settings import TrainingConfig
@@ -47,6 +47,19 @@ KINDS = {"model": "lightgbm", "logistic": "logistic", "rules": "rules"}
 SIMPLER_FIRST = ("rules", "logistic", "model")
 """Who wins an exact tie of pooled AUC: the simpler candidate."""
 BASIS = "pooled out-of-fold ROC AUC of the backtest"
+T = TypeVar("T")
+
+
+def base_logit(y: np.ndarray) -> float:
+    """The log-odds of the rows' event rate (kept off 0 and 1): what a model that knows nothing
+    but the labels predicts."""
+    rate = float(np.clip(np.asarray(y, float).mean(), 1e-6, 1 - 1e-6))
+    return float(np.log(rate / (1 - rate)))
+
+
+def most_chosen(values: Sequence[T]) -> T:
+    """The value most entries hold; on a tie the first listed (folds are listed latest first)."""
+    return max(dict.fromkeys(values), key=list(values).count)
 
 
 # --- the one metric ---------------------------------------------------------------------------
@@ -129,9 +142,7 @@ def _fit_linear(layout: LinearModel, X: np.ndarray, y: np.ndarray, C: float, see
                 ) -> LinearModel:
     z = layout.design(X)
     if len(layout.columns) == 0 or not 0 < y.sum() < len(y):
-        rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-        return layout.with_coefficients(np.zeros(len(layout.columns)),
-                                        float(np.log(rate / (1 - rate))), C)
+        return layout.with_coefficients(np.zeros(len(layout.columns)), base_logit(y), C)
     lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(z, y.astype(int))
     return layout.with_coefficients(lr.coef_[0], float(lr.intercept_[0]), C)
 
@@ -195,7 +206,7 @@ def linear_start(X: np.ndarray, y: np.ndarray, features: Sequence[str],
     z = layout.design(X)
     y = np.asarray(y, float)
     sign = {1: (0.0, None), -1: (None, 0.0)}
-    bounds = [sign.get(int(monotone[c.feature]), (None, None)) if c.kind == "value"
+    bounds = [sign.get(int(monotone[c.feature]), (None, None)) if c.kind == VALUE
               else (None, None) for c in layout.columns] + [(None, None)]
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -205,8 +216,7 @@ def linear_start(X: np.ndarray, y: np.ndarray, features: Sequence[str],
         loss = C * float(np.sum(np.logaddexp(0.0, margin) - y * margin)) + 0.5 * float(w @ w)
         return loss, np.append(C * (z.T @ residual) + w, C * residual.sum())
 
-    rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-    theta0 = np.append(np.zeros(z.shape[1]), np.log(rate / (1 - rate)))
+    theta0 = np.append(np.zeros(z.shape[1]), base_logit(y))
     fit = minimize(objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": 2000})
     return layout.with_coefficients(fit.x[:-1], float(fit.x[-1]), C)
@@ -214,8 +224,7 @@ def linear_start(X: np.ndarray, y: np.ndarray, features: Sequence[str],
 
 def refit_C(fold_bundles: Sequence[Bundle]) -> float:
     """The C most folds chose (the latest fold's on a tie)."""
-    chosen = [float(b.metadata["selection"]["C"]) for b in fold_bundles]
-    return max(dict.fromkeys(chosen), key=chosen.count)
+    return most_chosen([float(b.metadata["selection"]["C"]) for b in fold_bundles])
 
 
 # --- the rules-score candidate -----------------------------------------------------------------
@@ -234,8 +243,7 @@ def fit_rules_model(rows: pd.DataFrame, score: pd.Series, features: Sequence[str
         lr = LogisticRegression(C=1e4, max_iter=1000).fit(s.reshape(-1, 1), y.astype(int))
         a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
     else:
-        rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-        a, b = 0.0, float(np.log(rate / (1 - rate)))
+        a, b = 0.0, base_logit(y)
     categories = category_levels(rows, features)
     model = RulesScoreModel.for_rules(rules, features, categories, connected, a, b, fill)
     return Bundle(booster=model, label=label, features=tuple(features), categories=categories,
