@@ -1,7 +1,12 @@
-"""The usage features of `features/definitions.py`, computed with plain pandas groupby.
+"""The usage features of `features/definitions.py`, computed in pandas two ways.
 
-The baseline the scale bench compares the DuckDB build with: what a reasonably careful pandas
-implementation of the same usage features costs on the same entities. Careful means: read only
+The baselines the scale bench compares the DuckDB build with, on the same entities and the same
+rows (those inside the longest window, fetched from the warehouse):
+
+- `plain_usage_features`: plain pandas groupby, as a data scientist writes it: per as-of date,
+  filter the rows into each window and `groupby("account_id")` with `nunique`, `sum`, `max`,
+  one boolean filter per event type; ids stay the strings they are.
+- `usage_features`: what a careful pandas and numpy implementation costs. Careful means: read only
 the columns and the rows inside the longest window (90 days before the latest as-of date),
 turn account and user ids into integer codes and dates into day numbers once, and compute every
 window of one as-of date with vectorised masks and groupbys on integers (distinct counts as
@@ -123,6 +128,77 @@ def usage_features(usage: pd.DataFrame, ids: pd.Index, ents: pd.DataFrame,
             out[stem + "change_30d"] = t30 - _sum(u, mine & prev, n)
         rows = ids.get_indexer(group["account_id"])
         part = pd.DataFrame({k: v[rows] for k, v in out.items()}, index=group.index)
+        parts.append(part)
+    return pd.concat(parts).loc[ents.index].reset_index(drop=True)
+
+
+def load_rows(con: duckdb.DuckDBPyConnection, ents: pd.DataFrame) -> pd.DataFrame:
+    """The usage rows inside the longest window before any entity's as-of date, as they are
+    stored (string ids, timestamps, quantities with nulls)."""
+    lo = ents["as_of"].min() - pd.Timedelta(days=LOOKBACK)
+    return con.execute(
+        "select account_id, user_id, ts, event, quantity from usage_events "
+        "where ts >= ? and ts < ?", [lo, ents["as_of"].max()]).df()
+
+
+def plain_usage_features(usage: pd.DataFrame, ents: pd.DataFrame,
+                         types: Sequence[EventType]) -> pd.DataFrame:
+    """`usage_features`' columns with plain pandas groupby on `load_rows`' frame."""
+    usage = usage.assign(day=usage["ts"].dt.floor("D"),
+                         quantity=usage["quantity"].astype(float).fillna(1.0))
+    parts = []
+    for as_of, group in ents.groupby("as_of", sort=True):
+        as_day = pd.Timestamp(as_of).floor("D")
+        ago = (as_day - usage["day"]).dt.days
+        u = usage[(ago >= 1) & (ago <= LOOKBACK)].assign(ago=ago)
+        in7, in30 = u[u["ago"] <= 7], u[u["ago"] <= 30]
+        prev = u[(u["ago"] > 30) & (u["ago"] <= 60)]
+
+        def by_account(rows: pd.DataFrame) -> pd.core.groupby.DataFrameGroupBy:
+            return rows.groupby("account_id")
+
+        def logins(rows: pd.DataFrame) -> pd.Series:
+            days = rows.dropna(subset=["user_id"]).drop_duplicates(
+                ["account_id", "user_id", "day"])
+            return by_account(days).size()
+
+        f = pd.DataFrame(index=pd.Index(group["account_id"].unique(), name="account_id"))
+        f["active_users_7d"] = by_account(in7)["user_id"].nunique()
+        f["active_users_30d"] = by_account(in30)["user_id"].nunique()
+        f["active_users_90d"] = by_account(u)["user_id"].nunique()
+        f["logins_30d"] = logins(in30)
+        previous_logins = logins(prev).reindex(f.index).fillna(0)
+        f["active_days_30d"] = by_account(in30)["day"].nunique()
+        f["days_since_last_activity"] = (as_day - by_account(u)["day"].max()).dt.days
+        f["events_7d"] = by_account(in7)["quantity"].sum()
+        f["events_30d"] = by_account(in30)["quantity"].sum()
+        f["events_90d"] = by_account(u)["quantity"].sum()
+        previous_events = by_account(prev)["quantity"].sum().reindex(f.index).fillna(0)
+        f["features_used_30d"] = by_account(in30)["event"].nunique()
+        f["features_used_90d"] = by_account(u)["event"].nunique()
+        previous_used = by_account(prev)["event"].nunique().reindex(f.index).fillna(0)
+        days_since = f.pop("days_since_last_activity")
+        f = f.fillna(0)
+        f["days_since_last_activity"] = days_since
+        f["logins_pct_change_30d"] = _pct(f["logins_30d"].to_numpy(), previous_logins.to_numpy())
+        f["events_pct_change_30d"] = _pct(f["events_30d"].to_numpy(),
+                                          previous_events.to_numpy())
+        f["features_used_change_30d"] = f["features_used_30d"] - previous_used
+        for t in types:
+            stem = f"event_{t.slug}_"
+            mine = u[u["event"].isin(list(t.names))]
+            mine30 = mine[mine["ago"] <= 30]
+            for name, rows in ((stem + "7d", mine[mine["ago"] <= 7]), (stem + "30d", mine30),
+                               (stem + "90d", mine)):
+                f[name] = by_account(rows)["quantity"].sum().reindex(f.index).fillna(0)
+            mine_prev = mine[(mine["ago"] > 30) & (mine["ago"] <= 60)]
+            f[stem + "per_active_day_30d"] = _ratio(f[stem + "30d"].to_numpy(),
+                                                    f["active_days_30d"].to_numpy())
+            f[stem + "share_30d"] = _ratio(f[stem + "30d"].to_numpy(), f["events_30d"].to_numpy())
+            f[stem + "change_30d"] = f[stem + "30d"] - by_account(mine_prev)["quantity"].sum() \
+                .reindex(f.index).fillna(0)
+        part = f.reindex(group["account_id"].to_numpy())
+        part.index = group.index
         parts.append(part)
     return pd.concat(parts).loc[ents.index].reset_index(drop=True)
 
