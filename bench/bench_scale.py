@@ -596,9 +596,9 @@ def main() -> int:
                         r = step(f"features {label} {what}", lambda c=copies, g=grid:
                                  run_child("features", copies=c, grid=g))
                         add("features (DuckDB)", f"{me} --sizes {label}", label, r, dates=what)
-                        for plain, kind in ((True, BASELINES[0]), (False, BASELINES[1])):
-                            if s > pandas_max:
-                                break
+                        baselines = ((True, BASELINES[0]), (False, BASELINES[1])) \
+                            if s <= pandas_max else ()
+                        for plain, kind in baselines:
                             r2 = step(f"{kind} {label} {what}",
                                       lambda c=copies, g=grid, p=plain:
                                       run_child("pandas", copies=c, grid=g, plain=p,
@@ -653,7 +653,7 @@ def main() -> int:
         vs, rate = "", ""
         if r["kind"].startswith("features"):
             rate = f"{r['usage_events'] / r['seconds'] / 1e6:.2f} M events/s"
-            if r["kind"].endswith("baseline)"):  # either pandas baseline
+            if r["kind"].endswith("baseline)"):
                 vs = f"DuckDB {r['seconds'] / r['duckdb_seconds']:.1f}x faster"
         elif r["kind"].startswith("training (bare"):
             vs = f"product / bare = {r['overhead']:.2f}x CPU ({r['wall_ratio']:.2f}x wall)"

@@ -18,6 +18,7 @@ the lookback: the values it does compute equal the product's (the bench checks i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import duckdb
@@ -37,16 +38,20 @@ COMPARED = ("active_users_7d", "active_users_30d", "active_users_90d", "logins_3
 the lookback and every event-type feature)."""
 
 
+def _window(ents: pd.DataFrame) -> list[pd.Timestamp]:
+    """[start, end) of the usage rows any entity can see: the longest window before the
+    earliest as-of date, up to the latest."""
+    return [ents["as_of"].min() - pd.Timedelta(days=LOOKBACK), ents["as_of"].max()]
+
+
 def load_usage(con: duckdb.DuckDBPyConnection, ents: pd.DataFrame
                ) -> tuple[pd.DataFrame, pd.Index]:
     """The usage rows any entity can see, with integer keys: `acct` (code of account_id in the
     sorted entity ids, rows of other accounts dropped), `user` (code, -1 without one), `day`
     (days since 1970), `event` (category), `quantity` (1 where unknown); and the sorted ids."""
-    lo = ents["as_of"].min() - pd.Timedelta(days=LOOKBACK)
-    hi = ents["as_of"].max()
     usage = con.execute(
         "select account_id, user_id, ts, event, coalesce(cast(quantity as double), 1.0) "
-        "as quantity from usage_events where ts >= ? and ts < ?", [lo, hi]).df()
+        "as quantity from usage_events where ts >= ? and ts < ?", _window(ents)).df()
     ids = pd.Index(np.sort(ents["account_id"].unique()))
     acct = ids.get_indexer(usage["account_id"])
     keep = acct >= 0
@@ -135,15 +140,26 @@ def usage_features(usage: pd.DataFrame, ids: pd.Index, ents: pd.DataFrame,
 def load_rows(con: duckdb.DuckDBPyConnection, ents: pd.DataFrame) -> pd.DataFrame:
     """The usage rows inside the longest window before any entity's as-of date, as they are
     stored (string ids, timestamps, quantities with nulls)."""
-    lo = ents["as_of"].min() - pd.Timedelta(days=LOOKBACK)
     return con.execute(
         "select account_id, user_id, ts, event, quantity from usage_events "
-        "where ts >= ? and ts < ?", [lo, ents["as_of"].max()]).df()
+        "where ts >= ? and ts < ?", _window(ents)).df()
+
+
+def _per_account(values: pd.Series, accounts: pd.Index) -> pd.Series:
+    """`values` on every entity account, 0 where it has no rows."""
+    return values.reindex(accounts).fillna(0)
+
+
+def _logins(rows: pd.DataFrame) -> pd.Series:
+    """Distinct (user, day) pairs per account: what logins count."""
+    days = rows.dropna(subset=["user_id"]).drop_duplicates(["account_id", "user_id", "day"])
+    return days.groupby("account_id").size()
 
 
 def plain_usage_features(usage: pd.DataFrame, ents: pd.DataFrame,
                          types: Sequence[EventType]) -> pd.DataFrame:
-    """`usage_features`' columns with plain pandas groupby on `load_rows`' frame."""
+    """`usage_features`' columns with plain pandas groupby on `load_rows`' frame: one groupby
+    per window and as-of date, each read for every aggregate of that window."""
     usage = usage.assign(day=usage["ts"].dt.floor("D"),
                          quantity=usage["quantity"].astype(float).fillna(1.0))
     parts = []
@@ -153,50 +169,42 @@ def plain_usage_features(usage: pd.DataFrame, ents: pd.DataFrame,
         u = usage[(ago >= 1) & (ago <= LOOKBACK)].assign(ago=ago)
         in7, in30 = u[u["ago"] <= 7], u[u["ago"] <= 30]
         prev = u[(u["ago"] > 30) & (u["ago"] <= 60)]
+        g7, g30, g90, gprev = (rows.groupby("account_id") for rows in (in7, in30, u, prev))
+        accounts = pd.Index(group["account_id"].unique(), name="account_id")
+        per_account = functools.partial(_per_account, accounts=accounts)
 
-        def by_account(rows: pd.DataFrame) -> pd.core.groupby.DataFrameGroupBy:
-            return rows.groupby("account_id")
-
-        def logins(rows: pd.DataFrame) -> pd.Series:
-            days = rows.dropna(subset=["user_id"]).drop_duplicates(
-                ["account_id", "user_id", "day"])
-            return by_account(days).size()
-
-        f = pd.DataFrame(index=pd.Index(group["account_id"].unique(), name="account_id"))
-        f["active_users_7d"] = by_account(in7)["user_id"].nunique()
-        f["active_users_30d"] = by_account(in30)["user_id"].nunique()
-        f["active_users_90d"] = by_account(u)["user_id"].nunique()
-        f["logins_30d"] = logins(in30)
-        previous_logins = logins(prev).reindex(f.index).fillna(0)
-        f["active_days_30d"] = by_account(in30)["day"].nunique()
-        f["days_since_last_activity"] = (as_day - by_account(u)["day"].max()).dt.days
-        f["events_7d"] = by_account(in7)["quantity"].sum()
-        f["events_30d"] = by_account(in30)["quantity"].sum()
-        f["events_90d"] = by_account(u)["quantity"].sum()
-        previous_events = by_account(prev)["quantity"].sum().reindex(f.index).fillna(0)
-        f["features_used_30d"] = by_account(in30)["event"].nunique()
-        f["features_used_90d"] = by_account(u)["event"].nunique()
-        previous_used = by_account(prev)["event"].nunique().reindex(f.index).fillna(0)
-        days_since = f.pop("days_since_last_activity")
-        f = f.fillna(0)
-        f["days_since_last_activity"] = days_since
-        f["logins_pct_change_30d"] = _pct(f["logins_30d"].to_numpy(), previous_logins.to_numpy())
+        f = pd.DataFrame({
+            "active_users_7d": per_account(g7["user_id"].nunique()),
+            "active_users_30d": per_account(g30["user_id"].nunique()),
+            "active_users_90d": per_account(g90["user_id"].nunique()),
+            "logins_30d": per_account(_logins(in30)),
+            "active_days_30d": per_account(g30["day"].nunique()),
+            "events_7d": per_account(g7["quantity"].sum()),
+            "events_30d": per_account(g30["quantity"].sum()),
+            "events_90d": per_account(g90["quantity"].sum()),
+            "features_used_30d": per_account(g30["event"].nunique()),
+            "features_used_90d": per_account(g90["event"].nunique()),
+        }, index=accounts)
+        f["days_since_last_activity"] = (as_day - g90["day"].max()).dt.days
+        f["logins_pct_change_30d"] = _pct(f["logins_30d"].to_numpy(),
+                                          per_account(_logins(prev)).to_numpy())
         f["events_pct_change_30d"] = _pct(f["events_30d"].to_numpy(),
-                                          previous_events.to_numpy())
-        f["features_used_change_30d"] = f["features_used_30d"] - previous_used
+                                          per_account(gprev["quantity"].sum()).to_numpy())
+        f["features_used_change_30d"] = f["features_used_30d"] \
+            - per_account(gprev["event"].nunique())
         for t in types:
             stem = f"event_{t.slug}_"
             mine = u[u["event"].isin(list(t.names))]
-            mine30 = mine[mine["ago"] <= 30]
-            for name, rows in ((stem + "7d", mine[mine["ago"] <= 7]), (stem + "30d", mine30),
-                               (stem + "90d", mine)):
-                f[name] = by_account(rows)["quantity"].sum().reindex(f.index).fillna(0)
-            mine_prev = mine[(mine["ago"] > 30) & (mine["ago"] <= 60)]
-            f[stem + "per_active_day_30d"] = _ratio(f[stem + "30d"].to_numpy(),
+            sums = {window: per_account(rows.groupby("account_id")["quantity"].sum())
+                    for window, rows in (("7d", mine[mine["ago"] <= 7]),
+                                         ("30d", mine[mine["ago"] <= 30]), ("90d", mine),
+                                         ("prev", mine[(mine["ago"] > 30) & (mine["ago"] <= 60)]))}
+            for window in ("7d", "30d", "90d"):
+                f[stem + window] = sums[window]
+            f[stem + "per_active_day_30d"] = _ratio(sums["30d"].to_numpy(),
                                                     f["active_days_30d"].to_numpy())
-            f[stem + "share_30d"] = _ratio(f[stem + "30d"].to_numpy(), f["events_30d"].to_numpy())
-            f[stem + "change_30d"] = f[stem + "30d"] - by_account(mine_prev)["quantity"].sum() \
-                .reindex(f.index).fillna(0)
+            f[stem + "share_30d"] = _ratio(sums["30d"].to_numpy(), f["events_30d"].to_numpy())
+            f[stem + "change_30d"] = sums["30d"] - sums["prev"]
         part = f.reindex(group["account_id"].to_numpy())
         part.index = group.index
         parts.append(part)
